@@ -1,0 +1,1 @@
+//! Browser captioning app; built in its own issue.
