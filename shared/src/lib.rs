@@ -1,6 +1,22 @@
 //! The captioning model: frozen CLIP ViT vision tower and GPT-2 joined by a perceiver
 //! resampler with gated cross-attention and a mapping network (candle).
 
+pub mod captioner;
+pub mod clip;
+pub mod config;
+pub mod decode;
 pub mod error;
+pub mod gpt2;
+pub mod mapper;
+pub mod model;
+pub mod nn;
+// pub mod preprocess;
+pub mod resampler;
+pub mod tokenizer;
+pub mod weights;
+pub mod xattn;
 
+pub use captioner::Captioner;
+pub use config::ModelConfig;
 pub use error::{Error, Result};
+pub use model::{caption_loss, CaptionModel, Visual};

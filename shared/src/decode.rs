@@ -1,0 +1,267 @@
+//! Caption decoding strategies (greedy, beam search, nucleus sampling) over any step-wise model
+//! with a KV cache, decoding a batch of images at once.
+
+mod beam;
+mod greedy;
+mod nucleus;
+#[cfg(test)]
+mod toy;
+
+use crate::{Error, Result};
+
+/// A captioning model that extends a batch of rows by one token each call, caching what came before.
+pub trait StepModel {
+    /// Number of rows currently held (one per image at the start).
+    fn rows(&self) -> usize;
+    /// Feeds one new token per row (tokens.len() == rows()) and returns the logits of the next
+    /// token for each row, each of vocabulary length. The first call feeds the bos token after
+    /// the visual prefix.
+    fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>>;
+    /// Rearranges the cached rows: new row i continues old row `rows[i]` (rows may repeat or be dropped).
+    fn select_rows(&mut self, rows: &[usize]) -> Result<()>;
+}
+
+/// How each next token is chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    /// The most likely token each step (first index on ties, NaN never chosen).
+    Greedy,
+    /// Beam search with Hugging Face's length-normalised stopping rule.
+    Beam {
+        /// Live beams and finished hypotheses kept per image; at least 1.
+        width: usize,
+    },
+    /// Nucleus (top-p) sampling with an optional top-k cut.
+    Nucleus {
+        /// Divides the logits before the softmax; must be finite and > 0.
+        temperature: f32,
+        /// Probability mass the kept tokens must reach; in (0, 1].
+        top_p: f32,
+        /// Keeps only the k most likely tokens before the top-p cut; at least 1 when set.
+        top_k: Option<usize>,
+        /// Seed of the random generator, so the same seed gives the same captions.
+        seed: u64,
+    },
+}
+
+/// What to decode and when to stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeOptions {
+    /// The decoding strategy.
+    pub strategy: Strategy,
+    /// Most tokens generated per caption (after bos, eos included); at least 1.
+    pub max_length: usize,
+    /// Token fed first, right after the visual prefix.
+    pub bos: u32,
+    /// Token that ends a caption.
+    pub eos: u32,
+}
+
+impl DecodeOptions {
+    /// Checks the options, naming the first invalid one in an [`Error::Decode`].
+    pub fn validate(&self) -> Result<()> {
+        if self.max_length == 0 {
+            return Err(Error::Decode("max_length must be at least 1".into()));
+        }
+        match self.strategy {
+            Strategy::Greedy => Ok(()),
+            Strategy::Beam { width: 0 } => {
+                Err(Error::Decode("beam width must be at least 1".into()))
+            }
+            Strategy::Beam { .. } => Ok(()),
+            Strategy::Nucleus {
+                temperature,
+                top_p,
+                top_k,
+                ..
+            } => {
+                // Written so that NaN fails every check.
+                if !(temperature > 0.0 && temperature.is_finite()) {
+                    return Err(Error::Decode(format!(
+                        "temperature must be finite and > 0, got {temperature}"
+                    )));
+                }
+                if !(top_p > 0.0 && top_p <= 1.0) {
+                    return Err(Error::Decode(format!(
+                        "top_p must be in (0, 1], got {top_p}"
+                    )));
+                }
+                if top_k == Some(0) {
+                    return Err(Error::Decode("top_k must be at least 1".into()));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One decoded caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// Token ids generated after bos, eos included if it was produced.
+    pub tokens: Vec<u32>,
+    /// Beam: summed log-prob / token count; greedy and nucleus: summed log-prob under the model.
+    pub score: f32,
+}
+
+/// Decodes one caption per row the model holds, returned in the rows' original order.
+pub fn generate(model: &mut dyn StepModel, opts: &DecodeOptions) -> Result<Vec<Generated>> {
+    opts.validate()?;
+    if model.rows() == 0 {
+        return Ok(Vec::new());
+    }
+    match opts.strategy {
+        Strategy::Greedy => greedy::generate(model, opts),
+        Strategy::Beam { width } => beam::generate(model, opts, width),
+        Strategy::Nucleus {
+            temperature,
+            top_p,
+            top_k,
+            seed,
+        } => {
+            let cut = nucleus::Cut {
+                temperature,
+                top_p,
+                top_k,
+            };
+            nucleus::generate(model, opts, &cut, seed)
+        }
+    }
+}
+
+/// Summed log-prob (f64) of each row's `sequences[row]` following bos; the sums are exactly those
+/// greedy (as f32) and beam search (divided by the length, as f32) report for the same tokens.
+pub fn sequence_log_prob(
+    model: &mut dyn StepModel,
+    bos: u32,
+    sequences: &[Vec<u32>],
+) -> Result<Vec<f64>> {
+    if sequences.len() != model.rows() {
+        return Err(Error::Decode(format!(
+            "{} sequences for a model holding {} rows",
+            sequences.len(),
+            model.rows()
+        )));
+    }
+    let mut sums = vec![0.0; sequences.len()];
+    // Rows whose sequence is fully scored leave the batch, as in greedy decoding.
+    let mut active: Vec<usize> = (0..sequences.len()).collect();
+    let mut pos = 0;
+    loop {
+        let keep: Vec<usize> = (0..active.len())
+            .filter(|&i| sequences[active[i]].len() > pos)
+            .collect();
+        if keep.is_empty() {
+            return Ok(sums);
+        }
+        if keep.len() < active.len() {
+            model.select_rows(&keep)?;
+            active = keep.iter().map(|&i| active[i]).collect();
+        }
+        let feed: Vec<u32> = active
+            .iter()
+            .map(|&r| if pos == 0 { bos } else { sequences[r][pos - 1] })
+            .collect();
+        let logits = step_checked(model, &feed)?;
+        for (&r, row) in active.iter().zip(&logits) {
+            let token = sequences[r][pos];
+            let logit = row.get(token as usize).ok_or_else(|| {
+                Error::Decode(format!(
+                    "token {token} is outside the vocabulary of {}",
+                    row.len()
+                ))
+            })?;
+            sums[r] += LogNorm::new(row).log_prob(*logit);
+        }
+        pos += 1;
+    }
+}
+
+/// Steps the model and checks that it returned one non-empty logits row per token fed.
+fn step_checked(model: &mut dyn StepModel, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    let logits = model.step(tokens)?;
+    if logits.len() != tokens.len() {
+        return Err(Error::Decode(format!(
+            "model returned {} logits rows for {} tokens",
+            logits.len(),
+            tokens.len()
+        )));
+    }
+    // Token ids are u32, so a vocabulary must fit in one.
+    if let Some(bad) = logits
+        .iter()
+        .find(|r| r.is_empty() || u32::try_from(r.len()).is_err())
+    {
+        return Err(Error::Decode(format!(
+            "model returned a logits row of length {}",
+            bad.len()
+        )));
+    }
+    Ok(logits)
+}
+
+/// Index of the largest logit: the first one on ties (plain f32 compare); NaN is never chosen.
+fn argmax(row: &[f32]) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &x) in row.iter().enumerate() {
+        if !x.is_nan() && best.is_none_or(|(_, b)| x > b) {
+            best = Some((i, x));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Log-softmax normaliser of one logits row, in f64; every strategy scores tokens through it so
+/// their scores agree to the bit.
+struct LogNorm {
+    /// Largest non-NaN logit.
+    max: f64,
+    /// log p of a token with logit `x` is `x - lse` when `max` is finite.
+    lse: f64,
+}
+
+impl LogNorm {
+    /// Computes the normaliser; NaN logits count as impossible tokens.
+    fn new(row: &[f32]) -> Self {
+        let max = row
+            .iter()
+            .filter(|x| !x.is_nan())
+            .fold(f64::NEG_INFINITY, |m, &x| m.max(x.into()));
+        if max.is_infinite() {
+            // The limit of the softmax: uniform over the logits equal to the (infinite) max.
+            let ties = row.iter().filter(|&&x| f64::from(x) == max).count().max(1);
+            return LogNorm {
+                max,
+                lse: (ties as f64).ln(),
+            };
+        }
+        let sum: f64 = row
+            .iter()
+            .filter(|x| !x.is_nan())
+            .map(|&x| (f64::from(x) - max).exp())
+            .sum();
+        LogNorm {
+            max,
+            lse: max + sum.ln(),
+        }
+    }
+
+    /// Log-probability of a token whose logit is `x`.
+    fn log_prob(&self, x: f32) -> f64 {
+        let x = f64::from(x);
+        if x.is_nan() {
+            f64::NEG_INFINITY
+        } else if self.max.is_infinite() {
+            if x == self.max {
+                -self.lse
+            } else {
+                f64::NEG_INFINITY
+            }
+        } else {
+            x - self.lse
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

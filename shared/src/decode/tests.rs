@@ -1,0 +1,145 @@
+use super::toy::{bigram, logits, ToyModel};
+use super::{generate, sequence_log_prob, DecodeOptions, StepModel, Strategy};
+use crate::{Error, Result};
+
+fn opts(strategy: Strategy, max_length: usize) -> DecodeOptions {
+    DecodeOptions {
+        strategy,
+        max_length,
+        bos: 3,
+        eos: 0,
+    }
+}
+
+fn nucleus(temperature: f32, top_p: f32, top_k: Option<usize>) -> Strategy {
+    Strategy::Nucleus {
+        temperature,
+        top_p,
+        top_k,
+        seed: 1,
+    }
+}
+
+#[test]
+fn invalid_options_are_decode_errors_before_any_step() {
+    let bad = [
+        opts(Strategy::Greedy, 0),
+        opts(Strategy::Beam { width: 2 }, 0),
+        opts(Strategy::Beam { width: 0 }, 5),
+        opts(nucleus(1.0, 0.0, None), 5),
+        opts(nucleus(1.0, -0.1, None), 5),
+        opts(nucleus(1.0, 1.01, None), 5),
+        opts(nucleus(1.0, f32::NAN, None), 5),
+        opts(nucleus(0.0, 0.9, None), 5),
+        opts(nucleus(-1.0, 0.9, None), 5),
+        opts(nucleus(f32::NAN, 0.9, None), 5),
+        opts(nucleus(f32::INFINITY, 0.9, None), 5),
+        opts(nucleus(1.0, 0.9, Some(0)), 5),
+    ];
+    for o in &bad {
+        let mut model = ToyModel::new(2, logits(|_, _| vec![0.0, 1.0]));
+        assert!(matches!(o.validate(), Err(Error::Decode(_))), "{o:?}");
+        assert!(
+            matches!(generate(&mut model, o), Err(Error::Decode(_))),
+            "{o:?}"
+        );
+        assert!(model.steps.is_empty(), "{o:?}");
+    }
+    let good = [
+        opts(Strategy::Greedy, 1),
+        opts(Strategy::Beam { width: 1 }, 1),
+        opts(nucleus(1e-3, 1.0, Some(1)), 1),
+        opts(nucleus(5.0, 1e-9, None), 1),
+    ];
+    for o in &good {
+        assert!(o.validate().is_ok(), "{o:?}");
+    }
+}
+
+/// A model of two rows whose steps return the given rows and which cannot select rows.
+struct Broken(fn(usize) -> Vec<Vec<f32>>);
+
+impl StepModel for Broken {
+    fn rows(&self) -> usize {
+        2
+    }
+    fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        Ok((self.0)(tokens.len()))
+    }
+    fn select_rows(&mut self, _: &[usize]) -> Result<()> {
+        Err(Error::Config("cannot select".into()))
+    }
+}
+
+#[test]
+fn malformed_logits_and_model_errors_surface() {
+    let strategies = [
+        Strategy::Greedy,
+        Strategy::Beam { width: 2 },
+        nucleus(1.0, 0.9, None),
+    ];
+    for s in strategies {
+        let short = generate(
+            &mut Broken(|n| vec![vec![0.0, 1.0]; n - 1]),
+            &opts(s.clone(), 3),
+        );
+        assert!(matches!(short, Err(Error::Decode(_))), "{s:?}");
+        let empty = generate(&mut Broken(|n| vec![Vec::new(); n]), &opts(s.clone(), 3));
+        assert!(matches!(empty, Err(Error::Decode(_))), "{s:?}");
+        // Row 0 ends at once and row 1 goes on (beam: both expand), so the rows must be
+        // selected, and that model error comes back as it is.
+        let rows = |n| {
+            (0..n)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        vec![9.0, 0.0, 0.0]
+                    } else {
+                        vec![0.0, 9.0, 0.0]
+                    }
+                })
+                .collect()
+        };
+        let model_error = generate(&mut Broken(rows), &opts(s.clone(), 3));
+        assert!(matches!(model_error, Err(Error::Config(_))), "{s:?}");
+    }
+}
+
+#[test]
+fn sequence_log_prob_sums_the_model_log_probs() {
+    // eos 0, tokens 1 and 2, bos 3.
+    let probs = vec![
+        vec![0.2, 0.4, 0.4, 0.0],
+        vec![0.3, 0.1, 0.6, 0.0],
+        vec![0.5, 0.25, 0.25, 0.0],
+        vec![0.1, 0.6, 0.3, 0.0],
+    ];
+    let mut model = ToyModel::new(3, bigram(probs.clone()));
+    let seqs = vec![vec![1, 2, 0], vec![], vec![2]];
+    let lp = sequence_log_prob(&mut model, 3, &seqs).unwrap();
+    assert!((lp[0] - (0.6f64 * 0.6 * 0.5).ln()).abs() < 1e-6);
+    assert_eq!(lp[1], 0.0);
+    assert!((lp[2] - 0.3f64.ln()).abs() < 1e-6);
+    // The empty row leaves before the first step, the single-token row after it.
+    assert_eq!(model.steps, vec![2, 1, 1]);
+    assert_eq!(model.selects, vec![vec![0, 2], vec![0]]);
+    assert_eq!(model.history(0), vec![3, 1, 2]);
+    // Greedy follows 1 (.6), 2 (.6), eos (.5) here and reports the same sum.
+    let greedy = generate(
+        &mut ToyModel::new(1, bigram(probs.clone())),
+        &opts(Strategy::Greedy, 5),
+    )
+    .unwrap();
+    assert_eq!(greedy[0].tokens, vec![1, 2, 0]);
+    assert_eq!(greedy[0].score, lp[0] as f32);
+
+    let mut model = ToyModel::new(1, bigram(probs.clone()));
+    assert!(matches!(
+        sequence_log_prob(&mut model, 3, &[vec![7]]),
+        Err(Error::Decode(_))
+    ));
+    let mut model = ToyModel::new(2, bigram(probs));
+    assert!(matches!(
+        sequence_log_prob(&mut model, 3, &[vec![1]]),
+        Err(Error::Decode(_))
+    ));
+}

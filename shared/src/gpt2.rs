@@ -1,0 +1,292 @@
+//! GPT-2 (Hugging Face `GPT2LMHeadModel`) with a KV cache, and the gated cross-attention
+//! blocks inserted before every `freq`-th block.
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::nn::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::xattn::{GatedCrossAttention, MediaKv};
+use crate::{Error, Result};
+
+/// Hugging Face `GPT2Config` (unknown keys ignored, as transformers does).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Gpt2Config {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Maximum sequence length (prefix + text).
+    pub n_positions: usize,
+    /// Model width.
+    pub n_embd: usize,
+    /// Blocks.
+    pub n_layer: usize,
+    /// Attention heads.
+    pub n_head: usize,
+    /// MLP width; 4·n_embd when absent.
+    pub n_inner: Option<usize>,
+    /// MLP activation.
+    pub activation_function: Activation,
+    /// LayerNorm epsilon.
+    pub layer_norm_epsilon: f64,
+    /// Beginning-of-sequence token.
+    pub bos_token_id: u32,
+    /// End-of-sequence token.
+    pub eos_token_id: u32,
+    /// Whether `lm_head` shares `wte`'s weights.
+    pub tie_word_embeddings: bool,
+}
+
+impl Default for Gpt2Config {
+    fn default() -> Self {
+        Self::gpt2()
+    }
+}
+
+impl Gpt2Config {
+    /// The `gpt2` (small) hub model's config.
+    pub fn gpt2() -> Self {
+        Self {
+            vocab_size: 50257,
+            n_positions: 1024,
+            n_embd: 768,
+            n_layer: 12,
+            n_head: 12,
+            n_inner: None,
+            activation_function: Activation::GeluNew,
+            layer_norm_epsilon: 1e-5,
+            bos_token_id: 50256,
+            eos_token_id: 50256,
+            tie_word_embeddings: true,
+        }
+    }
+
+    /// Reads a hub `config.json`.
+    pub fn from_hf_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::Config(format!("GPT-2 config.json: {e}")))
+    }
+
+    /// The MLP width.
+    pub fn inner_dim(&self) -> usize {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    /// Checks the sizes divide as the model needs.
+    pub fn validate(&self) -> Result<()> {
+        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+            return Err(Error::Config(format!(
+                "GPT-2 n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Cached keys and values of one self-attention layer, [B, H, S, Dh].
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// Appends new keys/values and returns the whole cached sequence.
+    fn append(&mut self, k: Tensor, v: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (k, v) = match self.kv.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        Ok((k, v))
+    }
+
+    /// Keeps/duplicates batch rows.
+    pub fn select_rows(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+        if let Some((k, v)) = self.kv.take() {
+            self.kv = Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?));
+        }
+        Ok(())
+    }
+}
+
+/// Causal self-attention (`attn.c_attn`, `attn.c_proj`).
+#[derive(Debug, Clone)]
+struct Gpt2Attention {
+    c_attn: Linear,
+    c_proj: Linear,
+    heads: usize,
+    scale: f64,
+}
+
+impl Gpt2Attention {
+    fn new(cfg: &Gpt2Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let d = cfg.n_embd;
+        Ok(Self {
+            c_attn: Linear::conv1d(d, 3 * d, vb.pp("c_attn"))?,
+            c_proj: Linear::conv1d(d, d, vb.pp("c_proj"))?,
+            heads: cfg.n_head,
+            scale: ((d / cfg.n_head) as f64).powf(-0.5),
+        })
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+        let qkv = self.c_attn.forward(x)?;
+        let d = qkv.dim(2)? / 3;
+        let q = split_heads(&(qkv.narrow(2, 0, d)? * self.scale)?, self.heads)?;
+        let k = split_heads(&qkv.narrow(2, d, d)?, self.heads)?;
+        let v = split_heads(&qkv.narrow(2, 2 * d, d)?, self.heads)?;
+        let (k, v) = match cache {
+            Some(c) => c.append(k, v)?,
+            None => (k, v),
+        };
+        self.c_proj.forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)
+    }
+}
+
+/// One pre-LN GPT-2 block.
+#[derive(Debug, Clone)]
+struct Gpt2Block {
+    ln_1: LayerNorm,
+    attn: Gpt2Attention,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    act: Activation,
+    c_proj: Linear,
+}
+
+impl Gpt2Block {
+    fn new(cfg: &Gpt2Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (d, eps) = (cfg.n_embd, cfg.layer_norm_epsilon);
+        Ok(Self {
+            ln_1: LayerNorm::new(d, eps, vb.pp("ln_1"))?,
+            attn: Gpt2Attention::new(cfg, vb.pp("attn"))?,
+            ln_2: LayerNorm::new(d, eps, vb.pp("ln_2"))?,
+            c_fc: Linear::conv1d(d, cfg.inner_dim(), vb.pp("mlp.c_fc"))?,
+            act: cfg.activation_function,
+            c_proj: Linear::conv1d(cfg.inner_dim(), d, vb.pp("mlp.c_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, bias, cache)?)?;
+        let h = self.act.forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?;
+        x + self.c_proj.forward(&h)?
+    }
+}
+
+/// Block `h.N`: a GPT-2 block, optionally preceded by a gated cross-attention block (then the
+/// weights live at `h.N.xattn_block` and `h.N.lm_block`).
+#[derive(Debug, Clone)]
+struct TextLayer {
+    xattn: Option<GatedCrossAttention>,
+    block: Gpt2Block,
+}
+
+/// GPT-2 with its LM head, built at `text_generator.lm` (weights `transformer.*`, `lm_head`).
+#[derive(Debug, Clone)]
+pub struct Gpt2 {
+    wte: Tensor,
+    wpe: Tensor,
+    layers: Vec<TextLayer>,
+    ln_f: LayerNorm,
+    lm_head: Linear,
+    cfg: Gpt2Config,
+}
+
+impl Gpt2 {
+    /// Builds GPT-2; `xattn(i)` gives the cross-attention config of block `i`, if it has one.
+    pub fn new(
+        cfg: &Gpt2Config,
+        xattn: impl Fn(usize) -> Option<crate::config::XattnConfig>,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let d = cfg.n_embd;
+        let t = vb.pp("transformer");
+        let wte = t.get((cfg.vocab_size, d), "wte.weight")?;
+        let layers = (0..cfg.n_layer)
+            .map(|i| {
+                let h = t.pp("h").pp(i);
+                Ok(match xattn(i) {
+                    Some(x) => TextLayer {
+                        xattn: Some(GatedCrossAttention::new(d, &x, h.pp("xattn_block"))?),
+                        block: Gpt2Block::new(cfg, h.pp("lm_block"))?,
+                    },
+                    None => TextLayer { xattn: None, block: Gpt2Block::new(cfg, h)? },
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::from_weights(&wte, None)?
+        } else {
+            Linear::new(d, cfg.vocab_size, false, vb.pp("lm_head"))?
+        };
+        Ok(Self {
+            wpe: t.get((cfg.n_positions, d), "wpe.weight")?,
+            wte,
+            layers,
+            ln_f: LayerNorm::new(d, cfg.layer_norm_epsilon, t.pp("ln_f"))?,
+            lm_head,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The config GPT-2 was built with.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.cfg
+    }
+
+    /// Token embeddings of `tokens` [B, L] (u32) → [B, L, D].
+    pub fn embed(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, l) = tokens.dims2()?;
+        self.wte.index_select(&tokens.flatten_all()?, 0)?.reshape((b, l, self.cfg.n_embd))
+    }
+
+    /// Per-block keys/values of the visual latents (None for blocks without cross-attention).
+    pub fn media_kv(&self, latents: &Tensor) -> candle_core::Result<Vec<Option<MediaKv>>> {
+        self.layers
+            .iter()
+            .map(|l| l.xattn.as_ref().map(|x| x.media_kv(latents)).transpose())
+            .collect()
+    }
+
+    /// Runs the blocks over input embeddings `x` [B, S, D] at positions `offset..offset+S`.
+    /// `bias` is the additive attention mask broadcastable to [B, H, S, offset+S]; `media`
+    /// comes from [`Gpt2::media_kv`] (empty when there is no cross-attention); `cache` holds one
+    /// entry per block when generating. Returns the hidden states after `ln_f`.
+    pub fn forward_embeds(
+        &self,
+        x: &Tensor,
+        offset: usize,
+        bias: &Tensor,
+        media: &[Option<MediaKv>],
+        mut cache: Option<&mut [KvCache]>,
+    ) -> Result<Tensor> {
+        let s = x.dim(1)?;
+        if offset + s > self.cfg.n_positions {
+            return Err(Error::Decode(format!(
+                "sequence of {} positions exceeds GPT-2's n_positions {}",
+                offset + s,
+                self.cfg.n_positions
+            )));
+        }
+        let mut x = x.broadcast_add(&self.wpe.narrow(0, offset, s)?)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let (Some(xattn), Some(Some(kv))) = (&layer.xattn, media.get(i)) {
+                x = xattn.forward(&x, kv)?;
+            }
+            let c = cache.as_deref_mut().map(|c| &mut c[i]);
+            x = layer.block.forward(&x, bias, c)?;
+        }
+        Ok(self.ln_f.forward(&x)?)
+    }
+
+    /// LM-head logits of hidden states [.., D] → [.., V].
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head.forward(hidden)
+    }
+
+    /// A fresh, empty KV cache with one entry per block.
+    pub fn new_cache(&self) -> Vec<KvCache> {
+        vec![KvCache::default(); self.layers.len()]
+    }
+}

@@ -1,0 +1,100 @@
+//! Mapping network: one visual prefix token per frame from the frame's mean CLIP token.
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::config::{MapperConfig, MapperType};
+use crate::nn::{attention, key_bias, merge_heads, split_heads, Activation, LayerNorm, Linear};
+
+/// One PyTorch `nn.TransformerEncoderLayer` (post-norm, ReLU, batch_first).
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    in_proj: Linear,
+    out_proj: Linear,
+    linear1: Linear,
+    linear2: Linear,
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    heads: usize,
+    scale: f64,
+}
+
+impl EncoderLayer {
+    fn new(dim: usize, cfg: &MapperConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let attn = vb.pp("self_attn");
+        let in_w = attn.get((3 * dim, dim), "in_proj_weight")?;
+        let in_b = attn.get(3 * dim, "in_proj_bias")?;
+        Ok(Self {
+            in_proj: Linear::from_weights(&in_w, Some(in_b))?,
+            out_proj: Linear::new(dim, dim, true, attn.pp("out_proj"))?,
+            linear1: Linear::new(dim, cfg.dim_feedforward, true, vb.pp("linear1"))?,
+            linear2: Linear::new(cfg.dim_feedforward, dim, true, vb.pp("linear2"))?,
+            norm1: LayerNorm::new(dim, 1e-5, vb.pp("norm1"))?,
+            norm2: LayerNorm::new(dim, 1e-5, vb.pp("norm2"))?,
+            heads: cfg.heads,
+            scale: ((dim / cfg.heads) as f64).powf(-0.5),
+        })
+    }
+
+    /// `x` [B, T, D]; `bias` [B, 1, 1, T] hides padded frames as keys.
+    fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+        let qkv = self.in_proj.forward(x)?;
+        let d = qkv.dim(2)? / 3;
+        let q = split_heads(&(qkv.narrow(2, 0, d)? * self.scale)?, self.heads)?;
+        let k = split_heads(&qkv.narrow(2, d, d)?, self.heads)?;
+        let v = split_heads(&qkv.narrow(2, 2 * d, d)?, self.heads)?;
+        let attn = self.out_proj.forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)?;
+        let x = self.norm1.forward(&(x + attn)?)?;
+        let ff = self.linear2.forward(&self.linear1.forward(&x)?.relu()?)?;
+        self.norm2.forward(&(x + ff)?)
+    }
+}
+
+/// The mapper (`mapper._mapper.*`).
+#[derive(Debug, Clone)]
+pub struct Mapper(MapperKind);
+
+#[derive(Debug, Clone)]
+enum MapperKind {
+    /// `_mapper.0` Linear → tanh → `_mapper.2` Linear; padded frames give zero tokens.
+    Mlp { fc1: Linear, fc2: Linear },
+    /// `_mapper.layers.N`: transformer encoder over frames; padded frames are NOT zeroed.
+    Transformer(Vec<EncoderLayer>),
+}
+
+impl Mapper {
+    /// Builds the mapper for model width `dim`.
+    pub fn new(dim: usize, cfg: &MapperConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let vb = vb.pp("_mapper");
+        Ok(Mapper(match cfg.mapper_type {
+            MapperType::Mlp => MapperKind::Mlp {
+                fc1: Linear::new(dim, cfg.mlp_dim, true, vb.pp("0"))?,
+                fc2: Linear::new(cfg.mlp_dim, dim, true, vb.pp("2"))?,
+            },
+            MapperType::Transformer => MapperKind::Transformer(
+                (0..cfg.depth)
+                    .map(|i| EncoderLayer::new(dim, cfg, vb.pp("layers").pp(i)))
+                    .collect::<candle_core::Result<Vec<_>>>()?,
+            ),
+        }))
+    }
+
+    /// `mean_tokens` [B, T, D] (per-frame mean of the CLIP tokens), `frame_mask` [B, T]
+    /// → prefix tokens [B, T, D].
+    pub fn forward(&self, mean_tokens: &Tensor, frame_mask: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.0 {
+            MapperKind::Mlp { fc1, fc2 } => {
+                let h = Activation::Tanh.forward(&fc1.forward(mean_tokens)?)?;
+                fc2.forward(&h)?.broadcast_mul(&frame_mask.unsqueeze(2)?)
+            }
+            MapperKind::Transformer(layers) => {
+                let bias = key_bias(frame_mask)?;
+                let mut x = mean_tokens.clone();
+                for layer in layers {
+                    x = layer.forward(&x, &bias)?;
+                }
+                Ok(x)
+            }
+        }
+    }
+}

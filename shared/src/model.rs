@@ -1,0 +1,156 @@
+//! The whole captioning model: CLIP frames → (mapper prefix, resampler latents) → GPT-2.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::clip::ClipVisionTransformer;
+use crate::config::ModelConfig;
+use crate::gpt2::Gpt2;
+use crate::mapper::Mapper;
+use crate::nn::{causal_bias, key_bias};
+use crate::resampler::PerceiverResampler;
+use crate::{Error, Result};
+
+/// The visual side of one batch: what GPT-2 needs to caption it.
+#[derive(Debug, Clone)]
+pub struct Visual {
+    /// Prefix tokens, one per frame [B, T, D].
+    pub prefix: Tensor,
+    /// Resampler output [B, m, D], when the resampler is enabled.
+    pub latents: Option<Tensor>,
+    /// 1 for real frames, 0 for padding [B, T] (f32).
+    pub frame_mask: Tensor,
+}
+
+/// The captioning model (parameter names are the original project's).
+#[derive(Debug, Clone)]
+pub struct CaptionModel {
+    cfg: ModelConfig,
+    vision: ClipVisionTransformer,
+    mapper: Option<Mapper>,
+    resampler: Option<PerceiverResampler>,
+    text: Gpt2,
+    device: Device,
+}
+
+impl CaptionModel {
+    /// Builds the model from weights under `vb`, named as in the original's `state_dict`.
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let vcfg = cfg.vision_config()?;
+        let tcfg = cfg.text_config()?;
+        let d = vcfg.hidden_size;
+        let build = || -> candle_core::Result<Self> {
+            let vision = ClipVisionTransformer::new(&vcfg, vb.pp("vision_encoder.vision.vision_model"))?;
+            let mapper = cfg.enable_mapper.then(|| Mapper::new(d, &cfg.mapper, vb.pp("mapper"))).transpose()?;
+            let resampler = cfg
+                .enable_resampler_xattn
+                .then(|| PerceiverResampler::new(d, &cfg.resampler, vb.pp("resampler")))
+                .transpose()?;
+            let xattn = |i: usize| cfg.has_xattn(i).then(|| cfg.text.xattn.clone());
+            let text = Gpt2::new(&tcfg, xattn, vb.pp("text_generator.lm"))?;
+            Ok(Self { cfg: cfg.clone(), vision, mapper, resampler, text, device: vb.device().clone() })
+        };
+        build().map_err(|e| Error::Weights(e.to_string()))
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The vision tower.
+    pub fn vision(&self) -> &ClipVisionTransformer {
+        &self.vision
+    }
+
+    /// GPT-2 with its cross-attention blocks.
+    pub fn text(&self) -> &Gpt2 {
+        &self.text
+    }
+
+    /// Frame mask [B, T] (f32) from the real length of each video.
+    pub fn frame_mask(lengths: &[usize], frames: usize, device: &Device) -> Result<Tensor> {
+        if let Some(bad) = lengths.iter().find(|&&l| l == 0 || l > frames) {
+            return Err(Error::Decode(format!("video length {bad} is outside 1..={frames}")));
+        }
+        let data: Vec<f32> =
+            lengths.iter().flat_map(|&l| (0..frames).map(move |t| if t < l { 1.0 } else { 0.0 })).collect();
+        Ok(Tensor::from_vec(data, (lengths.len(), frames), device)?)
+    }
+
+    /// CLIP tokens of every frame, `video` [B, T, C, H, W] → [B, T, n, D], padded frames zero.
+    pub fn encode_frames(&self, video: &Tensor, frame_mask: &Tensor) -> Result<Tensor> {
+        let (b, t, c, h, w) = video.dims5()?;
+        let size = self.vision.config().image_size;
+        if h != size || w != size {
+            return Err(Error::Image(format!("frames are {w}x{h}, the vision tower takes {size}x{size}")));
+        }
+        let feats = self.vision.forward(&video.reshape((b * t, c, h, w))?)?;
+        let (_, n, d) = feats.dims3()?;
+        Ok(feats.reshape((b, t, n, d))?.broadcast_mul(&frame_mask.reshape((b, t, 1, 1))?)?)
+    }
+
+    /// Prefix and latents from CLIP tokens `features` [B, T, n, D] (zero for padded frames).
+    pub fn visual_from_features(&self, features: &Tensor, frame_mask: &Tensor) -> Result<Visual> {
+        let mean = features.mean(2)?;
+        let prefix = match &self.mapper {
+            Some(m) => m.forward(&mean, frame_mask)?,
+            None => mean,
+        };
+        let latents = self.resampler.as_ref().map(|r| r.forward(features, frame_mask)).transpose()?;
+        Ok(Visual { prefix, latents, frame_mask: frame_mask.clone() })
+    }
+
+    /// Prefix and latents of `video` [B, T, C, H, W].
+    pub fn visual(&self, video: &Tensor, frame_mask: &Tensor) -> Result<Visual> {
+        self.visual_from_features(&self.encode_frames(video, frame_mask)?, frame_mask)
+    }
+
+    /// Logits [B, L, V] for the text positions, `logits[:, i]` predicting `tokens[:, i]`.
+    /// `tokens` [B, L] (u32/i64 ids), `tokens_mask` [B, L] (1 = real token).
+    pub fn text_logits(&self, visual: &Visual, tokens: &Tensor, tokens_mask: &Tensor) -> Result<Tensor> {
+        let (_, t, _) = visual.prefix.dims3()?;
+        let l = tokens.dim(1)?;
+        let x = Tensor::cat(&[&visual.prefix, &self.text.embed(tokens)?], 1)?;
+        let keep = Tensor::cat(&[&visual.frame_mask, &tokens_mask.to_dtype(DType::F32)?], 1)?;
+        let bias = key_bias(&keep)?.broadcast_add(&causal_bias(t + l, t + l, 0, &self.device)?)?;
+        let media = match &visual.latents {
+            Some(lat) => self.text.media_kv(lat)?,
+            None => Vec::new(),
+        };
+        let hidden = self.text.forward_embeds(&x, 0, &bias, &media, None)?;
+        // Position T-1 predicts the first token, even for videos with fewer real frames.
+        Ok(self.text.logits(&hidden.narrow(1, t - 1, l)?)?)
+    }
+
+    /// The full forward pass: video [B, T, C, H, W] + tokens → (visual, logits).
+    pub fn forward(
+        &self,
+        video: &Tensor,
+        frame_mask: &Tensor,
+        tokens: &Tensor,
+        tokens_mask: &Tensor,
+    ) -> Result<(Visual, Tensor)> {
+        let visual = self.visual(video, frame_mask)?;
+        let logits = self.text_logits(&visual, tokens, tokens_mask)?;
+        Ok((visual, logits))
+    }
+}
+
+/// Cross-entropy of `logits` [B, L, V] against `tokens` [B, L], averaged over the positions
+/// whose target is not 0 (the original's `ignore_index=0`).
+pub fn caption_loss(logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+    let (b, l, v) = logits.dims3()?;
+    let targets = tokens.to_dtype(DType::U32)?.reshape(b * l)?;
+    let logp = candle_nn::ops::log_softmax(&logits.reshape((b * l, v))?, D::Minus1)?;
+    let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let keep = targets.ne(0u32)?.to_dtype(DType::F32)?;
+    let count = keep.sum_all()?;
+    Ok(picked.mul(&keep)?.sum_all()?.neg()?.broadcast_div(&count)?)
+}

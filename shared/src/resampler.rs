@@ -1,0 +1,101 @@
+//! Perceiver resampler: learned latents cross-attend to the CLIP tokens of every frame
+//! (plus themselves), giving a fixed number of visual latents per video.
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::config::ResamplerConfig;
+use crate::nn::{attention, merge_heads, split_heads, FeedForward, LayerNorm, Linear};
+use crate::{Error, Result};
+
+/// `resampler.layers.N.0`: attention of the latents over [media; latents].
+#[derive(Debug, Clone)]
+struct PerceiverAttention {
+    norm_media: LayerNorm,
+    norm_latents: LayerNorm,
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+    scale: f64,
+}
+
+impl PerceiverAttention {
+    fn new(dim: usize, cfg: &ResamplerConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let inner = cfg.heads * cfg.dim_head;
+        Ok(Self {
+            norm_media: LayerNorm::new(dim, 1e-5, vb.pp("norm_media"))?,
+            norm_latents: LayerNorm::new(dim, 1e-5, vb.pp("norm_latents"))?,
+            to_q: Linear::new(dim, inner, false, vb.pp("to_q"))?,
+            to_k: Linear::new(dim, inner, false, vb.pp("to_k"))?,
+            to_v: Linear::new(dim, inner, false, vb.pp("to_v"))?,
+            to_out: Linear::new(inner, dim, false, vb.pp("to_out"))?,
+            heads: cfg.heads,
+            scale: (cfg.dim_head as f64).powf(-0.5),
+        })
+    }
+
+    /// `media` [B, T·n, D], `latents` [B, m, D] → update for the latents [B, m, D].
+    fn forward(&self, media: &Tensor, latents: &Tensor) -> candle_core::Result<Tensor> {
+        let a = self.norm_media.forward(media)?;
+        let l = self.norm_latents.forward(latents)?;
+        let q = split_heads(&(self.to_q.forward(&l)? * self.scale)?, self.heads)?;
+        // Keys and values cover the media tokens and the latents; padded frames are not masked.
+        let kv_in = Tensor::cat(&[&a, &l], 1)?;
+        let k = split_heads(&self.to_k.forward(&kv_in)?, self.heads)?;
+        let v = split_heads(&self.to_v.forward(&kv_in)?, self.heads)?;
+        self.to_out.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)
+    }
+}
+
+/// The resampler (`resampler.*`).
+#[derive(Debug, Clone)]
+pub struct PerceiverResampler {
+    latents: Tensor,
+    time_pos_emb: Tensor,
+    layers: Vec<(PerceiverAttention, FeedForward)>,
+    norm: LayerNorm,
+}
+
+impl PerceiverResampler {
+    /// Builds the resampler for model width `dim`.
+    pub fn new(dim: usize, cfg: &ResamplerConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let layers = (0..cfg.depth)
+            .map(|i| {
+                let l = vb.pp("layers").pp(i);
+                Ok((
+                    PerceiverAttention::new(dim, cfg, l.pp("0"))?,
+                    FeedForward::new(dim, cfg.ff_mult, cfg.activation, l.pp("1"))?,
+                ))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            latents: vb.get((cfg.num_latents, dim), "latents")?,
+            time_pos_emb: vb.get((cfg.num_time_embeds, 1, dim), "time_pos_emb")?,
+            layers,
+            norm: LayerNorm::new(dim, 1e-5, vb.pp("norm"))?,
+        })
+    }
+
+    /// `features` [B, T, n, D] (padded frames already zero), `frame_mask` [B, T] (1 = real)
+    /// → latents [B, m, D].
+    pub fn forward(&self, features: &Tensor, frame_mask: &Tensor) -> Result<Tensor> {
+        let (b, t, n, d) = features.dims4()?;
+        let max_t = self.time_pos_emb.dim(0)?;
+        if t > max_t {
+            return Err(Error::Decode(format!(
+                "{t} frames exceed the resampler's {max_t} time embeddings (model.resampler.num_time_embeds)"
+            )));
+        }
+        let time = self.time_pos_emb.narrow(0, 0, t)?.unsqueeze(0)?; // [1, T, 1, D]
+        let time = time.broadcast_mul(&frame_mask.reshape((b, t, 1, 1))?)?;
+        let media = features.broadcast_add(&time)?.reshape((b, t * n, d))?;
+        let mut z = self.latents.unsqueeze(0)?.broadcast_as((b, self.latents.dim(0)?, d))?.contiguous()?;
+        for (attn, ff) in &self.layers {
+            z = (attn.forward(&media, &z)? + &z)?;
+            z = (ff.forward(&z)? + &z)?;
+        }
+        Ok(self.norm.forward(&z)?)
+    }
+}

@@ -1,0 +1,77 @@
+//! Gated cross-attention block (Flamingo style): text positions attend to the resampler's
+//! visual latents, each residual branch scaled by `tanh(alpha)`.
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::config::XattnConfig;
+use crate::nn::{attention, merge_heads, split_heads, FeedForward, LayerNorm, Linear};
+
+/// Keys and values of the visual latents for one block, [B, H, m, Dh] each. Computed once per
+/// caption: the latents do not change while tokens are generated.
+#[derive(Debug, Clone)]
+pub struct MediaKv {
+    k: Tensor,
+    v: Tensor,
+}
+
+impl MediaKv {
+    /// Keeps/duplicates batch rows: new row i is old row `rows[i]`.
+    pub fn select_rows(&self, rows: &Tensor) -> candle_core::Result<Self> {
+        Ok(Self { k: self.k.index_select(rows, 0)?, v: self.v.index_select(rows, 0)? })
+    }
+}
+
+/// `h.N.xattn_block`: `attn.{layer_norm,to_q,to_kv,to_out}`, `ffw.{0,1,3}`, `alpha_attn`, `alpha_ffw`.
+#[derive(Debug, Clone)]
+pub struct GatedCrossAttention {
+    layer_norm: LayerNorm,
+    to_q: Linear,
+    to_kv: Linear,
+    to_out: Linear,
+    heads: usize,
+    scale: f64,
+    ffw: FeedForward,
+    alpha_attn: Tensor,
+    alpha_ffw: Tensor,
+}
+
+impl GatedCrossAttention {
+    /// Builds the block for model width `dim`.
+    pub fn new(dim: usize, cfg: &XattnConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let inner = cfg.heads * cfg.dim_head;
+        let attn = vb.pp("attn");
+        Ok(Self {
+            layer_norm: LayerNorm::new(dim, 1e-5, attn.pp("layer_norm"))?,
+            to_q: Linear::new(dim, inner, false, attn.pp("to_q"))?,
+            to_kv: Linear::new(dim, 2 * inner, false, attn.pp("to_kv"))?,
+            to_out: Linear::new(inner, dim, false, attn.pp("to_out"))?,
+            heads: cfg.heads,
+            scale: (cfg.dim_head as f64).powf(-0.5),
+            ffw: FeedForward::new(dim, cfg.ff_mult, cfg.activation, vb.pp("ffw"))?,
+            alpha_attn: vb.get(1, "alpha_attn")?,
+            alpha_ffw: vb.get(1, "alpha_ffw")?,
+        })
+    }
+
+    /// Projects the latents [B, m, D] to this block's keys and values.
+    pub fn media_kv(&self, latents: &Tensor) -> candle_core::Result<MediaKv> {
+        let kv = self.to_kv.forward(latents)?;
+        let inner = kv.dim(2)? / 2;
+        Ok(MediaKv {
+            k: split_heads(&kv.narrow(2, 0, inner)?, self.heads)?,
+            v: split_heads(&kv.narrow(2, inner, inner)?, self.heads)?,
+        })
+    }
+
+    /// Updates every position of `x` [B, S, D] with gated attention over the latents, then the
+    /// gated feed-forward.
+    pub fn forward(&self, x: &Tensor, media: &MediaKv) -> candle_core::Result<Tensor> {
+        let q = (self.to_q.forward(&self.layer_norm.forward(x)?)? * self.scale)?;
+        let q = split_heads(&q, self.heads)?;
+        let attn = self.to_out.forward(&merge_heads(&attention(&q, &media.k, &media.v, None)?)?)?;
+        let x = (x + attn.broadcast_mul(&self.alpha_attn.tanh()?)?)?;
+        let ff = self.ffw.forward(&x)?;
+        x + ff.broadcast_mul(&self.alpha_ffw.tanh()?)?
+    }
+}
