@@ -1,4 +1,9 @@
 //! The command-line side of the captioning stack: verification against fixtures, captioning,
 //! benchmarks (and, in later issues, training and export).
 
+pub mod bench;
+pub mod caption;
+pub mod cli;
+pub mod hub;
+pub mod load;
 pub mod verify;

@@ -1,6 +1,96 @@
-fn main() -> anyhow::Result<()> {
-    let dir = std::env::args().nth(1).unwrap_or_default();
-    let r = native::verify::verify_dir(std::path::Path::new(&dir))?;
-    for l in r.lines() { println!("{l}"); }
-    Ok(())
+//! `native`: caption, verify and benchmark from the command line.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use caption_model::tokenizer::Tokenizer;
+use clap::Parser;
+use native::cli::{BenchCommand, CaptionArgs, Cli, Command};
+use native::{bench, caption, load, verify};
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Caption(args) => run_caption(args),
+        Command::Verify { dir } => {
+            let report = verify::verify_dir(&dir).with_context(|| format!("verifying {}", dir.display()))?;
+            for line in report.lines() {
+                println!("{line}");
+            }
+            let passed = report.passed();
+            println!(
+                "{}",
+                if passed {
+                    "verify: PASSED"
+                } else {
+                    "verify: FAILED"
+                }
+            );
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Caption {
+                    iters,
+                    tokens,
+                    beam_width,
+                },
+        } => {
+            bench::bench_caption(iters.max(1), tokens.max(1), beam_width)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
+    let device = candle_core::Device::Cpu;
+    let model = load::load_model(&args.checkpoint, args.config.as_deref(), &device)?;
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => Tokenizer::gpt2()?,
+    };
+    let opts = args.decode.options(&model)?;
+    let files = caption::collect_inputs(&args.inputs)?;
+    anyhow::ensure!(!files.is_empty(), "no images found in the given inputs");
+    let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let json = args.json;
+    let results = caption::caption_files(&model, &tokenizer, &files, &opts, args.batch_size, |r| {
+        bar.inc(1);
+        if !json {
+            bar.suspend(|| match (&r.caption, &r.error) {
+                (Some(c), _) => println!("{}\t{c}", r.file),
+                (_, Some(e)) => eprintln!("{}: error: {e}", r.file),
+                _ => {}
+            });
+        }
+    })?;
+    bar.finish_and_clear();
+    if json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &results)?;
+        writeln!(out)?;
+    }
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    if failed > 0 {
+        eprintln!("{failed} of {} image(s) could not be captioned", results.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -54,14 +54,24 @@ impl Report {
             .checks
             .iter()
             .map(|c| {
-                let kind = if c.name == "loss" { "max rel diff" } else { "max abs diff" };
+                let kind = if c.name == "loss" {
+                    "max rel diff"
+                } else {
+                    "max abs diff"
+                };
                 let verdict = if c.passed() { "ok" } else { "FAIL" };
-                format!("{:<14} {kind} {:.3e} (tol {:.0e})  {verdict}", c.name, c.diff, c.tol)
+                format!(
+                    "{:<14} {kind} {:.3e} (tol {:.0e})  {verdict}",
+                    c.name, c.diff, c.tol
+                )
             })
             .collect();
         if let Some((e, g)) = &self.greedy {
             let verdict = if e == g { "equal  ok" } else { "DIFFERENT  FAIL" };
-            out.push(format!("{:<14} {verdict}\n  expected {e:?}\n  produced {g:?}", "greedy tokens"));
+            out.push(format!(
+                "{:<14} {verdict}\n  expected {e:?}\n  produced {g:?}",
+                "greedy tokens"
+            ));
         }
         out
     }
@@ -72,17 +82,26 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     if a.dims() != b.dims() {
         bail!("shape {:?} differs from expected {:?}", a.dims(), b.dims());
     }
-    let d = (a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?.abs()?.flatten_all()?.max(0)?;
+    let d = (a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?;
     Ok(d.to_scalar::<f64>()?)
 }
 
 fn get<'a>(io: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
-    io.get(name).with_context(|| format!("io.safetensors has no `{name}`"))
+    io.get(name)
+        .with_context(|| format!("io.safetensors has no `{name}`"))
 }
 
 /// Integer tensor → Vec<u32>.
 fn ids(t: &Tensor) -> Result<Vec<u32>> {
-    Ok(t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?.into_iter().map(|x| x as u32).collect())
+    Ok(t.to_dtype(DType::I64)?
+        .flatten_all()?
+        .to_vec1::<i64>()?
+        .into_iter()
+        .map(|x| x as u32)
+        .collect())
 }
 
 /// Runs the fixture in `dir` and compares its outputs.
@@ -109,7 +128,11 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
     let mut compare = |name: &str, got: &Tensor| -> Result<()> {
         if let Some(expected) = io.get(name) {
             let diff = max_abs_diff(got, expected).with_context(|| format!("comparing `{name}`"))?;
-            checks.push(Check { name: name.into(), diff, tol: ACTIVATION_TOL });
+            checks.push(Check {
+                name: name.into(),
+                diff,
+                tol: ACTIVATION_TOL,
+            });
         }
         Ok(())
     };
@@ -121,7 +144,11 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
     if let Some(expected) = io.get("loss") {
         let got = caption_loss(&logits, &tokens)?.to_scalar::<f32>()? as f64;
         let want = expected.flatten_all()?.to_vec1::<f32>()?[0] as f64;
-        checks.push(Check { name: "loss".into(), diff: (got - want).abs() / want.abs().max(1e-12), tol: LOSS_REL_TOL });
+        checks.push(Check {
+            name: "loss".into(),
+            diff: (got - want).abs() / want.abs().max(1e-12),
+            tol: LOSS_REL_TOL,
+        });
     }
     let greedy = match io.get("greedy_tokens_image0") {
         Some(expected) => {

@@ -65,7 +65,10 @@ impl StepModel for Captioner<'_> {
             None => (emb, key_bias(&self.keep)?),
         };
         let s = x.dim(1)?;
-        let hidden = self.model.text().forward_embeds(&x, self.pos, &bias, &self.media, Some(&mut self.cache))?;
+        let hidden =
+            self.model
+                .text()
+                .forward_embeds(&x, self.pos, &bias, &self.media, Some(&mut self.cache))?;
         self.pos += s;
         let last = hidden.narrow(1, s - 1, 1)?.squeeze(1)?;
         Ok(self.model.text().logits(&last)?.to_dtype(DType::F32)?.to_vec2()?)
@@ -77,7 +80,11 @@ impl StepModel for Captioner<'_> {
         for c in &mut self.cache {
             c.select_rows(&idx)?;
         }
-        self.media = self.media.iter().map(|m| m.as_ref().map(|m| m.select_rows(&idx)).transpose()).collect::<candle_core::Result<_>>()?;
+        self.media = self
+            .media
+            .iter()
+            .map(|m| m.as_ref().map(|m| m.select_rows(&idx)).transpose())
+            .collect::<candle_core::Result<_>>()?;
         self.keep = self.keep.index_select(&idx, 0)?;
         if let Some(p) = self.prefix.take() {
             self.prefix = Some(p.index_select(&idx, 0)?);

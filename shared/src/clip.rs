@@ -73,13 +73,13 @@ impl ClipVisionConfig {
 
     /// Checks the sizes divide as the model needs.
     pub fn validate(&self) -> Result<()> {
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::Config(format!(
                 "CLIP hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             )));
         }
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(Error::Config(format!(
                 "CLIP image_size {} is not a multiple of patch_size {}",
                 self.image_size, self.patch_size
@@ -119,7 +119,8 @@ impl Module for ClipAttention {
         let q = split_heads(&(self.q_proj.forward(x)? * self.scale)?, self.heads)?;
         let k = split_heads(&self.k_proj.forward(x)?, self.heads)?;
         let v = split_heads(&self.v_proj.forward(x)?, self.heads)?;
-        self.out_proj.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)
+        self.out_proj
+            .forward(&merge_heads(&attention(&q, &k, &v, None)?)?)
     }
 }
 
@@ -151,7 +152,9 @@ impl ClipEncoderLayer {
 impl Module for ClipEncoderLayer {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
-        let h = self.act.forward(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?;
+        let h = self
+            .act
+            .forward(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?;
         x + self.fc2.forward(&h)?
     }
 }
@@ -219,6 +222,7 @@ impl ClipVisionTransformer {
 
     /// CLIP's `pooler_output`: post-layernorm of the class token of `last_hidden_state`.
     pub fn pooled(&self, last_hidden_state: &Tensor) -> candle_core::Result<Tensor> {
-        self.post_layernorm.forward(&last_hidden_state.narrow(1, 0, 1)?.squeeze(1)?)
+        self.post_layernorm
+            .forward(&last_hidden_state.narrow(1, 0, 1)?.squeeze(1)?)
     }
 }

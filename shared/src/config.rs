@@ -61,7 +61,11 @@ pub struct VisionSection {
 
 impl Default for VisionSection {
     fn default() -> Self {
-        Self { pretrained_name: CLIP_VIT_B32.into(), trainable: false, config: None }
+        Self {
+            pretrained_name: CLIP_VIT_B32.into(),
+            trainable: false,
+            config: None,
+        }
     }
 }
 
@@ -197,7 +201,14 @@ pub struct XattnConfig {
 
 impl Default for XattnConfig {
     fn default() -> Self {
-        Self { dim_head: 64, heads: 6, num_latents: 64, ff_mult: 1, activation: Activation::Gelu, freq: 1 }
+        Self {
+            dim_head: 64,
+            heads: 6,
+            num_latents: 64,
+            ff_mult: 1,
+            activation: Activation::Gelu,
+            freq: 1,
+        }
     }
 }
 
@@ -245,7 +256,12 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self { name: "Linear".into(), warmup_steps: None, warmup_ratio: Some(0.1), min_lr: 1e-6 }
+        Self {
+            name: "Linear".into(),
+            warmup_steps: None,
+            warmup_ratio: Some(0.1),
+            min_lr: 1e-6,
+        }
     }
 }
 
@@ -298,7 +314,7 @@ impl ModelConfig {
 
     /// Whether GPT-2 block `i` is preceded by a gated cross-attention block.
     pub fn has_xattn(&self, layer: usize) -> bool {
-        self.enable_resampler_xattn && layer % self.text.xattn.freq == 0
+        self.enable_resampler_xattn && layer.is_multiple_of(self.text.xattn.freq)
     }
 
     /// Whether the parameter of this (original) name is trained under the config's flags.
@@ -333,7 +349,7 @@ impl ModelConfig {
             return bad("model.text.xattn.freq must be at least 1".into());
         }
         if self.mapper.mapper_type == MapperType::Transformer
-            && (self.mapper.heads == 0 || v.hidden_size % self.mapper.heads != 0)
+            && (self.mapper.heads == 0 || !v.hidden_size.is_multiple_of(self.mapper.heads))
         {
             return bad(format!(
                 "model.mapper.heads ({}) must divide the hidden size ({})",

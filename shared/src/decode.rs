@@ -65,9 +65,7 @@ impl DecodeOptions {
         }
         match self.strategy {
             Strategy::Greedy => Ok(()),
-            Strategy::Beam { width: 0 } => {
-                Err(Error::Decode("beam width must be at least 1".into()))
-            }
+            Strategy::Beam { width: 0 } => Err(Error::Decode("beam width must be at least 1".into())),
             Strategy::Beam { .. } => Ok(()),
             Strategy::Nucleus {
                 temperature,
@@ -82,9 +80,7 @@ impl DecodeOptions {
                     )));
                 }
                 if !(top_p > 0.0 && top_p <= 1.0) {
-                    return Err(Error::Decode(format!(
-                        "top_p must be in (0, 1], got {top_p}"
-                    )));
+                    return Err(Error::Decode(format!("top_p must be in (0, 1], got {top_p}")));
                 }
                 if top_k == Some(0) {
                     return Err(Error::Decode("top_k must be at least 1".into()));
@@ -131,11 +127,7 @@ pub fn generate(model: &mut dyn StepModel, opts: &DecodeOptions) -> Result<Vec<G
 
 /// Summed log-prob (f64) of each row's `sequences[row]` following bos; the sums are exactly those
 /// greedy (as f32) and beam search (divided by the length, as f32) report for the same tokens.
-pub fn sequence_log_prob(
-    model: &mut dyn StepModel,
-    bos: u32,
-    sequences: &[Vec<u32>],
-) -> Result<Vec<f64>> {
+pub fn sequence_log_prob(model: &mut dyn StepModel, bos: u32, sequences: &[Vec<u32>]) -> Result<Vec<f64>> {
     if sequences.len() != model.rows() {
         return Err(Error::Decode(format!(
             "{} sequences for a model holding {} rows",

@@ -73,7 +73,7 @@ impl Gpt2Config {
 
     /// Checks the sizes divide as the model needs.
     pub fn validate(&self) -> Result<()> {
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(Error::Config(format!(
                 "GPT-2 n_embd {} is not divisible by n_head {}",
                 self.n_embd, self.n_head
@@ -139,7 +139,8 @@ impl Gpt2Attention {
             Some(c) => c.append(k, v)?,
             None => (k, v),
         };
-        self.c_proj.forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)
+        self.c_proj
+            .forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)
     }
 }
 
@@ -211,7 +212,10 @@ impl Gpt2 {
                         xattn: Some(GatedCrossAttention::new(d, &x, h.pp("xattn_block"))?),
                         block: Gpt2Block::new(cfg, h.pp("lm_block"))?,
                     },
-                    None => TextLayer { xattn: None, block: Gpt2Block::new(cfg, h)? },
+                    None => TextLayer {
+                        xattn: None,
+                        block: Gpt2Block::new(cfg, h)?,
+                    },
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -238,7 +242,9 @@ impl Gpt2 {
     /// Token embeddings of `tokens` [B, L] (u32) → [B, L, D].
     pub fn embed(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l) = tokens.dims2()?;
-        self.wte.index_select(&tokens.flatten_all()?, 0)?.reshape((b, l, self.cfg.n_embd))
+        self.wte
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, l, self.cfg.n_embd))
     }
 
     /// Per-block keys/values of the visual latents (None for blocks without cross-attention).

@@ -43,7 +43,9 @@ impl EncoderLayer {
         let q = split_heads(&(qkv.narrow(2, 0, d)? * self.scale)?, self.heads)?;
         let k = split_heads(&qkv.narrow(2, d, d)?, self.heads)?;
         let v = split_heads(&qkv.narrow(2, 2 * d, d)?, self.heads)?;
-        let attn = self.out_proj.forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)?;
+        let attn = self
+            .out_proj
+            .forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)?;
         let x = self.norm1.forward(&(x + attn)?)?;
         let ff = self.linear2.forward(&self.linear1.forward(&x)?.relu()?)?;
         self.norm2.forward(&(x + ff)?)

@@ -42,14 +42,24 @@ impl CaptionModel {
         let d = vcfg.hidden_size;
         let build = || -> candle_core::Result<Self> {
             let vision = ClipVisionTransformer::new(&vcfg, vb.pp("vision_encoder.vision.vision_model"))?;
-            let mapper = cfg.enable_mapper.then(|| Mapper::new(d, &cfg.mapper, vb.pp("mapper"))).transpose()?;
+            let mapper = cfg
+                .enable_mapper
+                .then(|| Mapper::new(d, &cfg.mapper, vb.pp("mapper")))
+                .transpose()?;
             let resampler = cfg
                 .enable_resampler_xattn
                 .then(|| PerceiverResampler::new(d, &cfg.resampler, vb.pp("resampler")))
                 .transpose()?;
             let xattn = |i: usize| cfg.has_xattn(i).then(|| cfg.text.xattn.clone());
             let text = Gpt2::new(&tcfg, xattn, vb.pp("text_generator.lm"))?;
-            Ok(Self { cfg: cfg.clone(), vision, mapper, resampler, text, device: vb.device().clone() })
+            Ok(Self {
+                cfg: cfg.clone(),
+                vision,
+                mapper,
+                resampler,
+                text,
+                device: vb.device().clone(),
+            })
         };
         build().map_err(|e| Error::Weights(e.to_string()))
     }
@@ -77,10 +87,14 @@ impl CaptionModel {
     /// Frame mask [B, T] (f32) from the real length of each video.
     pub fn frame_mask(lengths: &[usize], frames: usize, device: &Device) -> Result<Tensor> {
         if let Some(bad) = lengths.iter().find(|&&l| l == 0 || l > frames) {
-            return Err(Error::Decode(format!("video length {bad} is outside 1..={frames}")));
+            return Err(Error::Decode(format!(
+                "video length {bad} is outside 1..={frames}"
+            )));
         }
-        let data: Vec<f32> =
-            lengths.iter().flat_map(|&l| (0..frames).map(move |t| if t < l { 1.0 } else { 0.0 })).collect();
+        let data: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&l| (0..frames).map(move |t| if t < l { 1.0 } else { 0.0 }))
+            .collect();
         Ok(Tensor::from_vec(data, (lengths.len(), frames), device)?)
     }
 
@@ -89,11 +103,15 @@ impl CaptionModel {
         let (b, t, c, h, w) = video.dims5()?;
         let size = self.vision.config().image_size;
         if h != size || w != size {
-            return Err(Error::Image(format!("frames are {w}x{h}, the vision tower takes {size}x{size}")));
+            return Err(Error::Image(format!(
+                "frames are {w}x{h}, the vision tower takes {size}x{size}"
+            )));
         }
         let feats = self.vision.forward(&video.reshape((b * t, c, h, w))?)?;
         let (_, n, d) = feats.dims3()?;
-        Ok(feats.reshape((b, t, n, d))?.broadcast_mul(&frame_mask.reshape((b, t, 1, 1))?)?)
+        Ok(feats
+            .reshape((b, t, n, d))?
+            .broadcast_mul(&frame_mask.reshape((b, t, 1, 1))?)?)
     }
 
     /// Prefix and latents from CLIP tokens `features` [B, T, n, D] (zero for padded frames).
@@ -103,8 +121,16 @@ impl CaptionModel {
             Some(m) => m.forward(&mean, frame_mask)?,
             None => mean,
         };
-        let latents = self.resampler.as_ref().map(|r| r.forward(features, frame_mask)).transpose()?;
-        Ok(Visual { prefix, latents, frame_mask: frame_mask.clone() })
+        let latents = self
+            .resampler
+            .as_ref()
+            .map(|r| r.forward(features, frame_mask))
+            .transpose()?;
+        Ok(Visual {
+            prefix,
+            latents,
+            frame_mask: frame_mask.clone(),
+        })
     }
 
     /// Prefix and latents of `video` [B, T, C, H, W].

@@ -17,20 +17,33 @@ impl Linear {
     /// PyTorch `nn.Linear(in_dim, out_dim)`: `weight` [out, in], optional `bias` [out].
     pub fn new(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Self> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
-        let bias = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
-        Ok(Self { weight_in_out: weight.t()?, bias })
+        let bias = if bias {
+            Some(vb.get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight_in_out: weight.t()?,
+            bias,
+        })
     }
 
     /// GPT-2 `Conv1D(out_dim, in_dim)`: `weight` stored [in, out], `bias` [out].
     pub fn conv1d(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         let weight = vb.get((in_dim, out_dim), "weight")?;
         let bias = vb.get(out_dim, "bias")?;
-        Ok(Self { weight_in_out: weight, bias: Some(bias) })
+        Ok(Self {
+            weight_in_out: weight,
+            bias: Some(bias),
+        })
     }
 
     /// A linear map from explicit tensors (`weight` [out, in]).
     pub fn from_weights(weight: &Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
-        Ok(Self { weight_in_out: weight.t()?, bias })
+        Ok(Self {
+            weight_in_out: weight.t()?,
+            bias,
+        })
     }
 }
 
@@ -62,7 +75,11 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// `nn.LayerNorm(dim, eps)` with `weight` and `bias`.
     pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Self { weight: vb.get(dim, "weight")?, bias: vb.get(dim, "bias")?, eps })
+        Ok(Self {
+            weight: vb.get(dim, "weight")?,
+            bias: vb.get(dim, "bias")?,
+            eps,
+        })
     }
 }
 
@@ -83,7 +100,10 @@ impl Module for LayerNorm {
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        normed
+            .to_dtype(dtype)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
     }
 }
 
@@ -135,7 +155,9 @@ impl Module for Activation {
 /// Splits [B, S, H*Dh] into heads: [B, H, S, Dh].
 pub fn split_heads(x: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let (b, s, hd) = x.dims3()?;
-    x.reshape((b, s, heads, hd / heads))?.transpose(1, 2)?.contiguous()
+    x.reshape((b, s, heads, hd / heads))?
+        .transpose(1, 2)?
+        .contiguous()
 }
 
 /// Merges heads back: [B, H, S, Dh] → [B, S, H*Dh].
@@ -165,7 +187,12 @@ pub fn key_bias(keep: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Additive causal bias [Sq, Sk] for queries at positions `offset..offset+Sq` over keys `0..Sk`.
-pub fn causal_bias(sq: usize, sk: usize, offset: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+pub fn causal_bias(
+    sq: usize,
+    sk: usize,
+    offset: usize,
+    device: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
     let data: Vec<f32> = (0..sq)
         .flat_map(|i| (0..sk).map(move |j| if j > i + offset { f32::MIN } else { 0.0 }))
         .collect();

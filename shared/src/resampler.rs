@@ -91,7 +91,11 @@ impl PerceiverResampler {
         let time = self.time_pos_emb.narrow(0, 0, t)?.unsqueeze(0)?; // [1, T, 1, D]
         let time = time.broadcast_mul(&frame_mask.reshape((b, t, 1, 1))?)?;
         let media = features.broadcast_add(&time)?.reshape((b, t * n, d))?;
-        let mut z = self.latents.unsqueeze(0)?.broadcast_as((b, self.latents.dim(0)?, d))?.contiguous()?;
+        let mut z = self
+            .latents
+            .unsqueeze(0)?
+            .broadcast_as((b, self.latents.dim(0)?, d))?
+            .contiguous()?;
         for (attn, ff) in &self.layers {
             z = (attn.forward(&media, &z)? + &z)?;
             z = (ff.forward(&z)? + &z)?;

@@ -18,7 +18,10 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer").field("bos", &self.bos).field("eos", &self.eos).finish()
+        f.debug_struct("Tokenizer")
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .finish()
     }
 }
 
@@ -34,7 +37,11 @@ impl Tokenizer {
         let eot = inner
             .token_to_id(ENDOFTEXT)
             .ok_or_else(|| Error::Tokenizer(format!("the tokenizer has no `{ENDOFTEXT}` token")))?;
-        Ok(Self { inner, bos: eot, eos: eot })
+        Ok(Self {
+            inner,
+            bos: eot,
+            eos: eot,
+        })
     }
 
     /// A tokenizer.json file.
@@ -61,7 +68,10 @@ impl Tokenizer {
 
     /// Token ids of `text` (special tokens written literally are recognised).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -72,7 +82,9 @@ impl Tokenizer {
 
     /// Text of `ids`; with `skip_special`, special tokens are dropped.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special).map_err(|e| Error::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// A caption as the original prints it: special tokens skipped, whitespace stripped.

@@ -17,11 +17,19 @@ use crate::{Error, Result};
 
 /// Builds the model from tensors named as in the original's state dict. Every tensor must be
 /// used (the tied `lm_head` excepted), so weights that do not fit the config are refused.
-pub fn model_from_tensors(cfg: &ModelConfig, tensors: HashMap<String, Tensor>, device: &Device) -> Result<CaptionModel> {
+pub fn model_from_tensors(
+    cfg: &ModelConfig,
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<CaptionModel> {
     let store = TensorStore::new(tensors);
     let model = CaptionModel::new(cfg, var_builder(store.clone(), DType::F32, device))?;
     let tied = cfg.text_config()?.tie_word_embeddings;
-    let unused: Vec<String> = store.unused().into_iter().filter(|n| !(tied && n == LM_HEAD)).collect();
+    let unused: Vec<String> = store
+        .unused()
+        .into_iter()
+        .filter(|n| !(tied && n == LM_HEAD))
+        .collect();
     if !unused.is_empty() {
         return Err(Error::Weights(format!(
             "{} tensor(s) do not belong to a model of this config, e.g. `{}`",
@@ -47,7 +55,8 @@ pub fn load_model(source: WeightSource, cfg: Option<&ModelConfig>, device: &Devi
     let (tensors, stored) = match source {
         WeightSource::Safetensors(path) => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let stored = checkpoint_config(&bytes).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
+            let stored =
+                checkpoint_config(&bytes).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
             let tensors = read_safetensors_bytes(&bytes, device)
                 .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
             (tensors, stored)
@@ -59,7 +68,8 @@ pub fn load_model(source: WeightSource, cfg: Option<&ModelConfig>, device: &Devi
         (None, Some(c)) => c,
         (None, None) => {
             return Err(Error::Config(
-                "these weights carry no model config: pass the config (config.yaml or config.json) too".into(),
+                "these weights carry no model config: pass the config (config.yaml or config.json) too"
+                    .into(),
             ))
         }
     };

@@ -18,7 +18,10 @@ pub struct MediaKv {
 impl MediaKv {
     /// Keeps/duplicates batch rows: new row i is old row `rows[i]`.
     pub fn select_rows(&self, rows: &Tensor) -> candle_core::Result<Self> {
-        Ok(Self { k: self.k.index_select(rows, 0)?, v: self.v.index_select(rows, 0)? })
+        Ok(Self {
+            k: self.k.index_select(rows, 0)?,
+            v: self.v.index_select(rows, 0)?,
+        })
     }
 }
 
@@ -69,7 +72,9 @@ impl GatedCrossAttention {
     pub fn forward(&self, x: &Tensor, media: &MediaKv) -> candle_core::Result<Tensor> {
         let q = (self.to_q.forward(&self.layer_norm.forward(x)?)? * self.scale)?;
         let q = split_heads(&q, self.heads)?;
-        let attn = self.to_out.forward(&merge_heads(&attention(&q, &media.k, &media.v, None)?)?)?;
+        let attn = self
+            .to_out
+            .forward(&merge_heads(&attention(&q, &media.k, &media.v, None)?)?)?;
         let x = (x + attn.broadcast_mul(&self.alpha_attn.tanh()?)?)?;
         let ff = self.ffw.forward(&x)?;
         x + ff.broadcast_mul(&self.alpha_ffw.tanh()?)?

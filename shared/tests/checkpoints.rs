@@ -22,7 +22,16 @@ fn checkpoint_logits(model: &CaptionModel) -> (Tensor, Tensor) {
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -38,7 +47,9 @@ fn original_pt_checkpoint_reproduces_its_logits() {
 #[test]
 fn pt_without_config_is_a_clear_error() {
     let pt = fixture("fixtures/seed_checkpoint/mlp_resampler-epoch3.pt");
-    let err = load_model(WeightSource::OriginalPt(&pt), None, &Device::Cpu).unwrap_err().to_string();
+    let err = load_model(WeightSource::OriginalPt(&pt), None, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("config"), "{err}");
 }
 
@@ -62,11 +73,21 @@ fn wrong_shape_and_missing_tensor_name_the_tensor() {
     let mut tensors = read_safetensors(&path, &dev).unwrap();
     let name = "resampler.latents";
     tensors.insert(name.into(), Tensor::zeros((7, 64), DType::F32, &dev).unwrap());
-    let err = caption_model::weights::model_from_tensors(&seed_config(), tensors.clone(), &dev).unwrap_err().to_string();
-    assert!(err.contains(name) && err.contains("[7, 64]") && err.contains("[8, 64]"), "{err}");
+    let err = caption_model::weights::model_from_tensors(&seed_config(), tensors.clone(), &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(name) && err.contains("[7, 64]") && err.contains("[8, 64]"),
+        "{err}"
+    );
     tensors.remove(name);
-    let err = caption_model::weights::model_from_tensors(&seed_config(), tensors, &dev).unwrap_err().to_string();
-    assert!(err.contains("missing tensor `resampler.latents`") && err.contains("[8, 64]"), "{err}");
+    let err = caption_model::weights::model_from_tensors(&seed_config(), tensors, &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing tensor `resampler.latents`") && err.contains("[8, 64]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -75,6 +96,8 @@ fn weights_of_another_config_are_refused() {
     let mut cfg = seed_config();
     cfg.text.xattn.freq = 2;
     let path = fixture("fixtures/seed/mlp_resampler/weights.safetensors");
-    let err = load_model(WeightSource::Safetensors(&path), Some(&cfg), &Device::Cpu).unwrap_err().to_string();
+    let err = load_model(WeightSource::Safetensors(&path), Some(&cfg), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("h.1"), "{err}");
 }

@@ -27,16 +27,26 @@ fn fixture_configs_carry_inline_backbones() {
     assert_eq!(cfg.text.xattn.freq, 2);
     assert!(cfg.has_xattn(0) && !cfg.has_xattn(1));
     let v = cfg.vision_config().unwrap();
-    assert_eq!((v.hidden_size, v.patch_size, v.hidden_act), (64, 16, Activation::QuickGelu));
+    assert_eq!(
+        (v.hidden_size, v.patch_size, v.hidden_act),
+        (64, 16, Activation::QuickGelu)
+    );
     let t = cfg.text_config().unwrap();
-    assert_eq!((t.vocab_size, t.bos_token_id, t.activation_function), (1000, 999, Activation::GeluNew));
+    assert_eq!(
+        (t.vocab_size, t.bos_token_id, t.activation_function),
+        (1000, 999, Activation::GeluNew)
+    );
 }
 
 #[test]
 fn unknown_keys_are_named() {
-    let err = ModelConfig::from_str_any("model:\n  resampler:\n    depht: 3\n").unwrap_err().to_string();
+    let err = ModelConfig::from_str_any("model:\n  resampler:\n    depht: 3\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("depht"), "{err}");
-    let err = ModelConfig::from_str_any("model:\n  enable_maper: true\n").unwrap_err().to_string();
+    let err = ModelConfig::from_str_any("model:\n  enable_maper: true\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("enable_maper"), "{err}");
 }
 
@@ -49,6 +59,8 @@ fn inconsistent_sizes_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("64") && err.contains("32"), "{err}");
-    let err = ModelConfig::from_str_any("vision: {pretrained_name: my-clip}\n").unwrap_err().to_string();
+    let err = ModelConfig::from_str_any("vision: {pretrained_name: my-clip}\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("my-clip"), "{err}");
 }

@@ -8,13 +8,24 @@ use candle_core::{DType, Device, IndexOp, Tensor, D};
 use caption_model::clip::{ClipVisionConfig, ClipVisionTransformer};
 use caption_model::gpt2::{Gpt2, Gpt2Config};
 use caption_model::nn::causal_bias;
-use caption_model::weights::{clip_hub_to_original, gpt2_hub_to_original, read_safetensors, var_builder, TensorStore};
+use caption_model::weights::{
+    clip_hub_to_original, gpt2_hub_to_original, read_safetensors, var_builder, TensorStore,
+};
 use caption_model::ModelConfig;
 use common::fixture;
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -22,13 +33,23 @@ fn clip_vision_from_whole_clip_model_file() {
     let dev = Device::Cpu;
     let cfg_text = std::fs::read_to_string(fixture("fixtures/hub/clip/config.json")).unwrap();
     let cfg = ClipVisionConfig::from_hf_json(&cfg_text).unwrap();
-    assert_eq!((cfg.hidden_size, cfg.num_hidden_layers, cfg.image_size), (64, 2, 64));
+    assert_eq!(
+        (cfg.hidden_size, cfg.num_hidden_layers, cfg.image_size),
+        (64, 2, 64)
+    );
     let all = read_safetensors(&fixture("fixtures/hub/clip/model.safetensors"), &dev).unwrap();
-    assert!(all.keys().any(|k| k.starts_with("text_model.")), "the file is a whole CLIPModel");
+    assert!(
+        all.keys().any(|k| k.starts_with("text_model.")),
+        "the file is a whole CLIPModel"
+    );
     let store = TensorStore::new(clip_hub_to_original(all));
     let vb = var_builder(store.clone(), DType::F32, &dev);
     let tower = ClipVisionTransformer::new(&cfg, vb.pp("vision_encoder.vision.vision_model")).unwrap();
-    assert!(store.unused().is_empty(), "every vision tensor is used: {:?}", store.unused());
+    assert!(
+        store.unused().is_empty(),
+        "every vision tensor is used: {:?}",
+        store.unused()
+    );
     let io = read_safetensors(&fixture("fixtures/hub/clip/io.safetensors"), &dev).unwrap();
     let hidden = tower.forward(&io["pixel_values"]).unwrap();
     let d_hidden = max_abs(&hidden, &io["last_hidden_state"]);
@@ -48,21 +69,28 @@ fn load_gpt2(tensors: HashMap<String, Tensor>) -> (Gpt2, TensorStore) {
     let cfg = Gpt2Config::from_hf_json(&cfg_text).unwrap();
     let store = TensorStore::new(gpt2_hub_to_original(tensors, &plain_text_config()));
     let vb = var_builder(store.clone(), DType::F32, &Device::Cpu);
-    (Gpt2::new(&cfg, |_| None, vb.pp("text_generator.lm")).unwrap(), store)
+    (
+        Gpt2::new(&cfg, |_| None, vb.pp("text_generator.lm")).unwrap(),
+        store,
+    )
 }
 
 fn gpt2_logits(gpt2: &Gpt2, ids: &Tensor) -> Tensor {
     let x = gpt2.embed(ids).unwrap();
     let s = ids.dim(1).unwrap();
     let bias = causal_bias(s, s, 0, &Device::Cpu).unwrap();
-    gpt2.logits(&gpt2.forward_embeds(&x, 0, &bias, &[], None).unwrap()).unwrap()
+    gpt2.logits(&gpt2.forward_embeds(&x, 0, &bias, &[], None).unwrap())
+        .unwrap()
 }
 
 #[test]
 fn gpt2_logits_with_and_without_transformer_prefix() {
     let dev = Device::Cpu;
     let raw = read_safetensors(&fixture("fixtures/hub/gpt2/model.safetensors"), &dev).unwrap();
-    assert!(raw.contains_key("h.0.attn.bias"), "the legacy mask buffers are present and must be ignored");
+    assert!(
+        raw.contains_key("h.0.attn.bias"),
+        "the legacy mask buffers are present and must be ignored"
+    );
     let io = read_safetensors(&fixture("fixtures/hub/gpt2/io.safetensors"), &dev).unwrap();
     let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
     let (gpt2, store) = load_gpt2(raw.clone());
@@ -70,7 +98,10 @@ fn gpt2_logits_with_and_without_transformer_prefix() {
     let d = max_abs(&gpt2_logits(&gpt2, &ids), &io["logits"]);
     println!("GPT-2 logits max abs diff {d:e}");
     assert!(d < 1e-4);
-    let prefixed: HashMap<String, Tensor> = raw.into_iter().map(|(k, v)| (format!("transformer.{k}"), v)).collect();
+    let prefixed: HashMap<String, Tensor> = raw
+        .into_iter()
+        .map(|(k, v)| (format!("transformer.{k}"), v))
+        .collect();
     let (gpt2, _) = load_gpt2(prefixed);
     assert!(max_abs(&gpt2_logits(&gpt2, &ids), &io["logits"]) < 1e-4);
 }
@@ -80,8 +111,14 @@ fn gpt2_greedy_with_kv_cache_matches_generate() {
     let dev = Device::Cpu;
     let raw = read_safetensors(&fixture("fixtures/hub/gpt2/model.safetensors"), &dev).unwrap();
     let io = read_safetensors(&fixture("fixtures/hub/gpt2/io.safetensors"), &dev).unwrap();
-    let expected: Vec<u32> =
-        io["greedy_ids"].i(0).unwrap().to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
+    let expected: Vec<u32> = io["greedy_ids"]
+        .i(0)
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|x| x as u32)
+        .collect();
     let prompt = io["input_ids"].i(0..1).unwrap().to_dtype(DType::U32).unwrap();
     let (gpt2, _) = load_gpt2(raw);
     let mut cache = gpt2.new_cache();
@@ -91,8 +128,14 @@ fn gpt2_greedy_with_kv_cache_matches_generate() {
         let (offset, s) = (ids.len() - input.dim(1).unwrap(), input.dim(1).unwrap());
         let bias = causal_bias(s, offset + s, offset, &dev).unwrap();
         let x = gpt2.embed(&input).unwrap();
-        let h = gpt2.forward_embeds(&x, offset, &bias, &[], Some(&mut cache)).unwrap();
-        let next = gpt2.logits(&h.i((.., s - 1)).unwrap()).unwrap().argmax(D::Minus1).unwrap();
+        let h = gpt2
+            .forward_embeds(&x, offset, &bias, &[], Some(&mut cache))
+            .unwrap();
+        let next = gpt2
+            .logits(&h.i((.., s - 1)).unwrap())
+            .unwrap()
+            .argmax(D::Minus1)
+            .unwrap();
         let next = next.to_vec1::<u32>().unwrap()[0];
         ids.push(next);
         input = Tensor::new(&[[next]], &dev).unwrap();

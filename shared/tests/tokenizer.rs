@@ -19,7 +19,12 @@ fn ids_equal_the_tiktoken_cases() {
         let text = case["text"].as_str().unwrap();
         let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         assert_eq!(tok.encode(text).unwrap(), want, "case {}", case["name"]);
-        assert_eq!(tok.decode(&want, false).unwrap(), case["decoded"].as_str().unwrap(), "case {}", case["name"]);
+        assert_eq!(
+            tok.decode(&want, false).unwrap(),
+            case["decoded"].as_str().unwrap(),
+            "case {}",
+            case["name"]
+        );
         assert_eq!(
             tok.decode(&want, true).unwrap(),
             case["decoded_skip_special"].as_str().unwrap(),

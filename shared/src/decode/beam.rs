@@ -161,10 +161,7 @@ pub(super) fn generate(
                         search.hyps.add(tokens, c.score);
                     }
                 } else {
-                    live.push(Beam {
-                        tokens,
-                        sum: c.score,
-                    });
+                    live.push(Beam { tokens, sum: c.score });
                     parents.push(offset + c.beam);
                     if live.len() == width {
                         break;

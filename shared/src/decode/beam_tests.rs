@@ -3,13 +3,7 @@ use super::super::{generate, sequence_log_prob, DecodeOptions, Generated, Strate
 use super::Hypotheses;
 use crate::Error;
 
-fn run(
-    f: &LogitsFn,
-    images: usize,
-    strategy: Strategy,
-    max_length: usize,
-    bos: u32,
-) -> Vec<Generated> {
+fn run(f: &LogitsFn, images: usize, strategy: Strategy, max_length: usize, bos: u32) -> Vec<Generated> {
     let mut model = ToyModel::new(images, f.clone());
     generate(
         &mut model,
@@ -52,24 +46,12 @@ fn width_one_equals_greedy() {
             3,
         ),
         (
-            script(vec![
-                vec![5, 6, 0],
-                vec![0],
-                vec![7, 7, 7, 7, 7, 7, 7, 7, 7],
-            ]),
+            script(vec![vec![5, 6, 0], vec![0], vec![7, 7, 7, 7, 7, 7, 7, 7, 7]]),
             9,
         ),
         // Ties everywhere, so the tie-breaking of both must agree.
         (
-            logits(|image, h| {
-                vec![
-                    if h.len() > 3 + image { 2.0 } else { 0.5 },
-                    2.0,
-                    2.0,
-                    1.0,
-                    2.0,
-                ]
-            }),
+            logits(|image, h| vec![if h.len() > 3 + image { 2.0 } else { 0.5 }, 2.0, 2.0, 1.0, 2.0]),
             9,
         ),
         (
@@ -164,10 +146,7 @@ fn an_eos_ranked_below_width_is_not_a_hypothesis() {
     };
     let beam = generate(&mut model, &opts).unwrap();
     assert_eq!(beam[0].tokens, vec![1, 3, 5, 0]);
-    assert!(close(
-        beam[0].score,
-        (0.7f64 * 0.51 * 0.3 * 0.95).ln() / 4.0
-    ));
+    assert!(close(beam[0].score, (0.7f64 * 0.51 * 0.3 * 0.95).ln() / 4.0));
     assert_eq!(model.steps, vec![1, 2, 2, 2]);
     assert_eq!(model.selects, vec![vec![0, 0], vec![0, 0], vec![0, 0]]);
 }

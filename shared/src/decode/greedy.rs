@@ -27,9 +27,7 @@ pub(super) fn extend_rows(
         let mut keep = Vec::with_capacity(active.len());
         for (pos, (&r, row)) in active.iter().zip(&logits).enumerate() {
             let token = choose(row)?.ok_or_else(|| {
-                Error::Decode(format!(
-                    "no token can be chosen for row {r}: every logit is NaN"
-                ))
+                Error::Decode(format!("no token can be chosen for row {r}: every logit is NaN"))
             })?;
             sums[r] += LogNorm::new(row).log_prob(row[token]);
             // step_checked made sure the vocabulary fits in u32.
@@ -46,10 +44,7 @@ pub(super) fn extend_rows(
             model.select_rows(&keep)?;
             active = keep.iter().map(|&pos| active[pos]).collect();
         }
-        feed = active
-            .iter()
-            .map(|&r| tokens[r][tokens[r].len() - 1])
-            .collect();
+        feed = active.iter().map(|&r| tokens[r][tokens[r].len() - 1]).collect();
     }
     Ok(tokens
         .into_iter()
@@ -143,19 +138,11 @@ mod tests {
     #[test]
     fn rows_finish_at_different_steps_and_the_batch_shrinks() {
         // Image 0 needs 3 steps, image 1 one, image 2 two; image 3 hits max_length.
-        let f = script(vec![
-            vec![5, 6, 0],
-            vec![0],
-            vec![7, 0],
-            vec![4, 4, 4, 4, 4],
-        ]);
+        let f = script(vec![vec![5, 6, 0], vec![0], vec![7, 0], vec![4, 4, 4, 4, 4]]);
         let mut model = ToyModel::new(4, f);
         let out = generate(&mut model, &greedy(4)).unwrap();
         let tokens: Vec<Vec<u32>> = out.into_iter().map(|g| g.tokens).collect();
-        assert_eq!(
-            tokens,
-            vec![vec![5, 6, 0], vec![0], vec![7, 0], vec![4, 4, 4, 4]]
-        );
+        assert_eq!(tokens, vec![vec![5, 6, 0], vec![0], vec![7, 0], vec![4, 4, 4, 4]]);
         assert_eq!(model.steps, vec![4, 3, 2, 1]);
         assert_eq!(model.selects, vec![vec![0, 2, 3], vec![0, 2], vec![1]]);
         assert_eq!(model.history(0), vec![9, 4, 4, 4]);
@@ -173,10 +160,7 @@ mod tests {
                 }
             }),
         );
-        assert!(matches!(
-            generate(&mut model, &greedy(3)),
-            Err(Error::Decode(_))
-        ));
+        assert!(matches!(generate(&mut model, &greedy(3)), Err(Error::Decode(_))));
     }
 
     #[test]

@@ -2,12 +2,7 @@ use super::super::toy::{logits, random, LogitsFn, ToyModel};
 use super::super::{generate, DecodeOptions, Generated, Strategy};
 use super::{nucleus, sample, Cut};
 
-fn run(
-    f: &LogitsFn,
-    images: usize,
-    strategy: Strategy,
-    max_length: usize,
-) -> (Vec<Generated>, ToyModel) {
+fn run(f: &LogitsFn, images: usize, strategy: Strategy, max_length: usize) -> (Vec<Generated>, ToyModel) {
     let mut model = ToyModel::new(images, f.clone());
     let out = generate(
         &mut model,
@@ -52,11 +47,7 @@ fn a_tiny_top_p_or_top_k_one_is_greedy() {
     // exp() cannot tell 1e-30 from 0: only the logit order makes token 2 the top one.
     let tiny = logits(|_, _| vec![0.0, 0.0, 1e-30, 0.0]);
     for seed in 0..20 {
-        let f = if seed == 0 {
-            tiny.clone()
-        } else {
-            random(seed, 6)
-        };
+        let f = if seed == 0 { tiny.clone() } else { random(seed, 6) };
         let greedy = run(&f, 3, Strategy::Greedy, 8).0;
         assert_eq!(
             run(&f, 3, nucleus_of(1.3, 1e-6, None, seed), 8).0,
@@ -147,10 +138,7 @@ fn the_nucleus_skips_nan_and_impossible_tokens() {
         top_k: Some(3),
     };
     // Ties keep the lower index first; one token of mass 1/3 is short of half, two reach it.
-    assert_eq!(
-        nucleus(&[0.0, 0.0, 0.0, 0.0], &cut),
-        vec![(0, 1.0), (1, 1.0)]
-    );
+    assert_eq!(nucleus(&[0.0, 0.0, 0.0, 0.0], &cut), vec![(0, 1.0), (1, 1.0)]);
 }
 
 #[test]

@@ -39,10 +39,7 @@ fn invalid_options_are_decode_errors_before_any_step() {
     for o in &bad {
         let mut model = ToyModel::new(2, logits(|_, _| vec![0.0, 1.0]));
         assert!(matches!(o.validate(), Err(Error::Decode(_))), "{o:?}");
-        assert!(
-            matches!(generate(&mut model, o), Err(Error::Decode(_))),
-            "{o:?}"
-        );
+        assert!(matches!(generate(&mut model, o), Err(Error::Decode(_))), "{o:?}");
         assert!(model.steps.is_empty(), "{o:?}");
     }
     let good = [
@@ -79,10 +76,7 @@ fn malformed_logits_and_model_errors_surface() {
         nucleus(1.0, 0.9, None),
     ];
     for s in strategies {
-        let short = generate(
-            &mut Broken(|n| vec![vec![0.0, 1.0]; n - 1]),
-            &opts(s.clone(), 3),
-        );
+        let short = generate(&mut Broken(|n| vec![vec![0.0, 1.0]; n - 1]), &opts(s.clone(), 3));
         assert!(matches!(short, Err(Error::Decode(_))), "{s:?}");
         let empty = generate(&mut Broken(|n| vec![Vec::new(); n]), &opts(s.clone(), 3));
         assert!(matches!(empty, Err(Error::Decode(_))), "{s:?}");

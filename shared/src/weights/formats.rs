@@ -34,10 +34,17 @@ pub fn read_safetensors_bytes(bytes: &[u8], device: &Device) -> Result<HashMap<S
 /// The `model_state_dict` of a checkpoint written by the original trainer (`torch.save` zip).
 /// Only tensor data is read; the pickle is interpreted, never executed.
 pub fn read_original_pt(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let tensors = candle_core::pickle::read_all_with_key(path, Some("model_state_dict"))
-        .map_err(|e| Error::Weights(format!("{}: not a readable PyTorch checkpoint: {e}", path.display())))?;
+    let tensors = candle_core::pickle::read_all_with_key(path, Some("model_state_dict")).map_err(|e| {
+        Error::Weights(format!(
+            "{}: not a readable PyTorch checkpoint: {e}",
+            path.display()
+        ))
+    })?;
     if tensors.is_empty() {
-        return Err(Error::Weights(format!("{}: no `model_state_dict` tensors found", path.display())));
+        return Err(Error::Weights(format!(
+            "{}: no `model_state_dict` tensors found",
+            path.display()
+        )));
     }
     Ok(tensors.into_iter().collect())
 }
@@ -95,8 +102,11 @@ pub fn save_checkpoint(path: &Path, cfg: &ModelConfig, tensors: &HashMap<String,
 
 /// The model config stored in one of our checkpoints, or None for a plain safetensors file.
 pub fn checkpoint_config(bytes: &[u8]) -> Result<Option<ModelConfig>> {
-    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights(e.to_string()))?;
-    let Some(meta) = meta.metadata() else { return Ok(None) };
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights(e.to_string()))?;
+    let Some(meta) = meta.metadata() else {
+        return Ok(None);
+    };
     if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
         return Ok(None);
     }
@@ -108,6 +118,8 @@ pub fn checkpoint_config(bytes: &[u8]) -> Result<Option<ModelConfig>> {
             )))
         }
     }
-    let cfg = meta.get("model_config").ok_or_else(|| Error::Weights("checkpoint metadata has no model_config".into()))?;
+    let cfg = meta
+        .get("model_config")
+        .ok_or_else(|| Error::Weights("checkpoint metadata has no model_config".into()))?;
     ModelConfig::from_str_any(cfg).map(Some)
 }

@@ -21,13 +21,21 @@ pub struct TensorStore {
 impl TensorStore {
     /// Wraps a name → tensor map.
     pub fn new(tensors: HashMap<String, Tensor>) -> Self {
-        Self { tensors: Arc::new(tensors), used: Arc::new(Mutex::new(HashSet::new())) }
+        Self {
+            tensors: Arc::new(tensors),
+            used: Arc::new(Mutex::new(HashSet::new())),
+        }
     }
 
     /// Names present in the store that no layer asked for, sorted.
     pub fn unused(&self) -> Vec<String> {
         let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
-        let mut names: Vec<String> = self.tensors.keys().filter(|k| !used.contains(*k)).cloned().collect();
+        let mut names: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|k| !used.contains(*k))
+            .cloned()
+            .collect();
         names.sort();
         names
     }
@@ -43,9 +51,9 @@ impl TensorStore {
 
 impl SimpleBackend for TensorStore {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self
-            .lookup(name)
-            .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}` (expected shape {:?})", s.dims())))?;
+        let t = self.lookup(name).ok_or_else(|| {
+            candle_core::Error::Msg(format!("missing tensor `{name}` (expected shape {:?})", s.dims()))
+        })?;
         if t.shape() != &s {
             return Err(candle_core::Error::Msg(format!(
                 "tensor `{name}` has shape {:?}, expected {:?}",
@@ -57,7 +65,9 @@ impl SimpleBackend for TensorStore {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self.lookup(name).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`")))?;
+        let t = self
+            .lookup(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`")))?;
         t.to_device(dev)?.to_dtype(dtype)
     }
 
@@ -89,7 +99,9 @@ impl SimpleBackend for ShapeRecorder {
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
-        Err(candle_core::Error::Msg(format!("shape recorder cannot guess the shape of `{name}`")))
+        Err(candle_core::Error::Msg(format!(
+            "shape recorder cannot guess the shape of `{name}`"
+        )))
     }
 
     fn contains_tensor(&self, _: &str) -> bool {
@@ -111,7 +123,9 @@ impl RandomInit {
 
     /// Values for one tensor.
     fn values(&self, name: &str, n: usize, dims: &[usize]) -> Vec<f32> {
-        let name_hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let name_hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
         let mut rng = StdRng::seed_from_u64(self.seed ^ name_hash);
         let uniform = |rng: &mut StdRng, scale: f32| (rng.random::<f32>() * 2.0 - 1.0) * scale;
         if name.ends_with("alpha_attn") || name.ends_with("alpha_ffw") {
@@ -134,7 +148,9 @@ impl SimpleBackend for RandomInit {
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
-        Err(candle_core::Error::Msg(format!("random init cannot guess the shape of `{name}`")))
+        Err(candle_core::Error::Msg(format!(
+            "random init cannot guess the shape of `{name}`"
+        )))
     }
 
     fn contains_tensor(&self, _: &str) -> bool {
@@ -143,6 +159,10 @@ impl SimpleBackend for RandomInit {
 }
 
 /// A VarBuilder over any of the backends above.
-pub fn var_builder<B: SimpleBackend + 'static>(backend: B, dtype: DType, device: &Device) -> VarBuilder<'static> {
+pub fn var_builder<B: SimpleBackend + 'static>(
+    backend: B,
+    dtype: DType,
+    device: &Device,
+) -> VarBuilder<'static> {
     VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
 }

@@ -1,0 +1,142 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use caption_model::decode::{DecodeOptions, Strategy};
+use caption_model::CaptionModel;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Image and video captioning with CLIP + GPT-2 and a perceiver-resampler bridge.
+#[derive(Debug, Parser)]
+#[command(name = "native", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Caption images (files or folders): one caption per image.
+    Caption(CaptionArgs),
+    /// Check the model against a fixture directory (config.json, weights.safetensors,
+    /// io.safetensors) laid out like ../shared/fixtures/seed/<variant>; exits non-zero on any mismatch.
+    Verify {
+        /// The fixture directory.
+        dir: PathBuf,
+    },
+    /// Benchmarks that print figures.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+/// `caption` arguments.
+#[derive(Debug, Args)]
+pub struct CaptionArgs {
+    /// Images, or folders of images.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Model weights: our checkpoint (.safetensors with its config inside), the original's
+    /// state dict as .safetensors, or the original trainer's .pt checkpoint.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The model config (config.yaml or config.json); needed when the weights carry none.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A tokenizer.json; GPT-2's built-in tokenizer by default.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Print a JSON array instead of `file<TAB>caption` lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Images decoded together.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Decoding settings.
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// Decoding strategy names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyName {
+    /// Arg-max each step.
+    Greedy,
+    /// Beam search with length-normalised scores.
+    Beam,
+    /// Nucleus (top-p) sampling.
+    Nucleus,
+}
+
+/// Decoding settings (defaults are the original's `trainer.test` section).
+#[derive(Debug, Clone, Args)]
+pub struct DecodeArgs {
+    /// Decoding strategy.
+    #[arg(long, value_enum, default_value_t = StrategyName::Beam)]
+    pub strategy: StrategyName,
+    /// Beams kept by beam search.
+    #[arg(long, default_value_t = 5)]
+    pub beam_width: usize,
+    /// Most tokens generated per caption.
+    #[arg(long, default_value_t = 100)]
+    pub max_length: usize,
+    /// Sampling temperature (nucleus).
+    #[arg(long, default_value_t = 0.9)]
+    pub temperature: f32,
+    /// Probability mass kept (nucleus).
+    #[arg(long, default_value_t = 0.8)]
+    pub top_p: f32,
+    /// Keep only the k most likely tokens before top-p (nucleus).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Random seed (nucleus).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl DecodeArgs {
+    /// The decoder options for `model` (bos/eos from its text config).
+    pub fn options(&self, model: &CaptionModel) -> Result<DecodeOptions> {
+        let strategy = match self.strategy {
+            StrategyName::Greedy => Strategy::Greedy,
+            StrategyName::Beam => Strategy::Beam {
+                width: self.beam_width,
+            },
+            StrategyName::Nucleus => Strategy::Nucleus {
+                temperature: self.temperature,
+                top_p: self.top_p,
+                top_k: self.top_k,
+                seed: self.seed,
+            },
+        };
+        let t = model.config().text_config()?;
+        Ok(DecodeOptions {
+            strategy,
+            max_length: self.max_length,
+            bos: t.bos_token_id,
+            eos: t.eos_token_id,
+        })
+    }
+}
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// ms per caption of the full-size default model (random weights, CPU): greedy and beam.
+    Caption {
+        /// Timed captions per strategy (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        /// Tokens generated per caption (eos is never taken, so every caption has this many).
+        #[arg(long, default_value_t = 20)]
+        tokens: usize,
+        /// Beam width of the beam-search run.
+        #[arg(long, default_value_t = 5)]
+        beam_width: usize,
+    },
+}
