@@ -10,7 +10,7 @@ pub mod gpt2;
 pub mod mapper;
 pub mod model;
 pub mod nn;
-// pub mod preprocess;
+pub mod preprocess;
 pub mod resampler;
 pub mod tokenizer;
 pub mod weights;
