@@ -11,7 +11,7 @@ use caption_model::{CaptionModel, Captioner};
 use serde::Serialize;
 
 /// Extensions taken from a folder.
-const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif"];
+const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "gif"];
 
 /// One image's result.
 #[derive(Debug, Clone, Serialize)]

@@ -48,6 +48,5 @@ pub fn load_model(checkpoint: &Path, config: Option<&Path>, device: &Device) -> 
             tensors.entry(k).or_insert(v);
         }
     }
-    Ok(model_from_tensors(&cfg, tensors, device)
-        .with_context(|| format!("loading {}", checkpoint.display()))?)
+    model_from_tensors(&cfg, tensors, device).with_context(|| format!("loading {}", checkpoint.display()))
 }

@@ -11,7 +11,12 @@ fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")).join(rel)
 }
 
-const VARIANTS: [&str; 4] = ["mlp_resampler", "mapper_only", "resampler_only", "transformer_mapper_freq2"];
+const VARIANTS: [&str; 4] = [
+    "mlp_resampler",
+    "mapper_only",
+    "resampler_only",
+    "transformer_mapper_freq2",
+];
 
 #[test]
 fn every_seed_variant_matches_the_original() {
@@ -20,9 +25,17 @@ fn every_seed_variant_matches_the_original() {
         println!("{variant}:\n  {}", report.lines().join("\n  "));
         let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
         assert!(names.contains(&"logits") && names.contains(&"loss") && names.contains(&"mapped_prefix"));
-        assert_eq!(names.contains(&"resampled"), variant != "mapper_only", "{variant}");
+        assert_eq!(
+            names.contains(&"resampled"),
+            variant != "mapper_only",
+            "{variant}"
+        );
         for c in &report.checks {
-            let tol = if c.name == "loss" { LOSS_REL_TOL } else { ACTIVATION_TOL };
+            let tol = if c.name == "loss" {
+                LOSS_REL_TOL
+            } else {
+                ACTIVATION_TOL
+            };
             assert!(c.diff <= tol, "{variant} {}: {} > {tol}", c.name, c.diff);
         }
         let (expected, produced) = report.greedy.clone().unwrap();
@@ -33,7 +46,10 @@ fn every_seed_variant_matches_the_original() {
 }
 
 fn native(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_native")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_native"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -41,8 +57,19 @@ fn the_command_passes_and_prints_each_difference() {
     let dir = fixture("fixtures/seed/transformer_mapper_freq2");
     let out = native(&["verify", dir.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for name in ["mapped_prefix", "resampled", "logits", "loss", "greedy tokens", "verify: PASSED"] {
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "mapped_prefix",
+        "resampled",
+        "logits",
+        "loss",
+        "greedy tokens",
+        "verify: PASSED",
+    ] {
         assert!(stdout.contains(name), "missing {name} in\n{stdout}");
     }
 }
@@ -54,7 +81,8 @@ fn tampered(variant: &str, name: &str, edit: impl Fn(&Tensor) -> Tensor) -> temp
     for f in ["config.json", "weights.safetensors"] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }
-    let mut io: HashMap<String, Tensor> = candle_core::safetensors::load(src.join("io.safetensors"), &Device::Cpu).unwrap();
+    let mut io: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("io.safetensors"), &Device::Cpu).unwrap();
     let t = edit(&io[name]);
     io.insert(name.to_string(), t);
     candle_core::safetensors::save(&io, dir.path().join("io.safetensors")).unwrap();
@@ -71,7 +99,10 @@ fn the_command_fails_when_logits_or_tokens_are_off() {
     let dir = tampered("mapper_only", "greedy_tokens_image0", |t| (t + 1.0).unwrap());
     let report = verify_dir(dir.path()).unwrap();
     assert!(!report.passed());
-    assert!(report.checks.iter().all(|c| c.passed()), "only the tokens are off");
+    assert!(
+        report.checks.iter().all(|c| c.passed()),
+        "only the tokens are off"
+    );
 }
 
 #[test]

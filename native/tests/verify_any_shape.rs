@@ -31,14 +31,25 @@ fn verify_handles_a_directory_of_another_shape() {
     CaptionModel::new(&cfg, var_builder(recorder.clone(), DType::F32, &dev)).unwrap();
     // RandomInit's values depend only on the seed and the name: these are the model's weights.
     let vb = var_builder(RandomInit::new(5), DType::F32, &dev);
-    let weights: HashMap<String, Tensor> =
-        recorder.shapes().into_iter().map(|(name, shape)| (name.clone(), vb.get(shape, &name).unwrap())).collect();
+    let weights: HashMap<String, Tensor> = recorder
+        .shapes()
+        .into_iter()
+        .map(|(name, shape)| (name.clone(), vb.get(shape, &name).unwrap()))
+        .collect();
 
     let (b, t, l) = (3, 4, 6);
     let video = Tensor::randn(0f32, 1.0, (b, t, 3, 32, 32), &dev).unwrap();
     let lengths = [4usize, 2, 1];
     let mask = CaptionModel::frame_mask(&lengths, t, &dev).unwrap();
-    let tokens = Tensor::new(&[[96u32, 5, 7, 95, 0, 0], [96, 1, 95, 0, 0, 0], [96, 3, 4, 5, 6, 95]], &dev).unwrap();
+    let tokens = Tensor::new(
+        &[
+            [96u32, 5, 7, 95, 0, 0],
+            [96, 1, 95, 0, 0, 0],
+            [96, 3, 4, 5, 6, 95],
+        ],
+        &dev,
+    )
+    .unwrap();
     let tokens_mask = tokens.ne(0u32).unwrap().to_dtype(DType::F32).unwrap();
     let (visual, logits) = model.forward(&video, &mask, &tokens, &tokens_mask).unwrap();
     assert_eq!(logits.dims(), &[b, l, 97]);
@@ -50,14 +61,20 @@ fn verify_handles_a_directory_of_another_shape() {
     // Greedy tokens: seven steps, taken from a first verify pass with a placeholder.
     let mut io = HashMap::from([
         ("video".to_string(), video),
-        ("video_length".to_string(), Tensor::new(&[4i64, 2, 1], &dev).unwrap()),
+        (
+            "video_length".to_string(),
+            Tensor::new(&[4i64, 2, 1], &dev).unwrap(),
+        ),
         ("tokens".to_string(), tokens.to_dtype(DType::I64).unwrap()),
         ("tokens_mask".to_string(), tokens_mask),
         ("mapped_prefix".to_string(), visual.prefix),
         ("resampled".to_string(), visual.latents.unwrap()),
         ("logits".to_string(), logits),
         ("loss".to_string(), loss),
-        ("greedy_tokens_image0".to_string(), Tensor::zeros(8, DType::I64, &dev).unwrap()),
+        (
+            "greedy_tokens_image0".to_string(),
+            Tensor::zeros(8, DType::I64, &dev).unwrap(),
+        ),
     ]);
     let io_path = dir.path().join("io.safetensors");
     candle_core::safetensors::save(&io, &io_path).unwrap();
@@ -67,7 +84,10 @@ fn verify_handles_a_directory_of_another_shape() {
     assert_eq!(produced[0], 96, "starts from the config's bos");
     assert!(produced.len() <= 8 && (produced.len() == 8 || produced.last() == Some(&95)));
     let ids: Vec<i64> = produced.iter().map(|&x| x as i64).collect();
-    io.insert("greedy_tokens_image0".into(), Tensor::new(ids.as_slice(), &dev).unwrap());
+    io.insert(
+        "greedy_tokens_image0".into(),
+        Tensor::new(ids.as_slice(), &dev).unwrap(),
+    );
     candle_core::safetensors::save(&io, &io_path).unwrap();
     assert!(verify_dir(dir.path()).unwrap().passed());
 }

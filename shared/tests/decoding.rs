@@ -8,14 +8,23 @@ use caption_model::weights::{model_from_tensors, read_safetensors};
 use caption_model::{CaptionModel, Captioner, ModelConfig};
 use common::fixture;
 
-const VARIANTS: [&str; 4] = ["mlp_resampler", "mapper_only", "resampler_only", "transformer_mapper_freq2"];
+const VARIANTS: [&str; 4] = [
+    "mlp_resampler",
+    "mapper_only",
+    "resampler_only",
+    "transformer_mapper_freq2",
+];
 
 fn load(variant: &str) -> (CaptionModel, Tensor) {
     let dev = Device::Cpu;
     let dir = fixture(&format!("fixtures/seed/{variant}"));
     let cfg = ModelConfig::from_file(dir.join("config.json")).unwrap();
-    let model = model_from_tensors(&cfg, read_safetensors(&dir.join("weights.safetensors"), &dev).unwrap(), &dev)
-        .unwrap();
+    let model = model_from_tensors(
+        &cfg,
+        read_safetensors(&dir.join("weights.safetensors"), &dev).unwrap(),
+        &dev,
+    )
+    .unwrap();
     let io = read_safetensors(&dir.join("io.safetensors"), &dev).unwrap();
     (model, io["video"].clone())
 }
@@ -26,14 +35,28 @@ fn frames(video: &Tensor) -> Tensor {
     video.reshape((b * t, 1, c, h, w)).unwrap()
 }
 
-fn decode(model: &CaptionModel, images: &Tensor, strategy: Strategy, max_length: usize) -> Vec<(Vec<u32>, f32)> {
+fn decode(
+    model: &CaptionModel,
+    images: &Tensor,
+    strategy: Strategy,
+    max_length: usize,
+) -> Vec<(Vec<u32>, f32)> {
     let n = images.dim(0).unwrap();
     let mask = CaptionModel::frame_mask(&vec![1; n], 1, model.device()).unwrap();
     let visual = model.visual(images, &mask).unwrap();
     let t = model.config().text_config().unwrap();
-    let opts = DecodeOptions { strategy, max_length, bos: t.bos_token_id, eos: t.eos_token_id };
+    let opts = DecodeOptions {
+        strategy,
+        max_length,
+        bos: t.bos_token_id,
+        eos: t.eos_token_id,
+    };
     let mut captioner = Captioner::new(model, &visual).unwrap();
-    generate(&mut captioner, &opts).unwrap().into_iter().map(|g| (g.tokens, g.score)).collect()
+    generate(&mut captioner, &opts)
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.tokens, g.score))
+        .collect()
 }
 
 #[test]
@@ -80,25 +103,48 @@ fn beam_width_three_finds_a_higher_scoring_caption_than_greedy() {
             let mut captioner = Captioner::new(&model, &visual).unwrap();
             let bos = model.config().text_config().unwrap().bos_token_id;
             let rescored = sequence_log_prob(&mut captioner, bos, std::slice::from_ref(&b.0)).unwrap()[0];
-            assert!((rescored as f32 / b.0.len() as f32 - b.1).abs() < 1e-3, "{variant} frame {i} of {n}");
-            assert!(b.1 >= greedy_norm - 1e-4, "{variant} frame {i}: beam {} < greedy {greedy_norm}", b.1);
+            assert!(
+                (rescored as f32 / b.0.len() as f32 - b.1).abs() < 1e-3,
+                "{variant} frame {i} of {n}"
+            );
+            assert!(
+                b.1 >= greedy_norm - 1e-4,
+                "{variant} frame {i}: beam {} < greedy {greedy_norm}",
+                b.1
+            );
             if b.1 > greedy_norm + 1e-4 {
-                strictly_better.push(format!("{variant} frame {i}: beam {:.4} > greedy {greedy_norm:.4}", b.1));
+                strictly_better.push(format!(
+                    "{variant} frame {i}: beam {:.4} > greedy {greedy_norm:.4}",
+                    b.1
+                ));
             }
         }
     }
     println!("{}", strictly_better.join("\n"));
-    assert!(!strictly_better.is_empty(), "beam width 3 never beat greedy on any fixture frame");
+    assert!(
+        !strictly_better.is_empty(),
+        "beam width 3 never beat greedy on any fixture frame"
+    );
 }
 
 #[test]
 fn nucleus_is_reproducible_with_a_seed() {
     let (model, video) = load("mlp_resampler");
     let images = frames(&video);
-    let nucleus = |seed| Strategy::Nucleus { temperature: 0.9, top_p: 0.8, top_k: None, seed };
+    let nucleus = |seed| Strategy::Nucleus {
+        temperature: 0.9,
+        top_p: 0.8,
+        top_k: None,
+        seed,
+    };
     let a = decode(&model, &images, nucleus(7), 12);
     assert_eq!(a, decode(&model, &images, nucleus(7), 12));
-    let tiny_p = Strategy::Nucleus { temperature: 1.0, top_p: 1e-6, top_k: None, seed: 3 };
+    let tiny_p = Strategy::Nucleus {
+        temperature: 1.0,
+        top_p: 1e-6,
+        top_k: None,
+        seed: 3,
+    };
     let greedy = decode(&model, &images, Strategy::Greedy, 12);
     let tokens = |v: &[(Vec<u32>, f32)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(tokens(&decode(&model, &images, tiny_p, 12)), tokens(&greedy));

@@ -59,9 +59,10 @@ fn clip_vision_from_whole_clip_model_file() {
 }
 
 fn plain_text_config() -> ModelConfig {
-    let mut cfg = ModelConfig::default();
-    cfg.enable_resampler_xattn = false;
-    cfg
+    ModelConfig {
+        enable_resampler_xattn: false,
+        ..Default::default()
+    }
 }
 
 fn load_gpt2(tensors: HashMap<String, Tensor>) -> (Gpt2, TensorStore) {
