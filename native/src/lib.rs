@@ -6,4 +6,5 @@ pub mod caption;
 pub mod cli;
 pub mod hub;
 pub mod load;
+pub mod train;
 pub mod verify;

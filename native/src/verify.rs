@@ -10,10 +10,14 @@ use caption_model::decode::{generate, DecodeOptions, Strategy};
 use caption_model::weights::{model_from_tensors, read_safetensors};
 use caption_model::{caption_loss, CaptionModel, Captioner, ModelConfig};
 
+use crate::train::{trainable_model, Adam, AdamConfig, OptimizerKind};
+
 /// Absolute tolerance on activations and logits.
 pub const ACTIVATION_TOL: f64 = 1e-4;
 /// Relative tolerance on the loss.
 pub const LOSS_REL_TOL: f64 = 1e-5;
+/// Relative tolerance on gradients and updated parameters (max |diff| / max |expected|, per tensor).
+pub const TRAIN_REL_TOL: f64 = 1e-5;
 
 /// One compared output.
 #[derive(Debug, Clone)]
@@ -24,6 +28,8 @@ pub struct Check {
     pub diff: f64,
     /// Tolerance it must stay within.
     pub tol: f64,
+    /// Whether `diff` is relative (max |diff| / max |expected|) rather than absolute.
+    pub relative: bool,
 }
 
 impl Check {
@@ -54,7 +60,7 @@ impl Report {
             .checks
             .iter()
             .map(|c| {
-                let kind = if c.name == "loss" {
+                let kind = if c.relative {
                     "max rel diff"
                 } else {
                     "max abs diff"
@@ -109,7 +115,7 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
     let device = Device::Cpu;
     let cfg = ModelConfig::from_file(dir.join("config.json"))?;
     let weights = read_safetensors(&dir.join("weights.safetensors"), &device)?;
-    let model = model_from_tensors(&cfg, weights, &device)?;
+    let model = model_from_tensors(&cfg, weights.clone(), &device)?;
     let io = read_safetensors(&dir.join("io.safetensors"), &device)?;
     let video = get(&io, "video")?;
     let (b, t) = (video.dim(0)?, video.dim(1)?);
@@ -132,6 +138,7 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
                 name: name.into(),
                 diff,
                 tol: ACTIVATION_TOL,
+                relative: false,
             });
         }
         Ok(())
@@ -148,7 +155,16 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
             name: "loss".into(),
             diff: (got - want).abs() / want.abs().max(1e-12),
             tol: LOSS_REL_TOL,
+            relative: true,
         });
+    }
+    if io.keys().any(|k| k.starts_with("grad.")) {
+        checks.extend(train_step_checks(
+            &cfg,
+            weights,
+            &io,
+            (video, &frame_mask, &tokens, &tokens_mask),
+        )?);
     }
     let greedy = match io.get("greedy_tokens_image0") {
         Some(expected) => {
@@ -159,6 +175,97 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
         None => None,
     };
     Ok(Report { checks, greedy })
+}
+
+/// max |a - b| / max |b| for one tensor.
+fn rel_diff(got: &Tensor, want: &Tensor) -> Result<f64> {
+    let scale = want
+        .to_dtype(DType::F64)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f64>()?;
+    Ok(max_abs_diff(got, want)? / scale.max(1e-30))
+}
+
+/// One training step (loss → gradients → one AdamW step with the fixture's settings) compared
+/// with `grad.<name>` and `after_adamw.<name>`: the worst tensor of each.
+fn train_step_checks(
+    cfg: &ModelConfig,
+    weights: HashMap<String, Tensor>,
+    io: &HashMap<String, Tensor>,
+    (video, frame_mask, tokens, tokens_mask): (&Tensor, &Tensor, &Tensor, &Tensor),
+) -> Result<Vec<Check>> {
+    // In f64 the comparison measures the reference's own float32 rounding, not ours as well.
+    let f64 = |t: &Tensor| t.to_dtype(DType::F64);
+    let (model, params) = trainable_model(cfg, weights, DType::F64, video.device())?;
+    let (_, logits) = model.forward(&f64(video)?, &f64(frame_mask)?, tokens, &f64(tokens_mask)?)?;
+    let grads = caption_loss(&logits, tokens)?.backward()?;
+    let vars = params.vars();
+    let expected: Vec<&str> = io.keys().filter_map(|k| k.strip_prefix("grad.")).collect();
+    for name in &expected {
+        anyhow::ensure!(
+            vars.contains_key(*name),
+            "`{name}` has a gradient in the fixture but is not trainable here"
+        );
+    }
+    anyhow::ensure!(
+        vars.len() == expected.len(),
+        "{} trainable tensors here, {} in the fixture",
+        vars.len(),
+        expected.len()
+    );
+    let mut worst_grad = (0.0f64, String::new());
+    for (name, var) in &vars {
+        let got = grads
+            .get(var.as_tensor())
+            .with_context(|| format!("no gradient reached `{name}`"))?;
+        let d = rel_diff(got, get(io, &format!("grad.{name}"))?)?;
+        if !(d <= worst_grad.0) {
+            worst_grad = (d, name.clone());
+        }
+    }
+    let adam = AdamConfig {
+        kind: OptimizerKind::AdamW,
+        beta1: 0.9,
+        beta2: 0.98,
+        eps: 1e-8,
+        weight_decay: 1e-3,
+    };
+    // The update is checked on the fixture's own gradients: where a gradient is float noise
+    // around zero (e.g. a key bias, which softmax ignores), AdamW's first step turns the noise
+    // into a step of up to lr, so the reference's noise cannot be reproduced from ours.
+    let mut opt = Adam::new(adam, vars.clone())?;
+    opt.step_with(
+        |name, var| {
+            io.get(&format!("grad.{name}"))
+                .and_then(|g| g.to_dtype(var.dtype()).ok())
+        },
+        1e-3,
+    )?;
+    let mut worst_param = (0.0f64, String::new());
+    for (name, var) in &vars {
+        if let Some(want) = io.get(&format!("after_adamw.{name}")) {
+            let d = rel_diff(var.as_tensor(), want)?;
+            if !(d <= worst_param.0) {
+                worst_param = (d, name.clone());
+            }
+        }
+    }
+    Ok(vec![
+        Check {
+            name: format!("grad ({} tensors; worst {})", vars.len(), worst_grad.1),
+            diff: worst_grad.0,
+            tol: TRAIN_REL_TOL,
+            relative: true,
+        },
+        Check {
+            name: format!("after_adamw (on fixture grads; worst {})", worst_param.1),
+            diff: worst_param.0,
+            tol: TRAIN_REL_TOL,
+            relative: true,
+        },
+    ])
 }
 
 /// The original's greedy decode on the first frame of sample 0 for `steps` tokens, bos first.

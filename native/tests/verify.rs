@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use native::verify::{verify_dir, ACTIVATION_TOL, LOSS_REL_TOL};
+use native::verify::{verify_dir, ACTIVATION_TOL, LOSS_REL_TOL, TRAIN_REL_TOL};
 
 fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")).join(rel)
@@ -31,10 +31,10 @@ fn every_seed_variant_matches_the_original() {
             "{variant}"
         );
         for c in &report.checks {
-            let tol = if c.name == "loss" {
-                LOSS_REL_TOL
-            } else {
-                ACTIVATION_TOL
+            let tol = match (c.relative, c.name.as_str()) {
+                (true, "loss") => LOSS_REL_TOL,
+                (true, _) => TRAIN_REL_TOL,
+                (false, _) => ACTIVATION_TOL,
             };
             assert!(c.diff <= tol, "{variant} {}: {} > {tol}", c.name, c.diff);
         }

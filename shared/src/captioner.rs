@@ -34,7 +34,7 @@ impl<'m> Captioner<'m> {
             model,
             prefix: Some(visual.prefix.clone()),
             media,
-            keep: visual.frame_mask.clone(),
+            keep: visual.frame_mask.to_dtype(visual.prefix.dtype())?,
             cache: model.text().new_cache(),
             pos: 0,
             rows: visual.prefix.dim(0)?,
@@ -51,14 +51,14 @@ impl StepModel for Captioner<'_> {
         let device = self.model.device();
         let ids = Tensor::from_slice(tokens, (tokens.len(), 1), device)?;
         let emb = self.model.text().embed(&ids)?;
-        let ones = Tensor::ones((tokens.len(), 1), DType::F32, device)?;
+        let ones = Tensor::ones((tokens.len(), 1), self.keep.dtype(), device)?;
         self.keep = Tensor::cat(&[&self.keep, &ones], 1)?;
         let (x, bias) = match self.prefix.take() {
             // First step: the whole prefix plus bos, causally masked.
             Some(prefix) => {
                 let x = Tensor::cat(&[&prefix, &emb], 1)?;
                 let s = x.dim(1)?;
-                let bias = key_bias(&self.keep)?.broadcast_add(&causal_bias(s, s, 0, device)?)?;
+                let bias = key_bias(&self.keep)?.broadcast_add(&causal_bias(s, s, 0, x.dtype(), device)?)?;
                 (x, bias)
             }
             // Later steps: one query that may see every cached key.

@@ -144,8 +144,12 @@ impl CaptionModel {
         let (_, t, _) = visual.prefix.dims3()?;
         let l = tokens.dim(1)?;
         let x = Tensor::cat(&[&visual.prefix, &self.text.embed(tokens)?], 1)?;
-        let keep = Tensor::cat(&[&visual.frame_mask, &tokens_mask.to_dtype(DType::F32)?], 1)?;
-        let bias = key_bias(&keep)?.broadcast_add(&causal_bias(t + l, t + l, 0, &self.device)?)?;
+        let dtype = visual.prefix.dtype();
+        let keep = Tensor::cat(
+            &[&visual.frame_mask.to_dtype(dtype)?, &tokens_mask.to_dtype(dtype)?],
+            1,
+        )?;
+        let bias = key_bias(&keep)?.broadcast_add(&causal_bias(t + l, t + l, 0, dtype, &self.device)?)?;
         let media = match &visual.latents {
             Some(lat) => self.text.media_kv(lat)?,
             None => Vec::new(),
@@ -176,7 +180,7 @@ pub fn caption_loss(logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
     let targets = tokens.to_dtype(DType::U32)?.reshape(b * l)?;
     let logp = candle_nn::ops::log_softmax(&logits.reshape((b * l, v))?, D::Minus1)?;
     let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let keep = targets.ne(0u32)?.to_dtype(DType::F32)?;
+    let keep = targets.ne(0u32)?.to_dtype(logits.dtype())?;
     let count = keep.sum_all()?;
     Ok(picked.mul(&keep)?.sum_all()?.neg()?.broadcast_div(&count)?)
 }

@@ -177,12 +177,12 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> c
     softmax_last(&scores)?.matmul(v)
 }
 
-/// Converts a keep-mask (1 = visible, 0 = hidden) of shape [B, Sk] into an additive bias
+/// Converts a float keep-mask (1 = visible, 0 = hidden) of shape [B, Sk] into an additive bias
 /// [B, 1, 1, Sk]. Hidden keys get the most negative f32, as Hugging Face does, so that a row
 /// with every key hidden stays finite.
 pub fn key_bias(keep: &Tensor) -> candle_core::Result<Tensor> {
     let (b, sk) = keep.dims2()?;
-    let hidden = (1.0 - keep.to_dtype(DType::F32)?)?;
+    let hidden = (1.0 - keep)?;
     (hidden * f32::MIN as f64)?.reshape((b, 1, 1, sk))
 }
 
@@ -191,12 +191,13 @@ pub fn causal_bias(
     sq: usize,
     sk: usize,
     offset: usize,
+    dtype: DType,
     device: &candle_core::Device,
 ) -> candle_core::Result<Tensor> {
     let data: Vec<f32> = (0..sq)
         .flat_map(|i| (0..sk).map(move |j| if j > i + offset { f32::MIN } else { 0.0 }))
         .collect();
-    Tensor::from_vec(data, (sq, sk), device)
+    Tensor::from_vec(data, (sq, sk), device)?.to_dtype(dtype)
 }
 
 /// The bridge's feed-forward block: LayerNorm → Linear(D, D·mult) → act → Linear(D·mult, D),

@@ -79,7 +79,7 @@ fn load_gpt2(tensors: HashMap<String, Tensor>) -> (Gpt2, TensorStore) {
 fn gpt2_logits(gpt2: &Gpt2, ids: &Tensor) -> Tensor {
     let x = gpt2.embed(ids).unwrap();
     let s = ids.dim(1).unwrap();
-    let bias = causal_bias(s, s, 0, &Device::Cpu).unwrap();
+    let bias = causal_bias(s, s, 0, DType::F32, &Device::Cpu).unwrap();
     gpt2.logits(&gpt2.forward_embeds(&x, 0, &bias, &[], None).unwrap())
         .unwrap()
 }
@@ -127,7 +127,7 @@ fn gpt2_greedy_with_kv_cache_matches_generate() {
     let mut input = prompt;
     while ids.len() < expected.len() {
         let (offset, s) = (ids.len() - input.dim(1).unwrap(), input.dim(1).unwrap());
-        let bias = causal_bias(s, offset + s, offset, &dev).unwrap();
+        let bias = causal_bias(s, offset + s, offset, DType::F32, &dev).unwrap();
         let x = gpt2.embed(&input).unwrap();
         let h = gpt2
             .forward_embeds(&x, offset, &bias, &[], Some(&mut cache))
