@@ -1,0 +1,99 @@
+//! Initial weights for training: pretrained backbones where the config names them, fresh
+//! values (initialised as the original's modules initialise themselves) everywhere else.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use caption_model::weights::{var_builder, ShapeRecorder};
+use caption_model::{CaptionModel, ModelConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How a fresh tensor is drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Init {
+    Zeros,
+    Ones,
+    /// Normal with this standard deviation.
+    Normal(f32),
+    /// Uniform in ±bound (PyTorch's default `Linear` init, kaiming-uniform with a = √5).
+    Uniform(f32),
+}
+
+/// The init of a parameter, by its original name and shape.
+fn init_for(name: &str, shape: &[usize]) -> Init {
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    let bridge =
+        name.starts_with("mapper.") || name.starts_with("resampler.") || name.contains(".xattn_block.");
+    if leaf == "alpha_attn" || leaf == "alpha_ffw" {
+        // Flamingo's gates start closed: the pretrained LM is untouched at step 0.
+        return Init::Zeros;
+    }
+    if leaf == "latents" || leaf == "time_pos_emb" {
+        return Init::Normal(1.0);
+    }
+    if shape.len() == 1 {
+        let is_bias = leaf == "bias" || leaf.ends_with("_bias");
+        return match (is_bias, bridge) {
+            (true, true) => Init::Uniform(1.0 / (shape[0] as f32).sqrt()),
+            (true, false) => Init::Zeros,
+            (false, _) if leaf == "class_embedding" => Init::Normal(0.02),
+            (false, _) => Init::Ones,
+        };
+    }
+    if bridge {
+        let fan_in: usize = shape[1..].iter().product();
+        Init::Uniform(1.0 / (fan_in as f32).sqrt())
+    } else {
+        Init::Normal(0.02)
+    }
+}
+
+/// Draws a tensor; values depend only on the seed and the name.
+fn draw(name: &str, shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut rng = StdRng::seed_from_u64(seed ^ hash);
+    let values: Vec<f32> = match init_for(name, shape) {
+        Init::Zeros => vec![0.0; n],
+        Init::Ones => vec![1.0; n],
+        Init::Uniform(b) => (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * b).collect(),
+        Init::Normal(std) => (0..n)
+            .map(|_| {
+                // Box–Muller: two uniforms → one standard normal.
+                let (u1, u2) = (rng.random::<f32>().max(f32::MIN_POSITIVE), rng.random::<f32>());
+                std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+            })
+            .collect(),
+    };
+    Ok(Tensor::from_vec(values, shape, device)?)
+}
+
+/// Every tensor of a model of `cfg`: taken from `loaded` when present (with its shape checked
+/// later by the model), freshly initialised from `seed` otherwise. Returns the map and the
+/// names that were initialised.
+pub fn initial_tensors(
+    cfg: &ModelConfig,
+    mut loaded: HashMap<String, Tensor>,
+    seed: u64,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, Vec<String>)> {
+    let recorder = ShapeRecorder::default();
+    CaptionModel::new(cfg, var_builder(recorder.clone(), DType::F32, device))?;
+    let mut out = HashMap::new();
+    let mut fresh = Vec::new();
+    for (name, shape) in recorder.shapes() {
+        match loaded.remove(&name) {
+            Some(t) => out.insert(name, t),
+            None => {
+                fresh.push(name.clone());
+                let t = draw(&name, &shape, seed, device)?;
+                out.insert(name, t)
+            }
+        };
+    }
+    Ok((out, fresh))
+}

@@ -1,0 +1,308 @@
+//! The original project's whole `config.yaml` (model, dataset, trainer) with Hydra-style
+//! command-line overrides (`key.sub=value`, `+new.key=value`) and `${a.b}` interpolation.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use caption_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Experiment name.
+    pub name: String,
+    /// `train` or `test`.
+    pub mode: Mode,
+    /// Checkpoint to start from (mandatory in test mode).
+    pub pretrained_name: Option<String>,
+    /// With `pretrained_name` in train mode: also restore optimizer, schedule and data position.
+    #[serde(default)]
+    pub resume_pretrained_state: bool,
+    /// The model section.
+    pub model: ModelConfig,
+    /// Datasets.
+    pub dataset: DatasetConfig,
+    /// Training loop and evaluation.
+    pub trainer: TrainerConfig,
+    /// Hydra's own section: accepted and ignored (run directories come from `trainer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hydra: Option<Value>,
+}
+
+/// What `run` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Train (and validate).
+    Train,
+    /// Decode the test set and score it.
+    Test,
+}
+
+/// `dataset:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// `coco`, `mlslt` or `jsonl`.
+    pub name: String,
+    /// Sign languages used by `mlslt`.
+    #[serde(default)]
+    pub sign_languages: Vec<String>,
+    /// `gpt2` or a path to a tokenizer.json.
+    #[serde(default = "default_tokenizer")]
+    pub tokenizer: String,
+    /// Training split.
+    pub train_ds: SplitConfig,
+    /// Validation split.
+    pub validation_ds: SplitConfig,
+    /// Test split.
+    pub test_ds: SplitConfig,
+    /// Frames kept per video (evenly sampled); all when absent.
+    #[serde(default)]
+    pub max_frames: Option<usize>,
+}
+
+fn default_tokenizer() -> String {
+    "gpt2".into()
+}
+
+/// One split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Folder of images or videos (`???` until given).
+    pub visual_dir: Option<String>,
+    /// Captions file (`???` until given).
+    pub json_path: Option<String>,
+    /// Samples per batch.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Loader threads.
+    #[serde(default)]
+    pub num_workers: usize,
+    /// Shuffle every epoch.
+    #[serde(default)]
+    pub shuffle: bool,
+}
+
+fn default_batch() -> usize {
+    32
+}
+
+/// `trainer:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Root of the run directories.
+    pub exp_dir: Option<String>,
+    /// Run directory name under `exp_dir`.
+    pub exp_name: String,
+    /// Validate every n epochs.
+    #[serde(default = "one")]
+    pub check_val_every_n_epoch: usize,
+    /// Test-mode decoding.
+    pub test: TestConfig,
+    /// Which checkpoints are kept.
+    pub checkpoint_callback_params: CheckpointConfig,
+    /// Seed of data order, caption choice and initialisation.
+    #[serde(default)]
+    pub seed: u64,
+    /// Stop after this many optimizer steps (for quick runs and tests).
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// `f32` or `bf16` (bf16 compute with f32 master weights; CUDA).
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// Cache frozen CLIP features: `auto` (when the vision tower is frozen), `true`, `false`.
+    #[serde(default = "default_auto")]
+    pub feature_cache: String,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_precision() -> String {
+    "f32".into()
+}
+
+fn default_auto() -> String {
+    "auto".into()
+}
+
+/// `trainer.test`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestConfig {
+    /// `greedy`, `nucleus` or `beam`.
+    pub decoding_strategy: String,
+    /// Most tokens per caption.
+    pub max_length: usize,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Nucleus mass.
+    pub top_p: f32,
+    /// Optional top-k before top-p.
+    pub top_k: Option<usize>,
+    /// Beam width.
+    pub beam_width: usize,
+    /// Decode only this many batches.
+    pub limit_batches: Option<usize>,
+}
+
+/// `trainer.checkpoint_callback_params`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// `val_loss` or `train_loss`.
+    pub monitor: String,
+    /// Best checkpoints kept (besides `last`).
+    pub save_top_k: usize,
+}
+
+impl ProjectConfig {
+    /// Reads `dir/name`, applies `overrides` (`a.b=v`; `+a.b=v` adds a key), resolves `${..}`.
+    pub fn load(dir: &Path, name: &str, overrides: &[String]) -> Result<Self> {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Self::from_yaml(&text, overrides).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// [`ProjectConfig::load`] from text.
+    pub fn from_yaml(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut root: Value = serde_yaml::from_str(text)?;
+        for o in overrides {
+            apply_override(&mut root, o)?;
+        }
+        let snapshot = root.clone();
+        // Hydra's section refers to Hydra's run-time keys (`hydra.job.num`): left as written.
+        let hydra = root.as_mapping_mut().and_then(|m| m.remove("hydra"));
+        resolve_interpolations(&mut root, &snapshot, 0)?;
+        if let (Some(h), Some(m)) = (hydra, root.as_mapping_mut()) {
+            m.insert("hydra".into(), h);
+        }
+        mark_missing(&mut root);
+        let cfg: ProjectConfig = serde_yaml::from_value(root)?;
+        cfg.model.validate()?;
+        Ok(cfg)
+    }
+
+    /// The run directory: `exp_dir/exp_name`.
+    pub fn run_dir(&self) -> Result<std::path::PathBuf> {
+        let exp_dir = self
+            .trainer
+            .exp_dir
+            .as_deref()
+            .context("trainer.exp_dir is not set (give trainer.exp_dir=...)")?;
+        Ok(Path::new(exp_dir).join(&self.trainer.exp_name))
+    }
+}
+
+/// Applies one `key.sub=value` override; the value is parsed as YAML (`null`, `1e-3`, `[a, b]`).
+pub fn apply_override(root: &mut Value, item: &str) -> Result<()> {
+    let (key, raw) = item
+        .split_once('=')
+        .with_context(|| format!("override `{item}` is not key=value"))?;
+    let (add, key) = match key.strip_prefix('+') {
+        Some(k) => (true, k),
+        None => (false, key),
+    };
+    let value: Value = serde_yaml::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut node = root;
+    for (i, part) in parts.iter().enumerate() {
+        let map = node
+            .as_mapping_mut()
+            .with_context(|| format!("override `{key}`: `{}` is not a section", parts[..i].join(".")))?;
+        let k = Value::String(part.to_string());
+        if !map.contains_key(&k) {
+            if !add {
+                bail!(
+                    "override `{key}`: there is no key `{}` (use +{key}=... to add one)",
+                    parts[..=i].join(".")
+                );
+            }
+            let fresh = if i + 1 == parts.len() {
+                Value::Null
+            } else {
+                Value::Mapping(Mapping::new())
+            };
+            map.insert(k.clone(), fresh);
+        }
+        node = map.get_mut(&k).context("key vanished")?;
+    }
+    *node = value;
+    Ok(())
+}
+
+/// Looks up a dotted path.
+fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(root, |v, p| v.get(p))
+}
+
+/// Replaces `${a.b}` in strings with the value at that path (whole-string references keep the
+/// referenced value's type).
+fn resolve_interpolations(node: &mut Value, root: &Value, depth: usize) -> Result<()> {
+    anyhow::ensure!(depth < 16, "interpolation nested too deeply (a cycle?)");
+    match node {
+        Value::String(s) if s.contains("${") => {
+            let whole = s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
+            if whole {
+                let path = &s[2..s.len() - 1];
+                let mut v = lookup(root, path)
+                    .with_context(|| format!("`${{{path}}}` refers to no key"))?
+                    .clone();
+                resolve_interpolations(&mut v, root, depth + 1)?;
+                *node = v;
+            } else {
+                let mut out = String::new();
+                let mut rest = s.as_str();
+                while let Some(start) = rest.find("${") {
+                    out.push_str(&rest[..start]);
+                    let end = rest[start..].find('}').context("unclosed `${`")? + start;
+                    let path = &rest[start + 2..end];
+                    let v = lookup(root, path).with_context(|| format!("`${{{path}}}` refers to no key"))?;
+                    out.push_str(&serde_yaml::to_string(v)?.trim());
+                    rest = &rest[end + 1..];
+                }
+                out.push_str(rest);
+                *node = Value::String(out);
+            }
+        }
+        Value::Mapping(m) => {
+            for (_, v) in m.iter_mut() {
+                resolve_interpolations(v, root, depth)?;
+            }
+        }
+        Value::Sequence(seq) => {
+            for v in seq {
+                resolve_interpolations(v, root, depth)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// OmegaConf's `???` (mandatory, not yet given) becomes null; the command that needs the value
+/// reports it by name.
+fn mark_missing(node: &mut Value) {
+    match node {
+        Value::String(s) if s == "???" => *node = Value::Null,
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| mark_missing(v)),
+        Value::Sequence(s) => s.iter_mut().for_each(mark_missing),
+        _ => {}
+    }
+}
+
+/// The value of a split path that must be given, or an error naming the key.
+pub fn required<'a>(value: &'a Option<String>, key: &str) -> Result<&'a str> {
+    value
+        .as_deref()
+        .with_context(|| format!("`{key}` is mandatory here (???): give {key}=..."))
+}

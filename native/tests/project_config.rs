@@ -1,0 +1,67 @@
+//! The original config.yaml with the original's command-line overrides.
+
+use std::path::PathBuf;
+
+use native::train::project::{Mode, ProjectConfig};
+
+fn original_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/original"))
+}
+
+fn load(overrides: &[&str]) -> anyhow::Result<ProjectConfig> {
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    ProjectConfig::load(&original_dir(), "config.yaml", &o)
+}
+
+#[test]
+fn original_file_and_command_line_are_accepted() {
+    let cfg = load(&[
+        "name=coco-run",
+        "mode=train",
+        "dataset.train_ds.visual_dir=/data/train2017",
+        "dataset.train_ds.json_path=/data/train2017.json",
+        "trainer.exp_dir=/tmp/exp",
+        "model.optimizer.lr=3e-4",
+        "model.text.xattn.freq=2",
+        "dataset.sign_languages=[en, de]",
+    ])
+    .unwrap();
+    assert_eq!(cfg.mode, Mode::Train);
+    assert_eq!(
+        cfg.trainer.exp_name, "coco-run",
+        "${{name}} is resolved after overrides"
+    );
+    assert_eq!(cfg.run_dir().unwrap(), PathBuf::from("/tmp/exp/coco-run"));
+    assert_eq!(
+        cfg.dataset.train_ds.visual_dir.as_deref(),
+        Some("/data/train2017")
+    );
+    assert_eq!(
+        cfg.dataset.validation_ds.visual_dir, None,
+        "??? stays missing until given"
+    );
+    assert_eq!(cfg.model.optimizer.as_ref().unwrap().lr, 3e-4);
+    assert_eq!(cfg.model.text.xattn.freq, 2);
+    assert_eq!(cfg.dataset.sign_languages, vec!["en", "de"]);
+    assert_eq!(cfg.trainer.test.beam_width, 5);
+    assert_eq!(cfg.trainer.checkpoint_callback_params.monitor, "val_loss");
+}
+
+#[test]
+fn unknown_override_keys_are_named_and_plus_adds() {
+    let err = load(&["trainer.epoch=3"]).unwrap_err();
+    assert!(format!("{err:#}").contains("trainer.epoch"), "{err:#}");
+    let cfg = load(&["+trainer.max_steps=7", "trainer.seed=3"]);
+    // seed is ours, not in the original file: it needs the + form.
+    assert!(cfg.is_err());
+    let cfg = load(&["+trainer.max_steps=7", "+trainer.seed=3"]).unwrap();
+    assert_eq!((cfg.trainer.max_steps, cfg.trainer.seed), (Some(7), 3));
+}
+
+#[test]
+fn a_bad_value_is_an_error_naming_the_field() {
+    let err = format!("{:#}", load(&["mode=serve"]).unwrap_err());
+    assert!(err.contains("serve"), "{err}");
+    let err = format!("{:#}", load(&["model.mapper.mapper_type=lstm"]).unwrap_err());
+    assert!(err.contains("lstm"), "{err}");
+}
