@@ -27,6 +27,10 @@ pub enum Command {
         /// The fixture directory.
         dir: PathBuf,
     },
+    /// Train or test as the original's `run.py` does: a config.yaml plus `key.sub=value`
+    /// overrides (`mode=train|test`, `name=`, `pretrained_name=`, `resume_pretrained_state=`,
+    /// `dataset.train_ds.visual_dir=`, `trainer.exp_dir=`, ...; `+key=value` adds a key).
+    Train(TrainArgs),
     /// Benchmarks that print figures.
     Bench {
         /// Which benchmark.
@@ -60,6 +64,19 @@ pub struct CaptionArgs {
     /// Decoding settings.
     #[command(flatten)]
     pub decode: DecodeArgs,
+}
+
+/// `train` arguments.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Directory holding the config file.
+    #[arg(long = "config-path", alias = "config_path")]
+    pub config_path: PathBuf,
+    /// Config file name inside --config-path.
+    #[arg(long = "config-name", alias = "config_name", default_value = "config.yaml")]
+    pub config_name: String,
+    /// Overrides, e.g. `name=run1 trainer.epochs=3 dataset.train_ds.json_path=/data/train.json`.
+    pub overrides: Vec<String>,
 }
 
 /// Decoding strategy names.

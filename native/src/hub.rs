@@ -64,14 +64,21 @@ pub fn complete_config(cfg: &ModelConfig) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
-/// CLIP vision and GPT-2 weights from the config's `pretrained_name`s, in the original's names.
-pub fn backbone_tensors(cfg: &ModelConfig, device: &Device) -> Result<HashMap<String, Tensor>> {
+/// CLIP vision weights from `model.vision.pretrained_name`, in the original's names.
+pub fn vision_tensors(cfg: &ModelConfig, device: &Device) -> Result<HashMap<String, Tensor>> {
     let clip = resolve(&cfg.vision.pretrained_name)?;
+    Ok(clip_hub_to_original(read_safetensors(&clip.weights, device)?))
+}
+
+/// GPT-2 weights from `model.text.pretrained_name`, in the original's names.
+pub fn text_tensors(cfg: &ModelConfig, device: &Device) -> Result<HashMap<String, Tensor>> {
     let gpt2 = resolve(&cfg.text.pretrained_name)?;
-    let mut tensors = clip_hub_to_original(read_safetensors(&clip.weights, device)?);
-    tensors.extend(gpt2_hub_to_original(
-        read_safetensors(&gpt2.weights, device)?,
-        cfg,
-    ));
+    Ok(gpt2_hub_to_original(read_safetensors(&gpt2.weights, device)?, cfg))
+}
+
+/// Both backbones.
+pub fn backbone_tensors(cfg: &ModelConfig, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = vision_tensors(cfg, device)?;
+    tensors.extend(text_tensors(cfg, device)?);
     Ok(tensors)
 }

@@ -38,6 +38,8 @@ pub fn load_model(checkpoint: &Path, config: Option<&Path>, device: &Device) -> 
             checkpoint.display()
         ),
     };
+    // A training checkpoint also carries optimizer moments: inference has no use for them.
+    tensors.retain(|k, _| !k.starts_with(crate::train::checkpoint::OPTIMIZER_PREFIX));
     let cfg = hub::complete_config(&cfg)?;
     let has_backbones = tensors.keys().any(|k| k.starts_with("vision_encoder."))
         && tensors

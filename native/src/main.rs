@@ -42,6 +42,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Train(args) => {
+            let cfg = native::train::project::ProjectConfig::load(&args.config_path, &args.config_name, &args.overrides)?;
+            match cfg.mode {
+                native::train::project::Mode::Train => {
+                    let mut trainer = native::train::run::Trainer::new(cfg, &candle_core::Device::Cpu)?;
+                    trainer.run()?;
+                    let s = trainer.state();
+                    println!("trained {} steps over {} epochs; {} unreadable samples skipped", s.step, s.epoch, s.skipped);
+                }
+                native::train::project::Mode::Test => anyhow::bail!("mode=test arrives with the evaluation module"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             which:
                 BenchCommand::Caption {

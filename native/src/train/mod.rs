@@ -1,10 +1,15 @@
-//! Training: config, initial weights, trainable parameters, the optimiser and the schedule.
+//! Training: config, initial weights, trainable parameters, the optimiser, the schedule and
+//! the loop with checkpoints and exact resume.
 
+pub mod checkpoint;
 pub mod init;
 pub mod optim;
 pub mod params;
 pub mod project;
+pub mod run;
 pub mod schedule;
+pub mod session;
+pub mod vocab;
 
 pub use optim::{Adam, AdamConfig, OptimizerKind};
 pub use params::{trainable_model, TrainableParams};

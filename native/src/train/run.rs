@@ -1,0 +1,277 @@
+//! The training loop: data order, steps, validation, checkpoints and exact resume.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use caption_model::preprocess::PreprocessConfig;
+use caption_model::{caption_loss, CaptionModel, ModelConfig};
+
+use super::checkpoint::{self, LoopState};
+use super::optim::{Adam, AdamConfig, Moments, OptimizerKind};
+use super::project::ProjectConfig;
+use super::schedule::Schedule;
+use super::session::{load_split, tokenizer_for, Split};
+use super::{init, params::trainable_model};
+use crate::data::{caption_index, epoch_order, BatchBuilder, Dataset};
+
+/// A training run in progress.
+pub struct Trainer {
+    cfg: ProjectConfig,
+    model: CaptionModel,
+    opt: Adam,
+    vars: BTreeMap<String, candle_core::Var>,
+    /// Frozen tensors without a pretrained source, saved with every checkpoint.
+    extra: BTreeMap<String, Tensor>,
+    schedule: Schedule,
+    state: LoopState,
+    train: Dataset,
+    val: Option<Dataset>,
+    builder: BatchBuilder,
+    run_dir: PathBuf,
+    total_steps: u64,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, serde::Serialize)]
+struct MetricLine<'a> {
+    kind: &'a str,
+    step: u64,
+    epoch: u64,
+    value: f64,
+    lr: f64,
+    samples_per_s: f64,
+}
+
+impl Trainer {
+    /// Prepares a run: datasets, initial (or resumed) weights, optimizer and schedule.
+    pub fn new(cfg: ProjectConfig, device: &Device) -> Result<Self> {
+        let run_dir = cfg.run_dir()?;
+        let ckpt_dir = run_dir.join("checkpoints");
+        std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
+        let model_cfg = crate::hub::complete_config(&cfg.model)?;
+        let tokenizer = tokenizer_for(&cfg)?;
+        let train = load_split(&cfg, Split::Train)?;
+        let val = load_split(&cfg, Split::Validation).ok();
+        if train.is_empty() {
+            bail!("the training set has no usable samples");
+        }
+        let (tensors, extra, resume) = initial_weights(&cfg, &model_cfg, device)?;
+        let (model, params) = trainable_model(&model_cfg, tensors, candle_core::DType::F32, device)?;
+        let vars = params.vars();
+        let ocfg = model_cfg.optimizer.clone().unwrap_or_default();
+        let kind = match ocfg.name.as_str() {
+            "adamw" => OptimizerKind::AdamW,
+            "adam" => OptimizerKind::Adam,
+            other => bail!("unknown optimizer `{other}` (adamw or adam)"),
+        };
+        let adam = AdamConfig { kind, beta1: ocfg.betas[0], beta2: ocfg.betas[1], eps: 1e-8, weight_decay: ocfg.weight_decay };
+        let mut opt = Adam::new(adam, vars.clone())?;
+        let bs = cfg.dataset.train_ds.batch_size.max(1);
+        let per_epoch = train.len().div_ceil(bs) as u64;
+        let total_steps = cfg.trainer.max_steps.unwrap_or(per_epoch * cfg.trainer.epochs as u64);
+        let schedule = Schedule::from_config(&ocfg, total_steps)?;
+        let state = match resume {
+            Some((moments, state)) => {
+                opt.restore(moments, state.step)?;
+                state
+            }
+            None => LoopState::default(),
+        };
+        let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
+        let builder = BatchBuilder::new(pre, tokenizer, device.clone()).with_max_frames(cfg.dataset.max_frames);
+        let resolved = serde_yaml::to_string(&cfg)?;
+        write_atomic(&run_dir.join("config.yaml"), resolved.as_bytes())?;
+        let mut cfg = cfg;
+        cfg.model = model_cfg;
+        Ok(Self { cfg, model, opt, vars, extra, schedule, state, train, val, builder, run_dir, total_steps })
+    }
+
+    /// Where the loop stands.
+    pub fn state(&self) -> &LoopState {
+        &self.state
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &CaptionModel {
+        &self.model
+    }
+
+    /// Runs to the end (epochs or `max_steps`), validating and checkpointing on the way.
+    pub fn run(&mut self) -> Result<()> {
+        let bs = self.cfg.dataset.train_ds.batch_size.max(1);
+        let epochs = self.cfg.trainer.epochs as u64;
+        let seed = self.cfg.trainer.seed;
+        let bar = indicatif::ProgressBar::new(self.total_steps).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {msg}  eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_position(self.state.step);
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(self.run_dir.join("metrics.jsonl"))?;
+        while self.state.epoch < epochs && self.state.step < self.total_steps {
+            let order = if self.cfg.dataset.train_ds.shuffle {
+                epoch_order(self.train.len(), seed, self.state.epoch)
+            } else {
+                (0..self.train.len()).collect()
+            };
+            let batches: Vec<&[usize]> = order.chunks(bs).collect();
+            while self.state.batch_in_epoch < batches.len() && self.state.step < self.total_steps {
+                let idx = batches[self.state.batch_in_epoch];
+                let started = Instant::now();
+                let loss = self.train_step(idx)?;
+                self.state.batch_in_epoch += 1;
+                if let Some((loss, n)) = loss {
+                    let lr = self.schedule.lr(self.state.step - 1);
+                    let rate = n as f64 / started.elapsed().as_secs_f64();
+                    bar.set_position(self.state.step);
+                    bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}  {rate:.1} img/s"));
+                    let line = MetricLine { kind: "train_loss", step: self.state.step, epoch: self.state.epoch, value: loss, lr, samples_per_s: rate };
+                    writeln!(log, "{}", serde_json::to_string(&line)?)?;
+                }
+            }
+            if self.state.batch_in_epoch >= batches.len() {
+                self.state.epoch += 1;
+                self.state.batch_in_epoch = 0;
+                let every = self.cfg.trainer.check_val_every_n_epoch.max(1) as u64;
+                if self.state.epoch % every == 0 {
+                    self.validate_and_keep(&mut log)?;
+                }
+            }
+            self.save_last()?;
+        }
+        bar.finish_and_clear();
+        self.save_last()
+    }
+
+    /// One optimizer step on the samples at `idx`; None when every sample was unreadable.
+    fn train_step(&mut self, idx: &[usize]) -> Result<Option<(f64, usize)>> {
+        let samples: Vec<_> = idx.iter().map(|&i| &self.train.samples[i]).collect();
+        let picks: Vec<usize> = idx
+            .iter()
+            .zip(&samples)
+            .map(|(&i, s)| caption_index(self.cfg.trainer.seed, self.state.epoch, i, s.captions.len()))
+            .collect();
+        let (batch, skipped) = self.builder.build(&samples, &picks)?;
+        self.state.skipped += skipped.len();
+        for s in &skipped {
+            eprintln!("warning: skipped {}: {}", s.entry, s.reason);
+        }
+        let Some(batch) = batch else { return Ok(None) };
+        let (_, logits) = self.model.forward(&batch.video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
+        let loss = caption_loss(&logits, &batch.tokens)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        if !value.is_finite() {
+            bail!("the loss is {value} at step {} (epoch {}): stopping before the update would corrupt the weights", self.state.step, self.state.epoch);
+        }
+        let grads = loss.backward()?;
+        let lr = self.schedule.lr(self.state.step);
+        self.opt.step(&grads, lr)?;
+        self.state.step += 1;
+        Ok(Some((value, batch.lengths.len())))
+    }
+
+    /// Mean caption loss over a dataset (no gradient).
+    pub fn loss_on(&self, data: &Dataset) -> Result<f64> {
+        let bs = self.cfg.dataset.validation_ds.batch_size.max(1);
+        let (mut sum, mut n) = (0.0, 0usize);
+        let order: Vec<usize> = (0..data.len()).collect();
+        for idx in order.chunks(bs) {
+            let samples: Vec<_> = idx.iter().map(|&i| &data.samples[i]).collect();
+            let picks = vec![0; samples.len()];
+            let (Some(batch), _) = self.builder.build(&samples, &picks)? else { continue };
+            let video = batch.video.detach();
+            let (_, logits) = self.model.forward(&video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
+            let loss = caption_loss(&logits.detach(), &batch.tokens)?.to_scalar::<f32>()? as f64;
+            sum += loss * batch.lengths.len() as f64;
+            n += batch.lengths.len();
+        }
+        anyhow::ensure!(n > 0, "no readable samples to compute a loss on");
+        Ok(sum / n as f64)
+    }
+
+    fn validate_and_keep(&mut self, log: &mut std::fs::File) -> Result<()> {
+        let monitor = self.cfg.trainer.checkpoint_callback_params.monitor.clone();
+        let data = match (monitor.as_str(), &self.val) {
+            ("val_loss", Some(v)) => v,
+            ("val_loss", None) => bail!("monitor val_loss needs dataset.validation_ds"),
+            _ => &self.train,
+        };
+        let value = self.loss_on(data)?;
+        let line = MetricLine { kind: &monitor, step: self.state.step, epoch: self.state.epoch, value, lr: self.schedule.lr(self.state.step), samples_per_s: 0.0 };
+        writeln!(log, "{}", serde_json::to_string(&line)?)?;
+        let k = self.cfg.trainer.checkpoint_callback_params.save_top_k;
+        let name = format!("{}--{monitor}={value:.4}-epoch={}.safetensors", self.cfg.name, self.state.epoch);
+        let dir = self.run_dir.join("checkpoints");
+        self.state.best.push((value, name.clone()));
+        self.state.best.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if self.state.best.iter().take(k).any(|(_, n)| n == &name) {
+            checkpoint::save(&dir.join(&name), self.model.config(), &self.weights()?, None)?;
+        }
+        for (_, dropped) in self.state.best.drain(k.min(self.state.best.len())..) {
+            let _ = std::fs::remove_file(dir.join(dropped));
+        }
+        Ok(())
+    }
+
+    /// Tensors worth saving: the trained ones and the frozen ones without a pretrained source
+    /// (pretrained backbones come back from `pretrained_name` when the checkpoint is loaded).
+    fn weights(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = self.extra.clone();
+        out.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())));
+        Ok(out)
+    }
+
+    fn save_last(&self) -> Result<()> {
+        let path = self.run_dir.join("checkpoints").join("last.safetensors");
+        checkpoint::save(&path, self.model.config(), &self.weights()?, Some((self.opt.state(), &self.state)))
+    }
+}
+
+/// Initial weights, the frozen tensors that only a checkpoint can restore, and, when
+/// resuming, the optimizer moments and loop state.
+type Initial = (HashMap<String, Tensor>, BTreeMap<String, Tensor>, Option<(BTreeMap<String, Moments>, LoopState)>);
+
+fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device) -> Result<Initial> {
+    let mut loaded = HashMap::new();
+    if !is_scratch(&model_cfg.vision.pretrained_name) {
+        loaded.extend(crate::hub::vision_tensors(model_cfg, device)?);
+    }
+    if !is_scratch(&model_cfg.text.pretrained_name) {
+        loaded.extend(crate::hub::text_tensors(model_cfg, device)?);
+    }
+    let mut resume = None;
+    if let Some(path) = &cfg.pretrained_name {
+        let ckpt = checkpoint::load(Path::new(path), device)?;
+        loaded.extend(ckpt.weights);
+        if cfg.resume_pretrained_state {
+            let state = ckpt.state.with_context(|| format!("{path} has no training state to resume"))?;
+            resume = Some((ckpt.moments, state));
+        }
+    }
+    let (tensors, fresh) = init::initial_tensors(model_cfg, loaded, cfg.trainer.seed, device)?;
+    // Frozen tensors with no pretrained source exist only here: checkpoints must carry them.
+    let extra = fresh
+        .into_iter()
+        .filter(|n| !model_cfg.is_trainable(n))
+        .filter_map(|n| tensors.get(&n).map(|t| (n, t.clone())))
+        .collect();
+    Ok((tensors, extra, resume))
+}
+
+/// A backbone trained from scratch (no pretrained weights).
+pub fn is_scratch(name: &str) -> bool {
+    name.is_empty() || name == "scratch"
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
