@@ -31,6 +31,16 @@ pub enum Command {
     /// overrides (`mode=train|test`, `name=`, `pretrained_name=`, `resume_pretrained_state=`,
     /// `dataset.train_ds.visual_dir=`, `trainer.exp_dir=`, ...; `+key=value` adds a key).
     Train(TrainArgs),
+    /// Score captions: reads a file in ../shared/metrics/cases.json's format and prints, per case,
+    /// the COCO metrics (PTB tokens, BLEU-1..4, CIDEr-D, ROUGE-L), Hugging Face evaluate's BLEU and
+    /// rouge-score's ROUGE-L, laid out like expected.json.
+    Score {
+        /// The cases file.
+        cases: PathBuf,
+    },
+    /// Write a synthetic captioning dataset (rendered shapes; optional moving-shape clips) in
+    /// COCO, MLSLT and JSONL layouts, plus a word-level tokenizer.json of its captions.
+    Synth(crate::synth::SynthArgs),
     /// Benchmarks that print figures.
     Bench {
         /// Which benchmark.

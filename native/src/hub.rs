@@ -73,7 +73,10 @@ pub fn vision_tensors(cfg: &ModelConfig, device: &Device) -> Result<HashMap<Stri
 /// GPT-2 weights from `model.text.pretrained_name`, in the original's names.
 pub fn text_tensors(cfg: &ModelConfig, device: &Device) -> Result<HashMap<String, Tensor>> {
     let gpt2 = resolve(&cfg.text.pretrained_name)?;
-    Ok(gpt2_hub_to_original(read_safetensors(&gpt2.weights, device)?, cfg))
+    Ok(gpt2_hub_to_original(
+        read_safetensors(&gpt2.weights, device)?,
+        cfg,
+    ))
 }
 
 /// Both backbones.

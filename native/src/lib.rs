@@ -4,7 +4,10 @@
 pub mod bench;
 pub mod caption;
 pub mod cli;
+pub mod data;
 pub mod hub;
 pub mod load;
+pub mod metrics;
+pub mod synth;
 pub mod train;
 pub mod verify;

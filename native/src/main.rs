@@ -43,16 +43,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Train(args) => {
-            let cfg = native::train::project::ProjectConfig::load(&args.config_path, &args.config_name, &args.overrides)?;
+            let cfg = native::train::project::ProjectConfig::load(
+                &args.config_path,
+                &args.config_name,
+                &args.overrides,
+            )?;
             match cfg.mode {
                 native::train::project::Mode::Train => {
                     let mut trainer = native::train::run::Trainer::new(cfg, &candle_core::Device::Cpu)?;
                     trainer.run()?;
                     let s = trainer.state();
-                    println!("trained {} steps over {} epochs; {} unreadable samples skipped", s.step, s.epoch, s.skipped);
+                    println!(
+                        "trained {} steps over {} epochs; {} unreadable samples skipped",
+                        s.step, s.epoch, s.skipped
+                    );
                 }
-                native::train::project::Mode::Test => anyhow::bail!("mode=test arrives with the evaluation module"),
+                native::train::project::Mode::Test => run_test(&cfg)?,
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Score { cases } => {
+            let text =
+                std::fs::read_to_string(&cases).with_context(|| format!("reading {}", cases.display()))?;
+            let scores = native::metrics::score_cases_json(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", cases.display()))?;
+            println!("{}", serde_json::to_string_pretty(&scores)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth(args) => {
+            let summary = native::synth::generate_dataset(&args.options())?;
+            let tokenizer = native::train::vocab::write_word_tokenizer(&args.out)?;
+            println!("{summary}");
+            println!("word-level tokenizer: {}", tokenizer.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -106,4 +128,24 @@ fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mode=test`: caption the test split with `pretrained_name` and score it.
+fn run_test(cfg: &native::train::project::ProjectConfig) -> Result<()> {
+    use native::train::{evaluate, session};
+    let device = candle_core::Device::Cpu;
+    let ckpt = cfg
+        .pretrained_name
+        .as_deref()
+        .context("mode=test needs pretrained_name=<checkpoint>")?;
+    let model = load::load_model(std::path::Path::new(ckpt), None, &device)?;
+    let tokenizer = session::tokenizer_for(cfg)?;
+    let data = session::load_split(cfg, session::Split::Test)?;
+    let predictions = evaluate::predict(&model, &tokenizer, &data, cfg, &device)?;
+    let scores = evaluate::score(&predictions)?;
+    let dir = cfg.run_dir()?;
+    evaluate::write_results(&dir, &predictions, &scores)?;
+    println!("{}", serde_json::to_string_pretty(&scores)?);
+    println!("predictions and scores written to {}", dir.display());
+    Ok(())
 }

@@ -177,6 +177,18 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
     Ok(Report { checks, greedy })
 }
 
+/// The largest difference and its tensor's name (NaN counts as the largest).
+fn worst(diffs: impl Iterator<Item = Result<(f64, String)>>) -> Result<(f64, String)> {
+    let mut out = (0.0f64, String::new());
+    for d in diffs {
+        let (d, name) = d?;
+        if d.is_nan() || d > out.0 {
+            out = (d, name);
+        }
+    }
+    Ok(out)
+}
+
 /// max |a - b| / max |b| for one tensor.
 fn rel_diff(got: &Tensor, want: &Tensor) -> Result<f64> {
     let scale = want
@@ -215,16 +227,13 @@ fn train_step_checks(
         vars.len(),
         expected.len()
     );
-    let mut worst_grad = (0.0f64, String::new());
-    for (name, var) in &vars {
+    let grad_diffs = vars.iter().map(|(name, var)| {
         let got = grads
             .get(var.as_tensor())
             .with_context(|| format!("no gradient reached `{name}`"))?;
-        let d = rel_diff(got, get(io, &format!("grad.{name}"))?)?;
-        if !(d <= worst_grad.0) {
-            worst_grad = (d, name.clone());
-        }
-    }
+        Ok((rel_diff(got, get(io, &format!("grad.{name}"))?)?, name.clone()))
+    });
+    let worst_grad = worst(grad_diffs)?;
     let adam = AdamConfig {
         kind: OptimizerKind::AdamW,
         beta1: 0.9,
@@ -243,15 +252,11 @@ fn train_step_checks(
         },
         1e-3,
     )?;
-    let mut worst_param = (0.0f64, String::new());
-    for (name, var) in &vars {
-        if let Some(want) = io.get(&format!("after_adamw.{name}")) {
-            let d = rel_diff(var.as_tensor(), want)?;
-            if !(d <= worst_param.0) {
-                worst_param = (d, name.clone());
-            }
-        }
-    }
+    let param_diffs = vars.iter().filter_map(|(name, var)| {
+        let want = io.get(&format!("after_adamw.{name}"))?;
+        Some(rel_diff(var.as_tensor(), want).map(|d| (d, name.clone())))
+    });
+    let worst_param = worst(param_diffs)?;
     Ok(vec![
         Check {
             name: format!("grad ({} tensors; worst {})", vars.len(), worst_grad.1),

@@ -329,6 +329,10 @@ impl ModelConfig {
             self.vision.trainable
         } else if name == "text_generator.lm.lm_head.weight" {
             self.text.trainable_lm_head
+        } else if name == "text_generator.lm.transformer.wte.weight" {
+            // A tied head is the token embedding: training the head trains wte.
+            let tied = self.text_config().map(|t| t.tie_word_embeddings).unwrap_or(true);
+            self.text.trainable || (tied && self.text.trainable_lm_head)
         } else {
             self.text.trainable
         }

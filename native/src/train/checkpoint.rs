@@ -60,8 +60,14 @@ pub fn save(
     ]);
     if let Some((moments, state)) = optimizer {
         for (k, m) in moments {
-            tensors.insert(format!("{OPTIMIZER_PREFIX}m.{k}"), m.m.to_device(&Device::Cpu)?.to_dtype(DType::F32)?);
-            tensors.insert(format!("{OPTIMIZER_PREFIX}v.{k}"), m.v.to_device(&Device::Cpu)?.to_dtype(DType::F32)?);
+            tensors.insert(
+                format!("{OPTIMIZER_PREFIX}m.{k}"),
+                m.m.to_device(&Device::Cpu)?.to_dtype(DType::F32)?,
+            );
+            tensors.insert(
+                format!("{OPTIMIZER_PREFIX}v.{k}"),
+                m.v.to_device(&Device::Cpu)?.to_dtype(DType::F32)?,
+            );
         }
         metadata.insert("training_state".to_string(), serde_json::to_string(state)?);
     }
@@ -95,8 +101,14 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainingCheckpoint> {
     }
     let mut moments = BTreeMap::new();
     for (name, m) in m {
-        let v = v.remove(&name).with_context(|| format!("checkpoint has optimizer.m.{name} but no optimizer.v"))?;
+        let v = v
+            .remove(&name)
+            .with_context(|| format!("checkpoint has optimizer.m.{name} but no optimizer.v"))?;
         moments.insert(name, Moments { m, v });
     }
-    Ok(TrainingCheckpoint { weights, moments, state })
+    Ok(TrainingCheckpoint {
+        weights,
+        moments,
+        state,
+    })
 }

@@ -50,6 +50,16 @@ fn init_for(name: &str, shape: &[usize]) -> Init {
     }
 }
 
+/// `n` draws from N(0, std²) (Box–Muller: two uniforms give one normal).
+pub fn normal_values(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (rng.random::<f32>().max(f32::MIN_POSITIVE), rng.random::<f32>());
+            std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+        })
+        .collect()
+}
+
 /// Draws a tensor; values depend only on the seed and the name.
 fn draw(name: &str, shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
     let n: usize = shape.iter().product();
@@ -61,13 +71,7 @@ fn draw(name: &str, shape: &[usize], seed: u64, device: &Device) -> Result<Tenso
         Init::Zeros => vec![0.0; n],
         Init::Ones => vec![1.0; n],
         Init::Uniform(b) => (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * b).collect(),
-        Init::Normal(std) => (0..n)
-            .map(|_| {
-                // Box–Muller: two uniforms → one standard normal.
-                let (u1, u2) = (rng.random::<f32>().max(f32::MIN_POSITIVE), rng.random::<f32>());
-                std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-            })
-            .collect(),
+        Init::Normal(std) => normal_values(&mut rng, n, std),
     };
     Ok(Tensor::from_vec(values, shape, device)?)
 }

@@ -2,6 +2,7 @@
 //! the loop with checkpoints and exact resume.
 
 pub mod checkpoint;
+pub mod evaluate;
 pub mod init;
 pub mod optim;
 pub mod params;

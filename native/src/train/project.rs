@@ -115,6 +115,9 @@ pub struct TrainerConfig {
     /// Stop after this many optimizer steps (for quick runs and tests).
     #[serde(default)]
     pub max_steps: Option<u64>,
+    /// Also write `last.safetensors` every n optimizer steps (always at each epoch's end).
+    #[serde(default)]
+    pub save_every_n_steps: Option<u64>,
     /// `f32` or `bf16` (bf16 compute with f32 master weights; CUDA).
     #[serde(default = "default_precision")]
     pub precision: String,
@@ -267,7 +270,7 @@ fn resolve_interpolations(node: &mut Value, root: &Value, depth: usize) -> Resul
                     let end = rest[start..].find('}').context("unclosed `${`")? + start;
                     let path = &rest[start + 2..end];
                     let v = lookup(root, path).with_context(|| format!("`${{{path}}}` refers to no key"))?;
-                    out.push_str(&serde_yaml::to_string(v)?.trim());
+                    out.push_str(serde_yaml::to_string(v)?.trim());
                     rest = &rest[end + 1..];
                 }
                 out.push_str(rest);

@@ -52,8 +52,9 @@ impl Trainer {
         let run_dir = cfg.run_dir()?;
         let ckpt_dir = run_dir.join("checkpoints");
         std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
-        let model_cfg = crate::hub::complete_config(&cfg.model)?;
         let tokenizer = tokenizer_for(&cfg)?;
+        let model_cfg =
+            super::session::fit_vocabulary(&crate::hub::complete_config(&cfg.model)?, &cfg, &tokenizer)?;
         let train = load_split(&cfg, Split::Train)?;
         let val = load_split(&cfg, Split::Validation).ok();
         if train.is_empty() {
@@ -68,11 +69,20 @@ impl Trainer {
             "adam" => OptimizerKind::Adam,
             other => bail!("unknown optimizer `{other}` (adamw or adam)"),
         };
-        let adam = AdamConfig { kind, beta1: ocfg.betas[0], beta2: ocfg.betas[1], eps: 1e-8, weight_decay: ocfg.weight_decay };
+        let adam = AdamConfig {
+            kind,
+            beta1: ocfg.betas[0],
+            beta2: ocfg.betas[1],
+            eps: 1e-8,
+            weight_decay: ocfg.weight_decay,
+        };
         let mut opt = Adam::new(adam, vars.clone())?;
         let bs = cfg.dataset.train_ds.batch_size.max(1);
         let per_epoch = train.len().div_ceil(bs) as u64;
-        let total_steps = cfg.trainer.max_steps.unwrap_or(per_epoch * cfg.trainer.epochs as u64);
+        let total_steps = cfg
+            .trainer
+            .max_steps
+            .unwrap_or(per_epoch * cfg.trainer.epochs as u64);
         let schedule = Schedule::from_config(&ocfg, total_steps)?;
         let state = match resume {
             Some((moments, state)) => {
@@ -82,12 +92,26 @@ impl Trainer {
             None => LoopState::default(),
         };
         let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
-        let builder = BatchBuilder::new(pre, tokenizer, device.clone()).with_max_frames(cfg.dataset.max_frames);
+        let builder =
+            BatchBuilder::new(pre, tokenizer, device.clone()).with_max_frames(cfg.dataset.max_frames);
         let resolved = serde_yaml::to_string(&cfg)?;
         write_atomic(&run_dir.join("config.yaml"), resolved.as_bytes())?;
         let mut cfg = cfg;
         cfg.model = model_cfg;
-        Ok(Self { cfg, model, opt, vars, extra, schedule, state, train, val, builder, run_dir, total_steps })
+        Ok(Self {
+            cfg,
+            model,
+            opt,
+            vars,
+            extra,
+            schedule,
+            state,
+            train,
+            val,
+            builder,
+            run_dir,
+            total_steps,
+        })
     }
 
     /// Where the loop stands.
@@ -106,13 +130,14 @@ impl Trainer {
         let epochs = self.cfg.trainer.epochs as u64;
         let seed = self.cfg.trainer.seed;
         let bar = indicatif::ProgressBar::new(self.total_steps).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps  {msg}  eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_position(self.state.step);
-        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(self.run_dir.join("metrics.jsonl"))?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run_dir.join("metrics.jsonl"))?;
         while self.state.epoch < epochs && self.state.step < self.total_steps {
             let order = if self.cfg.dataset.train_ds.shuffle {
                 epoch_order(self.train.len(), seed, self.state.epoch)
@@ -130,15 +155,30 @@ impl Trainer {
                     let rate = n as f64 / started.elapsed().as_secs_f64();
                     bar.set_position(self.state.step);
                     bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}  {rate:.1} img/s"));
-                    let line = MetricLine { kind: "train_loss", step: self.state.step, epoch: self.state.epoch, value: loss, lr, samples_per_s: rate };
+                    let line = MetricLine {
+                        kind: "train_loss",
+                        step: self.state.step,
+                        epoch: self.state.epoch,
+                        value: loss,
+                        lr,
+                        samples_per_s: rate,
+                    };
                     writeln!(log, "{}", serde_json::to_string(&line)?)?;
+                    if self
+                        .cfg
+                        .trainer
+                        .save_every_n_steps
+                        .is_some_and(|n| n > 0 && self.state.step.is_multiple_of(n))
+                    {
+                        self.save_last()?;
+                    }
                 }
             }
             if self.state.batch_in_epoch >= batches.len() {
                 self.state.epoch += 1;
                 self.state.batch_in_epoch = 0;
                 let every = self.cfg.trainer.check_val_every_n_epoch.max(1) as u64;
-                if self.state.epoch % every == 0 {
+                if self.state.epoch.is_multiple_of(every) {
                     self.validate_and_keep(&mut log)?;
                 }
             }
@@ -162,7 +202,9 @@ impl Trainer {
             eprintln!("warning: skipped {}: {}", s.entry, s.reason);
         }
         let Some(batch) = batch else { return Ok(None) };
-        let (_, logits) = self.model.forward(&batch.video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
+        let (_, logits) =
+            self.model
+                .forward(&batch.video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
         let loss = caption_loss(&logits, &batch.tokens)?;
         let value = loss.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
@@ -183,9 +225,13 @@ impl Trainer {
         for idx in order.chunks(bs) {
             let samples: Vec<_> = idx.iter().map(|&i| &data.samples[i]).collect();
             let picks = vec![0; samples.len()];
-            let (Some(batch), _) = self.builder.build(&samples, &picks)? else { continue };
+            let (Some(batch), _) = self.builder.build(&samples, &picks)? else {
+                continue;
+            };
             let video = batch.video.detach();
-            let (_, logits) = self.model.forward(&video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
+            let (_, logits) =
+                self.model
+                    .forward(&video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
             let loss = caption_loss(&logits.detach(), &batch.tokens)?.to_scalar::<f32>()? as f64;
             sum += loss * batch.lengths.len() as f64;
             n += batch.lengths.len();
@@ -202,10 +248,20 @@ impl Trainer {
             _ => &self.train,
         };
         let value = self.loss_on(data)?;
-        let line = MetricLine { kind: &monitor, step: self.state.step, epoch: self.state.epoch, value, lr: self.schedule.lr(self.state.step), samples_per_s: 0.0 };
+        let line = MetricLine {
+            kind: &monitor,
+            step: self.state.step,
+            epoch: self.state.epoch,
+            value,
+            lr: self.schedule.lr(self.state.step),
+            samples_per_s: 0.0,
+        };
         writeln!(log, "{}", serde_json::to_string(&line)?)?;
         let k = self.cfg.trainer.checkpoint_callback_params.save_top_k;
-        let name = format!("{}--{monitor}={value:.4}-epoch={}.safetensors", self.cfg.name, self.state.epoch);
+        let name = format!(
+            "{}--{monitor}={value:.4}-epoch={}.safetensors",
+            self.cfg.name, self.state.epoch
+        );
         let dir = self.run_dir.join("checkpoints");
         self.state.best.push((value, name.clone()));
         self.state.best.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -228,13 +284,22 @@ impl Trainer {
 
     fn save_last(&self) -> Result<()> {
         let path = self.run_dir.join("checkpoints").join("last.safetensors");
-        checkpoint::save(&path, self.model.config(), &self.weights()?, Some((self.opt.state(), &self.state)))
+        checkpoint::save(
+            &path,
+            self.model.config(),
+            &self.weights()?,
+            Some((self.opt.state(), &self.state)),
+        )
     }
 }
 
 /// Initial weights, the frozen tensors that only a checkpoint can restore, and, when
 /// resuming, the optimizer moments and loop state.
-type Initial = (HashMap<String, Tensor>, BTreeMap<String, Tensor>, Option<(BTreeMap<String, Moments>, LoopState)>);
+type Initial = (
+    HashMap<String, Tensor>,
+    BTreeMap<String, Tensor>,
+    Option<(BTreeMap<String, Moments>, LoopState)>,
+);
 
 fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device) -> Result<Initial> {
     let mut loaded = HashMap::new();
@@ -249,10 +314,13 @@ fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device
         let ckpt = checkpoint::load(Path::new(path), device)?;
         loaded.extend(ckpt.weights);
         if cfg.resume_pretrained_state {
-            let state = ckpt.state.with_context(|| format!("{path} has no training state to resume"))?;
+            let state = ckpt
+                .state
+                .with_context(|| format!("{path} has no training state to resume"))?;
             resume = Some((ckpt.moments, state));
         }
     }
+    super::session::resize_embeddings(&mut loaded, model_cfg, cfg.trainer.seed)?;
     let (tensors, fresh) = init::initial_tensors(model_cfg, loaded, cfg.trainer.seed, device)?;
     // Frozen tensors with no pretrained source exist only here: checkpoints must carry them.
     let extra = fresh

@@ -2,8 +2,14 @@
 
 use std::path::Path;
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
+use candle_core::Tensor;
 use caption_model::tokenizer::Tokenizer;
+use caption_model::ModelConfig;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 use super::project::{required, ProjectConfig, SplitConfig};
 use crate::data::{load_dataset, skipped_summary, Dataset, DatasetFormat};
@@ -55,10 +61,60 @@ pub fn load_split(cfg: &ProjectConfig, split: Split) -> Result<Dataset> {
         DatasetFormat::Jsonl => s.visual_dir.clone().unwrap_or_default(),
         _ => required(&s.visual_dir, &format!("dataset.{key}.visual_dir"))?.to_string(),
     };
-    let data = load_dataset(format, Path::new(json), Path::new(&visual), &cfg.dataset.sign_languages)
-        .with_context(|| format!("loading dataset.{key}"))?;
+    let data = load_dataset(
+        format,
+        Path::new(json),
+        Path::new(&visual),
+        &cfg.dataset.sign_languages,
+    )
+    .with_context(|| format!("loading dataset.{key}"))?;
     if !data.skipped.is_empty() {
         eprintln!("dataset.{key}: {}", skipped_summary(&data.skipped, 5));
     }
     Ok(data)
+}
+
+/// With a custom tokenizer, the text model's vocabulary, bos and eos follow it, and the token
+/// embedding (the tied head) is made trainable, as the original does.
+pub fn fit_vocabulary(model: &ModelConfig, cfg: &ProjectConfig, tok: &Tokenizer) -> Result<ModelConfig> {
+    if cfg.dataset.tokenizer == "gpt2" {
+        return Ok(model.clone());
+    }
+    let mut model = model.clone();
+    let mut text = model.text_config()?;
+    text.vocab_size = tok.vocab_size();
+    text.bos_token_id = tok.bos();
+    text.eos_token_id = tok.eos();
+    model.text.config = Some(text);
+    model.text.trainable_lm_head = true;
+    model.validate()?;
+    Ok(model)
+}
+
+/// Resizes a loaded token embedding (and an untied head) to the config's vocabulary: rows kept
+/// up to the new size, new rows drawn from N(0, 0.02²) as GPT-2 initialises embeddings.
+pub fn resize_embeddings(loaded: &mut HashMap<String, Tensor>, model: &ModelConfig, seed: u64) -> Result<()> {
+    let vocab = model.text_config()?.vocab_size;
+    for name in [
+        "text_generator.lm.transformer.wte.weight",
+        "text_generator.lm.lm_head.weight",
+    ] {
+        let Some(t) = loaded.get(name) else { continue };
+        let (rows, dim) = t.dims2()?;
+        if rows == vocab {
+            continue;
+        }
+        let kept = t.narrow(0, 0, rows.min(vocab))?;
+        let resized = if vocab > rows {
+            let mut rng = StdRng::seed_from_u64(seed ^ 0x005e_ed0f_e7e5);
+            let n = (vocab - rows) * dim;
+            let fresh = super::init::normal_values(&mut rng, n, 0.02);
+            let fresh = Tensor::from_vec(fresh, (vocab - rows, dim), t.device())?.to_dtype(t.dtype())?;
+            Tensor::cat(&[&kept, &fresh], 0)?
+        } else {
+            kept
+        };
+        loaded.insert(name.to_string(), resized);
+    }
+    Ok(())
 }

@@ -42,7 +42,12 @@ fn words(caption: &str) -> impl Iterator<Item = String> + '_ {
 pub fn word_level_tokenizer(captions: &[String]) -> String {
     let vocab_words: BTreeSet<String> = captions.iter().flat_map(|c| words(c)).collect();
     let mut vocab = serde_json::Map::new();
-    for (i, w) in [PAD, UNK, EOT].iter().map(|s| s.to_string()).chain(vocab_words).enumerate() {
+    for (i, w) in [PAD, UNK, EOT]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(vocab_words)
+        .enumerate()
+    {
         vocab.insert(w, json!(i));
     }
     let special = |id: usize, content: &str| {
@@ -63,6 +68,33 @@ pub fn word_level_tokenizer(captions: &[String]) -> String {
     doc.to_string()
 }
 
+/// Builds the word-level tokenizer of every caption in `dir`'s `*.jsonl` files and writes it
+/// to `dir/tokenizer.json` (atomically); returns its path.
+pub fn write_word_tokenizer(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let mut captions = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    for file in files {
+        for line in std::fs::read_to_string(&file)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            let v: Value =
+                serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if let Some(c) = v.get("caption").and_then(Value::as_str) {
+                captions.push(c.to_string());
+            }
+        }
+    }
+    anyhow::ensure!(!captions.is_empty(), "no captions in {}/*.jsonl", dir.display());
+    let path = dir.join("tokenizer.json");
+    crate::train::run::write_atomic(&path, word_level_tokenizer(&captions).as_bytes())?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,15 +102,26 @@ mod tests {
 
     #[test]
     fn round_trips_captions_and_frames_them_like_gpt2() {
-        let caps = vec!["A red circle on the left.".to_string(), "two blue squares".to_string()];
+        let caps = vec![
+            "A red circle on the left.".to_string(),
+            "two blue squares".to_string(),
+        ];
         let tok = Tokenizer::from_bytes(word_level_tokenizer(&caps).as_bytes()).unwrap();
         assert_eq!((tok.bos(), tok.eos()), (2, 2));
-        assert_eq!(tok.vocab_size(), 3 + 9);
+        assert_eq!(
+            tok.vocab_size(),
+            3 + 10,
+            "a red circle on the left . two blue squares"
+        );
         let ids = tok.encode_caption("a red circle on the left.").unwrap();
         assert_eq!(ids.first(), Some(&2));
         assert_eq!(ids.last(), Some(&2));
         assert!(!ids.contains(&0) && !ids.contains(&1), "{ids:?}");
         assert_eq!(tok.decode_caption(&ids).unwrap(), "a red circle on the left .");
-        assert_eq!(tok.encode("purple").unwrap(), vec![1], "unknown words map to <unk>");
+        assert_eq!(
+            tok.encode("purple").unwrap(),
+            vec![1],
+            "unknown words map to <unk>"
+        );
     }
 }

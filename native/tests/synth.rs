@@ -1,0 +1,526 @@
+//! Tests for the synthetic dataset generator: rendering, captions, files, determinism and videos.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use image::RgbImage;
+use native::synth::{
+    captions, clip_captions, encode_mp4, generate_dataset, random_clip, random_scene, render_clip,
+    render_scene, Background, Clip, Colour, Motion, MovingObject, Position, Scene, SceneObject, ShapeKind,
+    Size, SynthOptions, CAPTIONS_PER_IMAGE,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::Value;
+
+fn object(shape: ShapeKind, colour: Colour, size: Size, position: Position) -> SceneObject {
+    let (cx, cy) = position.anchor();
+    SceneObject {
+        shape,
+        colour,
+        size,
+        position,
+        cx,
+        cy,
+        radius: size.radius(),
+    }
+}
+
+fn pixel(img: &RgbImage, x: u32, y: u32) -> [u8; 3] {
+    img.get_pixel(x, y).0
+}
+
+fn distance(a: [u8; 3], b: [u8; 3]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, y)| (x as f32 - y as f32).powi(2))
+        .sum::<f32>()
+        .sqrt()
+}
+
+fn options(out: &Path, images: usize, videos: usize, seed: u64) -> SynthOptions {
+    SynthOptions {
+        out: out.to_path_buf(),
+        train: images,
+        val: images.div_ceil(2),
+        test: images.div_ceil(2),
+        videos_train: videos,
+        videos_val: videos.div_ceil(2),
+        videos_test: videos.div_ceil(2),
+        size: 32,
+        frames: 6,
+        seed,
+    }
+}
+
+fn ffmpeg_present() -> bool {
+    let ok = |tool: &str| {
+        Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let present = ok("ffmpeg") && ok("ffprobe");
+    if !present {
+        println!("NOTICE: ffmpeg/ffprobe not found; skipping the video checks (apt-get install -y ffmpeg)");
+    }
+    present
+}
+
+/// Every file under `dir`, relative path to bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(
+                    path.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&path).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn red_circle_on_the_left_is_drawn_on_the_left() {
+    let scene = Scene {
+        background: Background::Gray,
+        objects: vec![object(
+            ShapeKind::Circle,
+            Colour::Red,
+            Size::Large,
+            Position::Left,
+        )],
+    };
+    for size in [64, 224] {
+        let img = render_scene(&scene, size);
+        assert_eq!(img.dimensions(), (size, size));
+        assert_eq!(
+            pixel(&img, size / 6, size / 2),
+            Colour::Red.rgb(),
+            "left third centre at {size}"
+        );
+        assert_eq!(
+            pixel(&img, size * 5 / 6, size / 2),
+            Background::Gray.rgb(),
+            "right third at {size}"
+        );
+        assert_eq!(
+            pixel(&img, size / 2, size / 2),
+            Background::Gray.rgb(),
+            "centre at {size}"
+        );
+        // Nothing red right of the middle.
+        for y in 0..size {
+            for x in size / 2..size {
+                assert_eq!(pixel(&img, x, y), Background::Gray.rgb(), "({x}, {y}) at {size}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_shape_and_slot_is_drawn_where_the_scene_says_with_soft_edges() {
+    for shape in ShapeKind::ALL {
+        for position in Position::ALL {
+            let scene = Scene {
+                background: Background::Teal,
+                objects: vec![object(shape, Colour::Yellow, Size::Small, position)],
+            };
+            let img = render_scene(&scene, 96);
+            let (cx, cy) = position.anchor();
+            let centre = pixel(&img, (cx * 96.0) as u32, (cy * 96.0) as u32);
+            assert_eq!(centre, Colour::Yellow.rgb(), "{shape:?} at {position:?}");
+            assert_eq!(pixel(&img, 0, 0), Background::Teal.rgb());
+            // Curved and slanted edges must be blended (axis-aligned ones may fall on pixel borders).
+            if matches!(shape, ShapeKind::Circle | ShapeKind::Triangle) {
+                let mut colours = img.pixels().map(|p| p.0).filter(|&p| p != Colour::Yellow.rgb());
+                assert!(
+                    colours.any(|p| p != Background::Teal.rgb()),
+                    "{shape:?} has hard edges"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn large_shapes_cover_more_pixels_than_small_ones() {
+    for shape in ShapeKind::ALL {
+        let area = |size| {
+            let scene = Scene {
+                background: Background::Brown,
+                objects: vec![object(shape, Colour::White, size, Position::Center)],
+            };
+            render_scene(&scene, 64)
+                .pixels()
+                .filter(|p| p.0 == Colour::White.rgb())
+                .count()
+        };
+        assert!(area(Size::Large) > 2 * area(Size::Small), "{shape:?}");
+    }
+}
+
+#[test]
+fn colours_stay_distinguishable_from_each_other_and_the_backgrounds() {
+    for (i, a) in Colour::ALL.iter().enumerate() {
+        for b in &Colour::ALL[i + 1..] {
+            assert!(distance(a.rgb(), b.rgb()) > 80.0, "{a:?} vs {b:?}");
+        }
+        for bg in Background::ALL {
+            assert!(distance(a.rgb(), bg.rgb()) > 80.0, "{a:?} on {bg:?}");
+        }
+    }
+}
+
+fn number(word: &str) -> usize {
+    match word {
+        "a" | "an" => 1,
+        "two" => 2,
+        "three" => 3,
+        other => panic!("not a count: {other}"),
+    }
+}
+
+#[test]
+fn captions_are_five_distinct_and_the_canonical_one_matches_the_scene() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut seen_counts = [0usize; 4];
+    for _ in 0..500 {
+        let scene = random_scene(&mut rng);
+        assert!((1..=3).contains(&scene.objects.len()));
+        let caps = captions(&scene, &mut rng);
+        assert_eq!(caps.len(), CAPTIONS_PER_IMAGE);
+        let mut unique = caps.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), CAPTIONS_PER_IMAGE, "{caps:?}");
+        // The canonical caption: "<count> <size> <colour> <shape>[ <position>]" joined by ", " / " and ".
+        let phrases: Vec<&str> = caps[0].split(" and ").flat_map(|p| p.split(", ")).collect();
+        let groups = scene.groups();
+        assert_eq!(phrases.len(), groups.len(), "{}", caps[0]);
+        let mut total = 0;
+        for (phrase, group) in phrases.iter().zip(&groups) {
+            let words: Vec<&str> = phrase.split(' ').collect();
+            let n = number(words[0]);
+            assert_eq!(n, scene.count(group.shape, group.colour), "{}", caps[0]);
+            assert_eq!(words[1], group.size.name());
+            assert_eq!(words[2], group.colour.name());
+            let noun = if n == 1 {
+                group.shape.name()
+            } else {
+                group.shape.plural()
+            };
+            assert_eq!(words[3], noun, "{}", caps[0]);
+            if n == 1 {
+                let place = match group.positions[0] {
+                    Position::Left => "on the left",
+                    Position::Top => "at the top",
+                    Position::Center => "in the center",
+                    Position::Bottom => "at the bottom",
+                    Position::Right => "on the right",
+                };
+                assert_eq!(words[4..].join(" "), place, "{phrase}");
+            } else {
+                assert_eq!(words.len(), 4, "pairs carry no position: {phrase}");
+            }
+            total += n;
+        }
+        assert_eq!(total, scene.objects.len());
+        seen_counts[groups.iter().map(|g| g.positions.len()).max().unwrap()] += 1;
+        for caption in &caps {
+            for group in &groups {
+                assert!(caption.contains(group.colour.name()), "{caption}");
+            }
+        }
+    }
+    // Counts of two and three actually occur.
+    assert!(seen_counts[2] > 50 && seen_counts[3] > 10, "{seen_counts:?}");
+}
+
+#[test]
+fn same_rng_seed_gives_the_same_scene_and_captions() {
+    let draw = |seed| {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let scene = random_scene(&mut rng);
+        let caps = captions(&scene, &mut rng);
+        (scene, caps)
+    };
+    assert_eq!(draw(5), draw(5));
+    assert_ne!(draw(5), draw(6));
+}
+
+#[test]
+fn dataset_files_parse_and_reference_existing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = generate_dataset(&options(dir.path(), 6, 0, 1)).unwrap();
+    assert_eq!(summary.images, [6, 3, 3]);
+    assert_eq!(summary.captions, 12 * CAPTIONS_PER_IMAGE);
+    for (split, n) in [("train", 6), ("val", 3), ("test", 3)] {
+        let coco = read_json(&dir.path().join(format!("{split}.json")));
+        let images = coco["images"].as_array().unwrap();
+        let annotations = coco["annotations"].as_array().unwrap();
+        assert_eq!(images.len(), n);
+        assert_eq!(annotations.len(), n * CAPTIONS_PER_IMAGE);
+        let scenes = read_json(&dir.path().join("scenes").join(format!("{split}.json")));
+        for (im, record) in images.iter().zip(scenes.as_array().unwrap()) {
+            let id = im["id"].as_u64().unwrap();
+            let file = dir
+                .path()
+                .join("images")
+                .join(split)
+                .join(im["file_name"].as_str().unwrap());
+            let png = image::open(&file).unwrap().to_rgb8();
+            assert_eq!(png.dimensions(), (32, 32));
+            let caps: Vec<&str> = annotations
+                .iter()
+                .filter(|a| a["image_id"].as_u64() == Some(id))
+                .map(|a| a["caption"].as_str().unwrap())
+                .collect();
+            assert_eq!(caps.len(), CAPTIONS_PER_IMAGE, "image {id}");
+            assert_eq!(record["id"], im["id"]);
+            let objects = record["scene"]["objects"].as_array().unwrap();
+            assert!((1..=3).contains(&objects.len()));
+        }
+        let ids: Vec<u64> = annotations.iter().map(|a| a["id"].as_u64().unwrap()).collect();
+        let mut unique = ids.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "annotation ids are unique");
+        let jsonl = std::fs::read_to_string(dir.path().join(format!("{split}.jsonl"))).unwrap();
+        assert_eq!(jsonl.lines().count(), n * CAPTIONS_PER_IMAGE);
+        for line in jsonl.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(dir.path().join(v["image"].as_str().unwrap()).is_file(), "{line}");
+            assert!(!v["caption"].as_str().unwrap().is_empty());
+        }
+    }
+    assert!(!dir.path().join("videos").exists(), "no clips were asked for");
+}
+
+#[test]
+fn same_seed_gives_identical_bytes_and_another_seed_differs() {
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    generate_dataset(&options(a.path(), 8, 0, 3)).unwrap();
+    generate_dataset(&options(b.path(), 8, 0, 3)).unwrap();
+    generate_dataset(&options(c.path(), 8, 0, 4)).unwrap();
+    let (ta, tb, tc) = (tree(a.path()), tree(b.path()), tree(c.path()));
+    assert_eq!(ta.len(), 8 + 4 + 4 + 3 * 3);
+    assert!(ta == tb, "same seed, different files");
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tc.keys().collect::<Vec<_>>());
+    assert_ne!(ta[Path::new("train.json")], tc[Path::new("train.json")]);
+    let differing_pngs = ta
+        .iter()
+        .filter(|(k, v)| k.extension().is_some_and(|e| e == "png") && tc[*k] != **v);
+    assert!(differing_pngs.count() >= 8);
+}
+
+#[test]
+fn a_split_does_not_depend_on_the_size_of_another() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut small = options(a.path(), 2, 0, 9);
+    small.val = 3;
+    let mut big = small.clone();
+    big.out = b.path().to_path_buf();
+    big.train = 7;
+    generate_dataset(&small).unwrap();
+    generate_dataset(&big).unwrap();
+    for file in ["val.json", "test.json", "images/val/1000003.png"] {
+        assert_eq!(
+            std::fs::read(a.path().join(file)).unwrap(),
+            std::fs::read(b.path().join(file)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 0, 0, 0);
+    assert!(generate_dataset(&opts).is_err(), "nothing to do");
+    opts.train = 1;
+    opts.size = 4;
+    assert!(generate_dataset(&opts).is_err(), "too small");
+    opts.size = 33;
+    opts.videos_train = 1;
+    let err = generate_dataset(&opts).unwrap_err().to_string();
+    assert!(err.contains("even"), "{err}");
+}
+
+/// Centre of the pixels of one colour.
+fn centroid(img: &RgbImage, rgb: [u8; 3]) -> (f32, f32, usize) {
+    let hits: Vec<(u32, u32)> = img
+        .enumerate_pixels()
+        .filter(|(_, _, p)| distance(p.0, rgb) < 40.0)
+        .map(|(x, y, _)| (x, y))
+        .collect();
+    let n = hits.len().max(1) as f32;
+    let sx: f32 = hits.iter().map(|h| h.0 as f32).sum();
+    let sy: f32 = hits.iter().map(|h| h.1 as f32).sum();
+    (sx / n, sy / n, hits.len())
+}
+
+#[test]
+fn clips_move_the_way_their_captions_say() {
+    let mut rng = StdRng::seed_from_u64(21);
+    for _ in 0..200 {
+        let clip = random_clip(&mut rng);
+        let caps = clip_captions(&clip, &mut rng);
+        assert_eq!(caps.len(), CAPTIONS_PER_IMAGE);
+        let frames = render_clip(&clip, 64, 8);
+        assert_eq!(frames.len(), 8);
+        let mut canonical = Vec::new();
+        for o in &clip.objects {
+            canonical.push(format!(
+                "{} {} {}",
+                o.colour.name(),
+                o.shape.name(),
+                o.motion.verb()
+            ));
+            let (x0, y0, n0) = centroid(&frames[0], o.colour.rgb());
+            let (x1, y1, n1) = centroid(&frames[7], o.colour.rgb());
+            if clip.objects.iter().filter(|p| p.colour == o.colour).count() > 1 {
+                continue;
+            }
+            let ok = match o.motion {
+                Motion::Left => x1 < x0 - 10.0,
+                Motion::Right => x1 > x0 + 10.0,
+                Motion::Up => y1 < y0 - 8.0,
+                Motion::Down => y1 > y0 + 8.0,
+                Motion::Grow => n1 > 3 * n0,
+                Motion::Shrink => n0 > 3 * n1,
+            };
+            assert!(ok, "{:?}: ({x0}, {y0}, {n0}) -> ({x1}, {y1}, {n1})", o.motion);
+        }
+        for part in canonical {
+            assert!(caps[0].contains(&part), "{} lacks {part}", caps[0]);
+        }
+    }
+}
+
+#[test]
+fn encoded_clip_decodes_to_the_rendered_frames() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let clip = Clip {
+        background: Background::Gray,
+        objects: vec![MovingObject {
+            shape: ShapeKind::Square,
+            colour: Colour::Red,
+            motion: Motion::Right,
+            start: (0.25, 0.5),
+            end: (0.75, 0.5),
+            r0: 0.15,
+            r1: 0.15,
+        }],
+    };
+    let frames = render_clip(&clip, 48, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let mp4 = dir.path().join("en.mp4");
+    encode_mp4(&frames, 8, &mp4).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&mp4)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let frame_bytes = 48 * 48 * 3;
+    assert_eq!(out.stdout.len(), 5 * frame_bytes);
+    for (decoded, rendered) in out.stdout.chunks(frame_bytes).zip(&frames) {
+        let err: f64 = decoded
+            .iter()
+            .zip(rendered.as_raw())
+            .map(|(&a, &b)| (a as f64 - b as f64).abs())
+            .sum();
+        // Near-lossless apart from 4:2:0 chroma at the edges; a channel swap would be far off.
+        assert!(
+            err / frame_bytes as f64 <= 3.0,
+            "mean abs error {}",
+            err / frame_bytes as f64
+        );
+    }
+}
+
+fn probe(mp4: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(mp4)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["streams"][0].clone()
+}
+
+#[test]
+fn video_dataset_has_the_mlslt_layout_and_requested_frames() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let opts = SynthOptions {
+        train: 0,
+        val: 0,
+        test: 0,
+        ..options(a.path(), 0, 2, 5)
+    };
+    let summary = generate_dataset(&opts).unwrap();
+    assert_eq!(summary.videos, [2, 1, 1]);
+    assert_eq!(summary.images, [0, 0, 0]);
+    for (split, n) in [("train", 2), ("val", 1), ("test", 1)] {
+        let list = read_json(&a.path().join("videos").join(format!("{split}.json")));
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), n);
+        for entry in list {
+            let id = entry["id"].as_str().unwrap();
+            let signs = entry["sign_list"].as_array().unwrap();
+            assert_eq!(signs.len(), CAPTIONS_PER_IMAGE);
+            assert!(signs
+                .iter()
+                .all(|s| s["lang"] == "en" && !s["text"].as_str().unwrap().is_empty()));
+            let stream = probe(&a.path().join("videos").join(split).join(id).join("en.mp4"));
+            assert_eq!(stream["width"], 32);
+            assert_eq!(stream["height"], 32);
+            assert_eq!(stream["nb_read_frames"], "6");
+        }
+        let jsonl = std::fs::read_to_string(a.path().join("videos").join(format!("{split}.jsonl"))).unwrap();
+        assert_eq!(jsonl.lines().count(), n * CAPTIONS_PER_IMAGE);
+        for line in jsonl.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(
+                a.path()
+                    .join("videos")
+                    .join(v["video"].as_str().unwrap())
+                    .is_file(),
+                "{line}"
+            );
+        }
+    }
+    generate_dataset(&SynthOptions {
+        out: b.path().to_path_buf(),
+        ..opts
+    })
+    .unwrap();
+    assert!(tree(a.path()) == tree(b.path()), "same seed, different clips");
+}
