@@ -11,6 +11,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "native", version, about)]
 pub struct Cli {
+    /// CPU threads for tensor work (default: one per physical core). Tiny models train faster
+    /// on 1: their ops are too small to split across threads.
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

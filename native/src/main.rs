@@ -10,7 +10,12 @@ use native::cli::{BenchCommand, CaptionArgs, Cli, Command};
 use native::{bench, caption, load, verify};
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // candle reads this once, at its first parallel op, which has not happened yet.
+        std::env::set_var("CANDLE_NUM_THREADS", n.max(1).to_string());
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

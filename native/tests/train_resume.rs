@@ -72,7 +72,10 @@ fn sigkill_then_resume_continues_the_same_loss_curve() {
     let bin = env!("CARGO_BIN_EXE_native");
 
     let straight = tmp.path().join("straight");
-    let out = Command::new(bin).args(train_args(&data, &straight, &[])).output().unwrap();
+    let out = Command::new(bin)
+        .args(train_args(&data, &straight, &[]))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let expected = losses(&straight);
     assert_eq!(expected.len(), 20);
@@ -97,21 +100,39 @@ fn sigkill_then_resume_continues_the_same_loss_curve() {
             child.wait().unwrap();
             break step;
         }
-        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     // The kill lands somewhere after the checkpoint; the checkpoint itself stays whole.
     let ckpt = checkpoint::load(&last, &candle_core::Device::Cpu).unwrap();
     let at = ckpt.state.unwrap().step;
-    assert!(at >= resumed_from && at < 20, "killed before the end (checkpoint at step {at})");
+    assert!(
+        at >= resumed_from && at < 20,
+        "killed before the end (checkpoint at step {at})"
+    );
 
-    let resume = [format!("pretrained_name={}", last.display()), "resume_pretrained_state=true".into()];
-    let out = Command::new(bin).args(train_args(&data, &killed, &resume)).output().unwrap();
+    let resume = [
+        format!("pretrained_name={}", last.display()),
+        "resume_pretrained_state=true".into(),
+    ];
+    let out = Command::new(bin)
+        .args(train_args(&data, &killed, &resume))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got = losses(&killed);
     for step in at + 1..=20 {
         let (a, b) = (expected[&step], got[&step]);
-        assert!((a - b).abs() <= 1e-6 * a.abs(), "step {step}: uninterrupted {a}, resumed {b}");
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs(),
+            "step {step}: uninterrupted {a}, resumed {b}"
+        );
     }
-    println!("killed after checkpoint at step {at}; steps {}..=20 equal", at + 1);
+    println!(
+        "killed after checkpoint at step {at}; steps {}..=20 equal",
+        at + 1
+    );
 }

@@ -267,7 +267,9 @@ impl Default for SchedulerConfig {
 
 impl ModelConfig {
     /// Parses a JSON or YAML document that is either the whole original config (with a `model:`
-    /// key) or the model section itself.
+    /// key) or the model section itself. The sizes are cross-checked when both backbone configs
+    /// are known; a backbone named by a directory or hub id is checked once its config.json is
+    /// read (see [`ModelConfig::validate`]).
     pub fn from_str_any(text: &str) -> Result<Self> {
         let value: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
@@ -277,7 +279,9 @@ impl ModelConfig {
         };
         let cfg: ModelConfig =
             serde_yaml::from_value(section).map_err(|e| Error::Config(format!("model section: {e}")))?;
-        cfg.validate()?;
+        if cfg.vision_config().is_ok() && cfg.text_config().is_ok() {
+            cfg.validate()?;
+        }
         Ok(cfg)
     }
 

@@ -59,8 +59,7 @@ fn inconsistent_sizes_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("64") && err.contains("32"), "{err}");
-    let err = ModelConfig::from_str_any("vision: {pretrained_name: my-clip}\n")
-        .unwrap_err()
-        .to_string();
+    let cfg = ModelConfig::from_str_any("vision: {pretrained_name: my-clip}\n").unwrap();
+    let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("my-clip"), "{err}");
 }
