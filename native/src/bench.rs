@@ -34,7 +34,11 @@ pub fn bench_caption(iters: usize, tokens: usize, beam_width: usize) -> Result<(
         bos: vocab - 1,
         eos: vocab,
     };
-    let threads = candle_core::utils::get_num_threads();
+    // candle's own pool follows CANDLE_NUM_THREADS (what --threads sets), then rayon's count.
+    let threads = std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(candle_core::utils::get_num_threads);
     println!("CPU threads: {threads}; {iters} timed runs after one warm-up; {tokens} tokens per caption");
     for (name, strategy) in [
         ("greedy", Strategy::Greedy),
