@@ -51,15 +51,7 @@ fn bridge_checkpoint_plus_hub_directories_reproduce_the_seed_logits() {
     let (_, logits) = model
         .forward(&io["video"], &mask, &tokens, &io["tokens_mask"])
         .unwrap();
-    let diff = (logits - &io["logits"])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap();
-    let diff = diff.to_scalar::<f32>().unwrap();
+    let diff = native::verify::max_abs_diff(&logits, &io["logits"]).unwrap();
     println!("bridge + hub backbones: logits max abs diff {diff:e}");
     assert!(diff < 1e-4);
 }

@@ -5,7 +5,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use caption_model::weights::{load_model, read_original_pt, read_safetensors, save_checkpoint, WeightSource};
 use caption_model::{CaptionModel, ModelConfig};
-use common::fixture;
+use common::{fixture, max_abs};
 
 fn seed_config() -> ModelConfig {
     ModelConfig::from_file(fixture("fixtures/seed/mlp_resampler/config.json")).unwrap()
@@ -19,19 +19,6 @@ fn checkpoint_logits(model: &CaptionModel) -> (Tensor, Tensor) {
     let tokens_mask = Tensor::ones(tokens.dims(), DType::F32, &dev).unwrap();
     let (_, logits) = model.forward(&io["video"], &mask, &tokens, &tokens_mask).unwrap();
     (logits, io["logits"].clone())
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

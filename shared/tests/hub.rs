@@ -12,21 +12,7 @@ use caption_model::weights::{
     clip_hub_to_original, gpt2_hub_to_original, read_safetensors, var_builder, TensorStore,
 };
 use caption_model::ModelConfig;
-use common::fixture;
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+use common::{fixture, max_abs};
 
 #[test]
 fn clip_vision_from_whole_clip_model_file() {
