@@ -108,12 +108,14 @@ impl Adam {
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
         for (name, var) in &self.vars {
-            let Some(grad) = grad_of(name, var) else { continue };
+            // Detached: gradients (and the parameter read) carry the step's autograd graph, and
+            // moments built on them would keep every past step's graph alive.
+            let Some(grad) = grad_of(name, var).map(|g| g.detach()) else { continue };
             let st = self
                 .state
                 .get_mut(name)
                 .with_context(|| format!("no optimizer state for `{name}`"))?;
-            let p = var.as_tensor();
+            let p = &var.as_tensor().detach();
             let (p, grad) = match c.kind {
                 OptimizerKind::AdamW => ((p * (1.0 - lr * c.weight_decay))?, grad),
                 OptimizerKind::Adam => (p.clone(), (grad + (p * c.weight_decay)?)?),
