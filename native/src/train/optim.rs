@@ -110,7 +110,9 @@ impl Adam {
         for (name, var) in &self.vars {
             // Detached: gradients (and the parameter read) carry the step's autograd graph, and
             // moments built on them would keep every past step's graph alive.
-            let Some(grad) = grad_of(name, var).map(|g| g.detach()) else { continue };
+            let Some(grad) = grad_of(name, var).map(|g| g.detach()) else {
+                continue;
+            };
             let st = self
                 .state
                 .get_mut(name)
@@ -128,5 +130,75 @@ impl Adam {
             *st = Moments { m, v };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn one_var(value: f32) -> (String, Var) {
+        ("w".to_string(), Var::new(&[value], &Device::Cpu).unwrap())
+    }
+
+    #[test]
+    fn adamw_first_step_matches_torch_by_hand() {
+        let (name, w) = one_var(1.0);
+        let cfg = AdamConfig {
+            kind: OptimizerKind::AdamW,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        };
+        let mut opt = Adam::new(cfg, BTreeMap::from([(name, w.clone())])).unwrap();
+        let loss = (w.as_tensor() * w.as_tensor()).unwrap().sum_all().unwrap(); // grad = 2w = 2
+        opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+        // p·(1 − lr·wd) − lr · m̂ / (√v̂ + eps), with m̂ = g and v̂ = g² after one step.
+        let want = 1.0 * (1.0 - 0.1 * 0.01) - 0.1 * 2.0 / (2.0 + 1e-8);
+        let got = w.as_tensor().to_vec1::<f32>().unwrap()[0] as f64;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        assert_eq!(opt.step_count(), 1);
+    }
+
+    #[test]
+    fn adam_adds_the_l2_term_to_the_gradient() {
+        let (name, w) = one_var(1.0);
+        let cfg = AdamConfig {
+            kind: OptimizerKind::Adam,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            weight_decay: 0.5,
+        };
+        let mut opt = Adam::new(cfg, BTreeMap::from([(name, w.clone())])).unwrap();
+        let loss = (w.as_tensor() * -1.0).unwrap().sum_all().unwrap(); // grad = −1, +0.5·w = −0.5
+        opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+        let got = w.as_tensor().to_vec1::<f32>().unwrap()[0];
+        assert!(
+            (got - 1.1).abs() < 1e-6,
+            "a negative gradient moves w up by lr: {got}"
+        );
+    }
+
+    #[test]
+    fn moments_hold_no_autograd_graph() {
+        let (name, w) = one_var(3.0);
+        let cfg = AdamConfig {
+            kind: OptimizerKind::AdamW,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
+        let mut opt = Adam::new(cfg, BTreeMap::from([(name.clone(), w.clone())])).unwrap();
+        for _ in 0..3 {
+            let loss = (w.as_tensor() * w.as_tensor()).unwrap().sum_all().unwrap();
+            opt.step(&loss.backward().unwrap(), 0.01).unwrap();
+        }
+        let m = &opt.state()[&name];
+        // A moment that tracked ops would keep every past step's graph (and its memory) alive.
+        assert!(!m.m.track_op() && !m.v.track_op());
     }
 }
