@@ -275,6 +275,13 @@ impl Gpt2 {
                 self.cfg.n_positions
             )));
         }
+        if cache.as_ref().is_some_and(|c| c.len() != self.layers.len()) {
+            return Err(Error::Decode(format!(
+                "the KV cache has {} entries for {} blocks (make it with Gpt2::new_cache)",
+                cache.as_ref().map_or(0, |c| c.len()),
+                self.layers.len()
+            )));
+        }
         let mut x = x.broadcast_add(&self.wpe.narrow(0, offset, s)?)?;
         for (i, layer) in self.layers.iter().enumerate() {
             if let (Some(xattn), Some(Some(kv))) = (&layer.xattn, media.get(i)) {

@@ -228,11 +228,10 @@ impl Trainer {
             let (Some(batch), _) = self.builder.build(&samples, &picks)? else {
                 continue;
             };
-            let video = batch.video.detach();
             let (_, logits) =
                 self.model
-                    .forward(&video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
-            let loss = caption_loss(&logits.detach(), &batch.tokens)?.to_scalar::<f32>()? as f64;
+                    .forward(&batch.video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
+            let loss = caption_loss(&logits, &batch.tokens)?.to_scalar::<f32>()? as f64;
             sum += loss * batch.lengths.len() as f64;
             n += batch.lengths.len();
         }
@@ -266,7 +265,7 @@ impl Trainer {
         self.state.best.push((value, name.clone()));
         self.state.best.sort_by(|a, b| a.0.total_cmp(&b.0));
         if self.state.best.iter().take(k).any(|(_, n)| n == &name) {
-            checkpoint::save(&dir.join(&name), self.model.config(), &self.weights()?, None)?;
+            checkpoint::save(&dir.join(&name), self.model.config(), &self.weights(), None)?;
         }
         for (_, dropped) in self.state.best.drain(k.min(self.state.best.len())..) {
             let _ = std::fs::remove_file(dir.join(dropped));
@@ -276,10 +275,10 @@ impl Trainer {
 
     /// Tensors worth saving: the trained ones and the frozen ones without a pretrained source
     /// (pretrained backbones come back from `pretrained_name` when the checkpoint is loaded).
-    fn weights(&self) -> Result<BTreeMap<String, Tensor>> {
+    fn weights(&self) -> BTreeMap<String, Tensor> {
         let mut out = self.extra.clone();
         out.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())));
-        Ok(out)
+        out
     }
 
     fn save_last(&self) -> Result<()> {
@@ -287,7 +286,7 @@ impl Trainer {
         checkpoint::save(
             &path,
             self.model.config(),
-            &self.weights()?,
+            &self.weights(),
             Some((self.opt.state(), &self.state)),
         )
     }
