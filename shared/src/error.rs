@@ -26,6 +26,9 @@ pub enum Error {
     /// Tokenizer failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A model folder is refused (see [`crate::weights::FolderError`]).
+    #[error("model folder: {0}")]
+    Folder(#[from] crate::weights::FolderError),
     /// A decoding request is invalid.
     #[error("decode: {0}")]
     Decode(String),

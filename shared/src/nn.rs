@@ -1,49 +1,84 @@
 //! Building blocks shared by every component: linear layers, layer norm, activations,
 //! multi-head attention and the bridge's feed-forward block. Each is written once.
 
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-/// A linear map `x W^T + b`, holding `W^T` ([in, out]) so that both PyTorch `Linear`
-/// ([out, in]) and GPT-2 `Conv1D` ([in, out]) weights are used without a copy.
+use crate::weights::quant::quantized_matrix;
+
+/// How a linear map holds its matrix.
+#[derive(Debug, Clone)]
+enum Weight {
+    /// `W^T` [in, out], dense (differentiable).
+    Dense(Tensor),
+    /// `W` [out, in] in GGML blocks, multiplied by candle's quantized kernels.
+    Quantized(QMatMul),
+}
+
+/// A linear map `x W^T + b`. Dense weights are held as `W^T` ([in, out]) so that both PyTorch
+/// `Linear` ([out, in]) and GPT-2 `Conv1D` ([in, out]) weights are used without a copy; weights
+/// that the store holds quantized (`<name>.q8_0`/`.q4_0`, see [`crate::weights::quant`]) stay in
+/// their blocks, so one model structure serves f32 and quantized weights.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight_in_out: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
 }
 
 impl Linear {
     /// PyTorch `nn.Linear(in_dim, out_dim)`: `weight` [out, in], optional `bias` [out].
     pub fn new(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Self> {
-        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let weight = match quantized_matrix(&vb, "weight", out_dim, in_dim)? {
+            Some(q) => Weight::Quantized(q),
+            None => Weight::Dense(vb.get((out_dim, in_dim), "weight")?.t()?),
+        };
         let bias = if bias {
             Some(vb.get(out_dim, "bias")?)
         } else {
             None
         };
-        Ok(Self {
-            weight_in_out: weight.t()?,
-            bias,
-        })
+        Ok(Self { weight, bias })
     }
 
     /// GPT-2 `Conv1D(out_dim, in_dim)`: `weight` stored [in, out], `bias` [out].
     pub fn conv1d(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        let weight = vb.get((in_dim, out_dim), "weight")?;
-        let bias = vb.get(out_dim, "bias")?;
+        // Quantized Conv1D weights are stored transposed ([out, in]), blocks along `in`.
+        let weight = match quantized_matrix(&vb, "weight", out_dim, in_dim)? {
+            Some(q) => Weight::Quantized(q),
+            None => Weight::Dense(vb.get((in_dim, out_dim), "weight")?),
+        };
         Ok(Self {
-            weight_in_out: weight,
-            bias: Some(bias),
+            weight,
+            bias: Some(vb.get(out_dim, "bias")?),
         })
     }
 
     /// A linear map from explicit tensors (`weight` [out, in]).
     pub fn from_weights(weight: &Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
         Ok(Self {
-            weight_in_out: weight.t()?,
+            weight: Weight::Dense(weight.t()?),
             bias,
         })
+    }
+
+    /// The LM head tied to the token embedding `wte` [vocab, d], whose weights live at `vb`
+    /// (`wte`): the stored blocks when the embedding is quantized, else `wte` itself.
+    pub fn tied(wte: &Tensor, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (vocab, d) = wte.dims2()?;
+        match quantized_matrix(&vb, "weight", vocab, d)? {
+            Some(q) => Ok(Self {
+                weight: Weight::Quantized(q),
+                bias: None,
+            }),
+            None => Self::from_weights(wte, None),
+        }
+    }
+
+    /// Whether the matrix is held in quantized blocks.
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.weight, Weight::Quantized(_))
     }
 }
 
@@ -53,7 +88,12 @@ impl Module for Linear {
         let dims = x.dims().to_vec();
         let (lead, last) = dims.split_at(dims.len() - 1);
         let rows: usize = lead.iter().product();
-        let y = x.reshape((rows, last[0]))?.matmul(&self.weight_in_out)?;
+        let x = x.reshape((rows, last[0]))?;
+        let y = match &self.weight {
+            Weight::Dense(w) => x.matmul(w)?,
+            // The quantized kernels read the activations as one contiguous f32 block.
+            Weight::Quantized(q) => q.forward(&x.contiguous()?)?,
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

@@ -1,14 +1,25 @@
-//! Loading weights into the model from every supported source.
+//! Loading weights into the model from every supported source, and exported model folders.
 
+mod folder;
 mod formats;
+mod manifest;
+pub mod quant;
+mod quant_store;
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+pub use folder::{
+    export_folder, load_folder, parse_manifest, sha256_hex, verify_folder, ExportedFolder, FolderBytes,
+    LoadedFolder,
+};
 pub use formats::*;
+pub use manifest::*;
+pub use quant::{Quant, Scheme};
+pub use quant_store::{LookupFailure, QuantStore};
 pub use store::{var_builder, RandomInit, ShapeRecorder, TensorStore};
 
 use crate::config::ModelConfig;
@@ -22,6 +33,40 @@ pub fn model_from_tensors(
     tensors: HashMap<String, Tensor>,
     device: &Device,
 ) -> Result<CaptionModel> {
+    Ok(build_checked(cfg, tensors, device)?.0)
+}
+
+/// The tensors a model of `cfg` uses, checked as [`model_from_tensors`] checks them (a stored
+/// tied `lm_head` is dropped): what an export needs to write.
+pub fn model_tensors(
+    cfg: &ModelConfig,
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<BTreeMap<String, Tensor>> {
+    Ok(build_checked(cfg, tensors, device)?.1.used_tensors())
+}
+
+/// Every tensor of a model of `cfg`, with [`RandomInit`]'s seeded values (for benchmarks and
+/// size checks of exports).
+pub fn random_tensors(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<BTreeMap<String, Tensor>> {
+    let recorder = ShapeRecorder::default();
+    CaptionModel::new(cfg, var_builder(recorder.clone(), DType::F32, device))?;
+    let init = RandomInit::new(seed);
+    recorder
+        .shapes()
+        .into_iter()
+        .map(|(name, shape)| {
+            let t = init.tensor(&name, &shape, device)?;
+            Ok((name, t))
+        })
+        .collect()
+}
+
+fn build_checked(
+    cfg: &ModelConfig,
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<(CaptionModel, TensorStore)> {
     let store = TensorStore::new(tensors);
     let model = CaptionModel::new(cfg, var_builder(store.clone(), DType::F32, device))?;
     let tied = cfg.text_config()?.tie_word_embeddings;
@@ -37,7 +82,7 @@ pub fn model_from_tensors(
             unused[0]
         )));
     }
-    Ok(model)
+    Ok((model, store))
 }
 
 /// Where a model's weights come from.

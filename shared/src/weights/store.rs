@@ -9,6 +9,8 @@ use candle_nn::{Init, VarBuilder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::quant::split_quantized;
+
 /// Named tensors with shape checks that name the tensor, and a record of which were used so
 /// that leftovers (a sign of a config that does not fit the weights) can be reported.
 /// Clones share the record, so the caller can ask for leftovers after the model is built.
@@ -40,7 +42,21 @@ impl TensorStore {
         names
     }
 
-    fn lookup(&self, name: &str) -> Option<&Tensor> {
+    /// The tensors some layer asked for, by name.
+    pub fn used_tensors(&self) -> BTreeMap<String, Tensor> {
+        let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
+        used.into_iter()
+            .filter_map(|n| self.tensors.get(&n).map(|t| (n, t.clone())))
+            .collect()
+    }
+
+    /// The shape of a stored tensor, without marking it used.
+    pub(super) fn peek_shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.get(name).map(|t| t.dims().to_vec())
+    }
+
+    /// A stored tensor, marked used.
+    pub(super) fn lookup(&self, name: &str) -> Option<&Tensor> {
         let t = self.tensors.get(name)?;
         if let Ok(mut used) = self.used.lock() {
             used.insert(name.to_string());
@@ -104,8 +120,9 @@ impl SimpleBackend for ShapeRecorder {
         )))
     }
 
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
+    fn contains_tensor(&self, name: &str) -> bool {
+        // Claiming a quantized entry would make `nn::Linear` ask for raw blocks.
+        split_quantized(name).is_none()
     }
 }
 
@@ -119,6 +136,12 @@ impl RandomInit {
     /// Random weights from `seed`; every tensor's values depend only on the seed and its name.
     pub fn new(seed: u64) -> Self {
         Self { seed }
+    }
+
+    /// The tensor `name` of shape `dims` (f32).
+    pub fn tensor(&self, name: &str, dims: &[usize], device: &Device) -> candle_core::Result<Tensor> {
+        let n = dims.iter().product();
+        Tensor::from_vec(self.values(name, n, dims), dims, device)
     }
 
     /// Values for one tensor.
@@ -153,8 +176,8 @@ impl SimpleBackend for RandomInit {
         )))
     }
 
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
+    fn contains_tensor(&self, name: &str) -> bool {
+        split_quantized(name).is_none()
     }
 }
 
