@@ -5,7 +5,8 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use caption_model::decode::{generate, DecodeOptions, Strategy};
-use caption_model::weights::{var_builder, RandomInit};
+use caption_model::tokenizer::GPT2_TOKENIZER_JSON;
+use caption_model::weights::{export_folder, load_folder, random_tensors, var_builder, Quant, RandomInit};
 use caption_model::{CaptionModel, Captioner, ModelConfig};
 
 /// Median and minimum of timings in ms.
@@ -15,13 +16,26 @@ fn summary(mut ms: Vec<f64>) -> (f64, f64) {
 }
 
 /// Runs the caption benchmark and prints its figures.
-pub fn bench_caption(iters: usize, tokens: usize, beam_width: usize) -> Result<()> {
+pub fn bench_caption(iters: usize, tokens: usize, beam_width: usize, quant: Quant) -> Result<()> {
     let device = Device::Cpu;
     let cfg = ModelConfig::default();
     let start = Instant::now();
-    let model = CaptionModel::new(&cfg, var_builder(RandomInit::new(0), DType::F32, &device))?;
+    let model = if quant == Quant::F32 {
+        CaptionModel::new(&cfg, var_builder(RandomInit::new(0), DType::F32, &device))?
+    } else {
+        // The same random weights, exported and loaded back as a model folder would be.
+        let folder = export_folder(
+            &cfg,
+            random_tensors(&cfg, 0, &device)?,
+            quant,
+            GPT2_TOKENIZER_JSON,
+        )?;
+        let size = folder.manifest.len() + folder.model.len() + folder.tokenizer.len();
+        println!("{quant} model folder: {:.1} MB", size as f64 / 1e6);
+        load_folder(folder.as_bytes(), &device)?.model
+    };
     println!(
-        "built full-size default model (random weights) in {:.1} s",
+        "built full-size default model (random weights, {quant}) in {:.1} s",
         start.elapsed().as_secs_f64()
     );
     let pixels = Tensor::randn(0f32, 1.0, (1, 1, 3, 224, 224), &device)?;

@@ -45,6 +45,14 @@ pub enum Command {
     /// Write a synthetic captioning dataset (rendered shapes; optional moving-shape clips) in
     /// COCO, MLSLT and JSONL layouts, plus a word-level tokenizer.json of its captions.
     Synth(crate::synth::SynthArgs),
+    /// Export a checkpoint as a model folder (manifest.json, model.safetensors, tokenizer.json)
+    /// that `caption --model` and the browser load, in f32, f16, q8 or q4.
+    Export(crate::export::ExportArgs),
+    /// Check a model folder and list its tensors, storage schemes and sizes.
+    Inspect {
+        /// The model folder.
+        dir: PathBuf,
+    },
     /// Benchmarks that print figures.
     Bench {
         /// Which benchmark.
@@ -61,12 +69,15 @@ pub struct CaptionArgs {
     pub inputs: Vec<PathBuf>,
     /// Model weights: our checkpoint (.safetensors with its config inside), the original's
     /// state dict as .safetensors, or the original trainer's .pt checkpoint.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub checkpoint: Option<PathBuf>,
+    /// An exported model folder (`native export`); a checkpoint file is taken too.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub model: Option<PathBuf>,
     /// The model config (config.yaml or config.json); needed when the weights carry none.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// A tokenizer.json; GPT-2's built-in tokenizer by default.
+    /// A tokenizer.json; by default the model folder's, else GPT-2's built-in tokenizer.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Print a JSON array instead of `file<TAB>caption` lines.
@@ -169,5 +180,24 @@ pub enum BenchCommand {
         /// Beam width of the beam-search run.
         #[arg(long, default_value_t = 5)]
         beam_width: usize,
+        /// Weights as exported: f32, f16, q8 or q4.
+        #[arg(long, default_value = "f32")]
+        quant: String,
+    },
+    /// How closely models follow a reference on images: identical greedy captions and top-1
+    /// agreement of next-token predictions (e.g. q8/q4 folders against the f32 export).
+    Agreement {
+        /// The reference model (folder or checkpoint).
+        #[arg(long)]
+        reference: PathBuf,
+        /// Models to compare (folders or checkpoints); repeat the flag for several.
+        #[arg(long, required = true)]
+        candidate: Vec<PathBuf>,
+        /// Images, or folders of images.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Most tokens generated per caption.
+        #[arg(long, default_value_t = 30)]
+        max_length: usize,
     },
 }

@@ -1,10 +1,12 @@
 //! The command-line side of the captioning stack: verification against fixtures, captioning,
-//! benchmarks (and, in later issues, training and export).
+//! benchmarks, training and export.
 
+pub mod agreement;
 pub mod bench;
 pub mod caption;
 pub mod cli;
 pub mod data;
+pub mod export;
 pub mod hub;
 pub mod load;
 pub mod metrics;

@@ -1,12 +1,17 @@
-//! Loading a model for inference from whatever the user has: our checkpoint, the original's
-//! safetensors or `.pt` with its config, or a bridge-only checkpoint plus hub backbones.
+//! Loading a model for inference from whatever the user has: an exported model folder, our
+//! checkpoint, the original's safetensors or `.pt` with its config, or a bridge-only checkpoint
+//! plus hub backbones.
 
 use std::path::Path;
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
+use caption_model::tokenizer::Tokenizer;
 use caption_model::weights::{
-    checkpoint_config, model_from_tensors, read_original_pt, read_safetensors_bytes,
+    checkpoint_config, load_folder, model_from_tensors, parse_manifest, read_original_pt,
+    read_safetensors_bytes, FolderBytes, LoadedFolder, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE,
 };
 use caption_model::{CaptionModel, ModelConfig};
 
@@ -16,6 +21,16 @@ use crate::hub;
 /// config comes from `config` when given, else from the checkpoint's metadata. Backbone
 /// weights the checkpoint lacks are taken from the config's `pretrained_name`s.
 pub fn load_model(checkpoint: &Path, config: Option<&Path>, device: &Device) -> Result<CaptionModel> {
+    let (cfg, tensors) = load_tensors(checkpoint, config, device)?;
+    model_from_tensors(&cfg, tensors, device).with_context(|| format!("loading {}", checkpoint.display()))
+}
+
+/// The completed config and every tensor the model needs, read as [`load_model`] reads them.
+pub fn load_tensors(
+    checkpoint: &Path,
+    config: Option<&Path>,
+    device: &Device,
+) -> Result<(ModelConfig, HashMap<String, Tensor>)> {
     let is_pt = matches!(
         checkpoint.extension().and_then(|e| e.to_str()),
         Some("pt" | "pth")
@@ -50,5 +65,46 @@ pub fn load_model(checkpoint: &Path, config: Option<&Path>, device: &Device) -> 
             tensors.entry(k).or_insert(v);
         }
     }
-    model_from_tensors(&cfg, tensors, device).with_context(|| format!("loading {}", checkpoint.display()))
+    Ok((cfg, tensors))
+}
+
+/// Whether `path` is an exported model folder (a directory with a manifest.json).
+pub fn is_model_folder(path: &Path) -> bool {
+    path.is_dir() && path.join(MANIFEST_FILE).is_file()
+}
+
+/// Reads, checks and loads an exported model folder.
+pub fn load_folder_dir(dir: &Path, device: &Device) -> Result<LoadedFolder> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
+    };
+    let manifest = read(MANIFEST_FILE)?;
+    let tokenizer_file = parse_manifest(&manifest)
+        .map(|m| m.tokenizer)
+        .unwrap_or_else(|_| TOKENIZER_FILE.to_string());
+    let (model, tokenizer) = (read(MODEL_FILE)?, read(&tokenizer_file)?);
+    let files = FolderBytes {
+        manifest: &manifest,
+        model: &model,
+        tokenizer: &tokenizer,
+    };
+    load_folder(files, device).with_context(|| format!("loading {}", dir.display()))
+}
+
+/// A model from an exported folder (with its tokenizer) or from a checkpoint (no tokenizer).
+pub fn load_any(
+    path: &Path,
+    config: Option<&Path>,
+    device: &Device,
+) -> Result<(CaptionModel, Option<Tokenizer>)> {
+    if is_model_folder(path) {
+        anyhow::ensure!(
+            config.is_none(),
+            "{} is a model folder: it carries its config, drop --config",
+            path.display()
+        );
+        let folder = load_folder_dir(path, device)?;
+        return Ok((folder.model, Some(folder.tokenizer)));
+    }
+    Ok((load_model(path, config, device)?, None))
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use caption_model::tokenizer::Tokenizer;
 use clap::Parser;
 use native::cli::{BenchCommand, CaptionArgs, Cli, Command};
-use native::{bench, caption, load, verify};
+use native::{bench, caption, export, load, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -88,20 +88,73 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     iters,
                     tokens,
                     beam_width,
+                    quant,
                 },
         } => {
-            bench::bench_caption(iters.max(1), tokens.max(1), beam_width)?;
+            bench::bench_caption(iters.max(1), tokens.max(1), beam_width, quant.parse()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Agreement {
+                    reference,
+                    candidate,
+                    inputs,
+                    max_length,
+                },
+        } => {
+            let device = candle_core::Device::Cpu;
+            let files = caption::collect_inputs(&inputs)?;
+            let (reference_model, _) = load::load_any(&reference, None, &device)?;
+            for path in &candidate {
+                let (model, _) = load::load_any(path, None, &device)?;
+                let a = native::agreement::agreement(&reference_model, &model, &files, max_length)?;
+                println!("{}: {a}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => {
+            let manifest = export::export(&args)?;
+            println!(
+                "wrote {} ({} tensors, {}, {} with the manifest)",
+                args.out.display(),
+                manifest.tensors.len(),
+                manifest.quant,
+                export::human(folder_size(&args.out)?)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { dir } => {
+            print!("{}", export::inspect(&dir)?);
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
+/// Total size of the files directly inside `dir`.
+fn folder_size(dir: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
 fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
     let device = candle_core::Device::Cpu;
-    let model = load::load_model(&args.checkpoint, args.config.as_deref(), &device)?;
-    let tokenizer = match &args.tokenizer {
-        Some(path) => Tokenizer::from_file(path)?,
-        None => Tokenizer::gpt2()?,
+    let path = args
+        .model
+        .as_ref()
+        .or(args.checkpoint.as_ref())
+        .context("pass --model <folder> or --checkpoint <file>")?;
+    let (model, own_tokenizer) = load::load_any(path, args.config.as_deref(), &device)?;
+    let tokenizer = match (&args.tokenizer, own_tokenizer) {
+        (Some(path), _) => Tokenizer::from_file(path)?,
+        (None, Some(t)) => t,
+        (None, None) => Tokenizer::gpt2()?,
     };
     let opts = args.decode.options(&model)?;
     let files = caption::collect_inputs(&args.inputs)?;

@@ -1,0 +1,179 @@
+//! `native export` / `inspect` / `caption --model`: a model trained here from scratch is exported
+//! in every scheme; f32 decodes exactly as the checkpoint does, q8/q4 agree with it on the
+//! predictions the model is sure of; damaged folders are refused by the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::Device;
+use native::agreement::agreement;
+use native::caption::collect_inputs;
+use native::load::{load_any, load_model};
+use native::synth::{generate_dataset, SynthOptions};
+use native::train::vocab::write_word_tokenizer;
+
+fn configs() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"))
+}
+
+fn native(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_native"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A synthetic dataset and a small model trained on it for a few dozen steps.
+fn trained(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let opts = SynthOptions {
+        out: data.clone(),
+        train: 320,
+        val: 16,
+        test: 60,
+        videos_train: 0,
+        videos_val: 0,
+        videos_test: 0,
+        size: 64,
+        frames: 4,
+        seed: 5,
+    };
+    generate_dataset(&opts).unwrap();
+    write_word_tokenizer(&data).unwrap();
+    let d = |p: &str| data.join(p).display().to_string();
+    let exp = dir.join("runs");
+    let args = [
+        "--threads".to_string(),
+        "1".into(),
+        "train".into(),
+        "--config-path".into(),
+        configs().display().to_string(),
+        "--config-name".into(),
+        "synth.yaml".into(),
+        format!("trainer.exp_dir={}", exp.display()),
+        format!("dataset.train_ds.visual_dir={}", d("images/train")),
+        format!("dataset.train_ds.json_path={}", d("train.json")),
+        format!("dataset.validation_ds.visual_dir={}", d("images/val")),
+        format!("dataset.validation_ds.json_path={}", d("val.json")),
+        format!("dataset.tokenizer={}", d("tokenizer.json")),
+        "trainer.epochs=5".into(),
+    ];
+    ok(&native(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    (exp.join("synth/checkpoints/last.safetensors"), data)
+}
+
+#[test]
+fn exported_folders_caption_like_the_checkpoint_and_damage_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ckpt, data) = trained(tmp.path());
+    let tokenizer = data.join("tokenizer.json");
+    let folder = |q: &str| tmp.path().join(format!("model-{q}"));
+    for q in ["f32", "q8", "q4"] {
+        let out = folder(q);
+        ok(&native(&[
+            "export",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--quant",
+            q,
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+    }
+
+    let table = ok(&native(&["inspect", folder("q4").to_str().unwrap()]));
+    assert!(
+        table.contains("q4_0") && table.contains("total folder size"),
+        "{table}"
+    );
+    assert!(
+        table.contains("text_generator.lm.transformer.wte.weight"),
+        "{table}"
+    );
+
+    // `caption --model` on the f32 folder prints what the checkpoint prints.
+    let images = data.join("images/test");
+    let caption = |model_flag: &str, model: &Path| {
+        ok(&native(&[
+            "caption",
+            model_flag,
+            model.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--strategy",
+            "greedy",
+            "--max-length",
+            "20",
+            images.to_str().unwrap(),
+        ]))
+    };
+    let from_ckpt = caption("--checkpoint", &ckpt);
+    assert_eq!(caption("--model", &folder("f32")), from_ckpt);
+    // The folder's own tokenizer is used when --tokenizer is not given.
+    let own = ok(&native(&[
+        "caption",
+        "--model",
+        folder("f32").to_str().unwrap(),
+        "--strategy",
+        "greedy",
+        "--max-length",
+        "20",
+        images.to_str().unwrap(),
+    ]));
+    assert_eq!(own, from_ckpt);
+
+    let dev = Device::Cpu;
+    let reference = load_model(&ckpt, None, &dev).unwrap();
+    let files = collect_inputs(&[images]).unwrap();
+    for (q, min_top1, min_decisive) in [("f32", 1.0, 1.0), ("q8", 0.97, 0.995), ("q4", 0.75, 0.95)] {
+        let (model, tok) = load_any(&folder(q), None, &dev).unwrap();
+        assert!(tok.is_some());
+        let a = agreement(&reference, &model, &files, 20).unwrap();
+        println!("{q}: {a}");
+        let decisive = a.decisive_same as f64 / a.decisive.max(1) as f64;
+        assert!(
+            a.decisive > a.positions / 4,
+            "{q}: too few decisive positions to judge: {a}"
+        );
+        assert!(a.top1_rate() >= min_top1 && decisive >= min_decisive, "{q}: {a}");
+        if q == "f32" {
+            assert_eq!(a.identical, a.images);
+        }
+    }
+
+    // Damage through the CLI: a flipped byte, a truncated file, a missing tensor file.
+    let damaged = tmp.path().join("damaged");
+    std::fs::create_dir_all(&damaged).unwrap();
+    for f in ["manifest.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(folder("q8").join(f), damaged.join(f)).unwrap();
+    }
+    let weights = damaged.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&weights, &bytes).unwrap();
+    let err = native(&["inspect", damaged.to_str().unwrap()]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("sha256"));
+    bytes[mid] ^= 0x01;
+    std::fs::write(&weights, &bytes[..bytes.len() - 10]).unwrap();
+    let err = native(&[
+        "caption",
+        "--model",
+        damaged.to_str().unwrap(),
+        data.join("images/test").to_str().unwrap(),
+    ]);
+    assert_eq!(err.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("truncated"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+}
