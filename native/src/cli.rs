@@ -102,6 +102,10 @@ pub struct TrainArgs {
     pub config_name: String,
     /// Overrides, e.g. `name=run1 trainer.epochs=3 dataset.train_ds.json_path=/data/train.json`.
     pub overrides: Vec<String>,
+    /// Run on the first CUDA GPU (a binary built with `--features cuda`); with
+    /// `trainer.precision=bf16` it computes in bf16 with f32 master weights.
+    #[arg(long)]
+    pub cuda: bool,
 }
 
 /// Decoding strategy names.
@@ -183,6 +187,26 @@ pub enum BenchCommand {
         /// Weights as exported: f32, f16, q8 or q4.
         #[arg(long, default_value = "f32")]
         quant: String,
+    },
+    /// Training throughput (images/s) of the full-size default model (random weights): PNGs
+    /// decoded and CLIP run every step, or CLIP features from the feature cache; forward, loss,
+    /// backward and AdamW on the bridge.
+    Train {
+        /// Batch sizes to time, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "32,256")]
+        batch: Vec<usize>,
+        /// Timed steps per setting (after one warm-up step).
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
+        /// Tokens per caption, bos and eos included.
+        #[arg(long, default_value_t = 24)]
+        tokens: usize,
+        /// Train on the first CUDA GPU (a binary built with `--features cuda`).
+        #[arg(long)]
+        cuda: bool,
+        /// Compute precision: f32, or bf16 with f32 master weights.
+        #[arg(long, default_value = "f32")]
+        precision: String,
     },
     /// How closely models follow a reference on images: identical greedy captions and top-1
     /// agreement of next-token predictions (e.g. q8/q4 folders against the f32 export).

@@ -53,9 +53,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &args.config_name,
                 &args.overrides,
             )?;
+            let device = if args.cuda {
+                candle_core::Device::new_cuda(0)?
+            } else {
+                candle_core::Device::Cpu
+            };
             match cfg.mode {
                 native::train::project::Mode::Train => {
-                    let mut trainer = native::train::run::Trainer::new(cfg, &candle_core::Device::Cpu)?;
+                    let mut trainer = native::train::run::Trainer::new(cfg, &device)?;
                     trainer.run()?;
                     let s = trainer.state();
                     println!(
@@ -63,7 +68,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         s.step, s.epoch, s.skipped
                     );
                 }
-                native::train::project::Mode::Test => run_test(&cfg)?,
+                native::train::project::Mode::Test => run_test(&cfg, &device)?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -92,6 +97,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => {
             bench::bench_caption(iters.max(1), tokens.max(1), beam_width, quant.parse()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Train {
+                    batch,
+                    steps,
+                    tokens,
+                    cuda,
+                    precision,
+                },
+        } => {
+            let device = if cuda {
+                candle_core::Device::new_cuda(0)?
+            } else {
+                candle_core::Device::Cpu
+            };
+            let opts = native::train::bench::TrainBenchOptions {
+                batch_sizes: batch,
+                steps,
+                tokens,
+                device,
+                precision: native::train::precision::Precision::parse(&precision)?,
+            };
+            native::train::bench::bench_train(&opts)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -189,17 +219,16 @@ fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
 }
 
 /// `mode=test`: caption the test split with `pretrained_name` and score it.
-fn run_test(cfg: &native::train::project::ProjectConfig) -> Result<()> {
+fn run_test(cfg: &native::train::project::ProjectConfig, device: &candle_core::Device) -> Result<()> {
     use native::train::{evaluate, session};
-    let device = candle_core::Device::Cpu;
     let ckpt = cfg
         .pretrained_name
         .as_deref()
         .context("mode=test needs pretrained_name=<checkpoint>")?;
-    let model = load::load_model(std::path::Path::new(ckpt), None, &device)?;
+    let model = load::load_model(std::path::Path::new(ckpt), None, device)?;
     let tokenizer = session::tokenizer_for(cfg)?;
     let data = session::load_split(cfg, session::Split::Test)?;
-    let predictions = evaluate::predict(&model, &tokenizer, &data, cfg, &device)?;
+    let predictions = evaluate::predict(&model, &tokenizer, &data, cfg, device)?;
     let scores = evaluate::score(&predictions)?;
     let dir = cfg.run_dir()?;
     evaluate::write_results(&dir, &predictions, &scores)?;

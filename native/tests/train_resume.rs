@@ -1,74 +1,37 @@
 //! A run killed with SIGKILL resumes from its last checkpoint and continues the same loss
 //! curve as a run that was never interrupted.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use native::synth::{generate_dataset, SynthOptions};
+use common::{logged, synth_images, synth_train_args};
 use native::train::checkpoint;
-use native::train::vocab::write_word_tokenizer;
-
-fn configs() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"))
-}
-
-fn dataset(dir: &Path) {
-    let opts = SynthOptions {
-        out: dir.to_path_buf(),
-        train: 48,
-        val: 8,
-        test: 8,
-        videos_train: 0,
-        videos_val: 0,
-        videos_test: 0,
-        size: 64,
-        frames: 4,
-        seed: 3,
-    };
-    generate_dataset(&opts).unwrap();
-    write_word_tokenizer(dir).unwrap();
-}
 
 fn train_args(data: &Path, exp: &Path, extra: &[String]) -> Vec<String> {
-    let d = |p: &str| data.join(p).display().to_string();
-    let mut args = vec![
-        "train".to_string(),
-        "--config-path".into(),
-        configs().display().to_string(),
-        "--config-name".into(),
-        "synth.yaml".into(),
-        format!("trainer.exp_dir={}", exp.display()),
-        format!("dataset.train_ds.visual_dir={}", d("images/train")),
-        format!("dataset.train_ds.json_path={}", d("train.json")),
-        format!("dataset.validation_ds.visual_dir={}", d("images/val")),
-        format!("dataset.validation_ds.json_path={}", d("val.json")),
-        format!("dataset.tokenizer={}", d("tokenizer.json")),
-        "dataset.train_ds.batch_size=8".into(),
-        "trainer.epochs=10".into(),
-        "+trainer.max_steps=20".into(),
-        "+trainer.save_every_n_steps=2".into(),
-    ];
+    let mut args: Vec<String> = [
+        "dataset.train_ds.batch_size=8",
+        "trainer.epochs=10",
+        "+trainer.max_steps=20",
+        "+trainer.save_every_n_steps=2",
+    ]
+    .map(String::from)
+    .to_vec();
     args.extend_from_slice(extra);
-    args
+    synth_train_args(data, exp, &args)
 }
 
-/// step → loss, the last value logged for each step.
-fn losses(exp: &Path) -> BTreeMap<u64, f64> {
-    let text = std::fs::read_to_string(exp.join("synth/metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "train_loss")
-        .map(|v| (v["step"].as_u64().unwrap(), v["value"].as_f64().unwrap()))
-        .collect()
+fn losses(exp: &Path) -> std::collections::BTreeMap<u64, f64> {
+    logged(&exp.join("synth"), "train_loss")
 }
 
 #[test]
 fn sigkill_then_resume_continues_the_same_loss_curve() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    dataset(&data);
+    synth_images(&data, 48, 8, 8, 3);
     let bin = env!("CARGO_BIN_EXE_native");
 
     let straight = tmp.path().join("straight");

@@ -134,8 +134,12 @@ impl Module for LayerNorm {
         if x.is_contiguous() && x.dtype() == DType::F32 && !tracked(&[x, &self.weight, &self.bias]) {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
         }
+        // Half precision is normalised in f32 (as PyTorch's autocast does); f32/f64 stay as they are.
         let dtype = x.dtype();
-        let x = x.to_dtype(DType::F32)?;
+        let x = match dtype {
+            DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+            _ => x.clone(),
+        };
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;

@@ -104,6 +104,25 @@ impl BatchBuilder {
         Ok(ids)
     }
 
+    /// Caption ids `[B, L]` (u32, padded with 0) and their mask `[B, L]` (f32), as in [`Batch`].
+    pub fn token_batch(&self, captions: &[&str]) -> anyhow::Result<(Tensor, Tensor)> {
+        let ids = captions
+            .iter()
+            .map(|c| self.caption_tokens(c))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let l = ids.iter().map(Vec::len).max().unwrap_or(1);
+        let mut tokens = vec![0u32; ids.len() * l];
+        let mut mask = vec![0f32; ids.len() * l];
+        for (row, row_ids) in ids.iter().enumerate() {
+            tokens[row * l..row * l + row_ids.len()].copy_from_slice(row_ids);
+            mask[row * l..row * l + row_ids.len()].fill(1.0);
+        }
+        Ok((
+            Tensor::from_vec(tokens, (ids.len(), l), &self.device)?,
+            Tensor::from_vec(mask, (ids.len(), l), &self.device)?,
+        ))
+    }
+
     /// Builds a batch of `samples`, row b using caption `caption_pick[b]` of sample b.
     ///
     /// Samples whose file cannot be read or decoded (or whose caption cannot be tokenised)

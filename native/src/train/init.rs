@@ -15,20 +15,24 @@ use rand::{Rng, SeedableRng};
 enum Init {
     Zeros,
     Ones,
+    /// Every element equal to this value.
+    Constant(f32),
     /// Normal with this standard deviation.
     Normal(f32),
     /// Uniform in ±bound (PyTorch's default `Linear` init, kaiming-uniform with a = √5).
     Uniform(f32),
 }
 
-/// The init of a parameter, by its original name and shape.
-fn init_for(name: &str, shape: &[usize]) -> Init {
+/// The init of a parameter, by its original name and shape; `gate` is the start value of the
+/// cross-attention gates.
+fn init_for(name: &str, shape: &[usize], gate: f32) -> Init {
     let leaf = name.rsplit('.').next().unwrap_or(name);
     let bridge =
         name.starts_with("mapper.") || name.starts_with("resampler.") || name.contains(".xattn_block.");
     if leaf == "alpha_attn" || leaf == "alpha_ffw" {
-        // Flamingo's gates start closed: the pretrained LM is untouched at step 0.
-        return Init::Zeros;
+        // Flamingo's gates start closed (0) so a pretrained LM is untouched at step 0; an LM
+        // trained from scratch needs them ajar, or the visual path never gets a gradient.
+        return Init::Constant(gate);
     }
     if leaf == "latents" || leaf == "time_pos_emb" {
         return Init::Normal(1.0);
@@ -61,14 +65,15 @@ pub fn normal_values(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
 }
 
 /// Draws a tensor; values depend only on the seed and the name.
-fn draw(name: &str, shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
+fn draw(name: &str, shape: &[usize], seed: u64, gate: f32, device: &Device) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
     let mut rng = StdRng::seed_from_u64(seed ^ hash);
-    let values: Vec<f32> = match init_for(name, shape) {
+    let values: Vec<f32> = match init_for(name, shape, gate) {
         Init::Zeros => vec![0.0; n],
+        Init::Constant(c) => vec![c; n],
         Init::Ones => vec![1.0; n],
         Init::Uniform(b) => (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * b).collect(),
         Init::Normal(std) => normal_values(&mut rng, n, std),
@@ -77,12 +82,13 @@ fn draw(name: &str, shape: &[usize], seed: u64, device: &Device) -> Result<Tenso
 }
 
 /// Every tensor of a model of `cfg`: taken from `loaded` when present (with its shape checked
-/// later by the model), freshly initialised from `seed` otherwise. Returns the map and the
-/// names that were initialised.
+/// later by the model), freshly initialised from `seed` otherwise (cross-attention gates set
+/// to `gate`). Returns the map and the names that were initialised.
 pub fn initial_tensors(
     cfg: &ModelConfig,
     mut loaded: HashMap<String, Tensor>,
     seed: u64,
+    gate: f32,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, Vec<String>)> {
     let recorder = ShapeRecorder::default();
@@ -94,7 +100,7 @@ pub fn initial_tensors(
             Some(t) => out.insert(name, t),
             None => {
                 fresh.push(name.clone());
-                let t = draw(&name, &shape, seed, device)?;
+                let t = draw(&name, &shape, seed, gate, device)?;
                 out.insert(name, t)
             }
         };

@@ -1,11 +1,16 @@
 //! Training: config, initial weights, trainable parameters, the optimiser, the schedule and
 //! the loop with checkpoints and exact resume.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod evaluate;
+pub mod feature_cache;
+pub mod forward;
 pub mod init;
 pub mod optim;
 pub mod params;
+pub mod plot;
+pub mod precision;
 pub mod project;
 pub mod run;
 pub mod schedule;

@@ -122,12 +122,31 @@ pub struct TrainerConfig {
     #[serde(default = "default_precision")]
     pub precision: String,
     /// Cache frozen CLIP features: `auto` (when the vision tower is frozen), `true`, `false`.
-    #[serde(default = "default_auto")]
+    #[serde(default = "default_auto", deserialize_with = "bool_or_string")]
     pub feature_cache: String,
+    /// Start value of fresh cross-attention gates (`alpha_attn`, `alpha_ffw`): the original's 0
+    /// keeps a pretrained GPT-2 untouched at step 0, but with GPT-2 trained from scratch a
+    /// closed gate starves the resampler of gradient, so such runs open it a little.
+    #[serde(default)]
+    pub gate_init: f32,
 }
 
 fn one() -> usize {
     1
+}
+
+/// Reads `true`/`false` (YAML booleans) or a word as a string.
+fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Flag(bool),
+        Word(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Flag(b) => b.to_string(),
+        Either::Word(w) => w,
+    })
 }
 
 fn default_precision() -> String {

@@ -11,12 +11,15 @@ use caption_model::preprocess::PreprocessConfig;
 use caption_model::{caption_loss, CaptionModel, ModelConfig};
 
 use super::checkpoint::{self, LoopState};
+use super::feature_cache::{self, FeatureCache};
+use super::forward::batch_logits;
 use super::optim::{Adam, AdamConfig, Moments, OptimizerKind};
+use super::precision::{ComputeModel, Precision};
 use super::project::ProjectConfig;
 use super::schedule::Schedule;
 use super::session::{load_split, tokenizer_for, Split};
 use super::{init, params::trainable_model};
-use crate::data::{caption_index, epoch_order, BatchBuilder, Dataset};
+use crate::data::{caption_index, epoch_order, BatchBuilder, Dataset, Sample};
 
 /// A training run in progress.
 pub struct Trainer {
@@ -31,6 +34,11 @@ pub struct Trainer {
     train: Dataset,
     val: Option<Dataset>,
     builder: BatchBuilder,
+    /// Compute precision, and the bf16 model builder when it is bf16.
+    precision: Precision,
+    compute: Option<ComputeModel>,
+    /// CLIP features of the training and validation samples, when the vision tower is frozen.
+    cache: Option<FeatureCache>,
     run_dir: PathBuf,
     total_steps: u64,
 }
@@ -61,6 +69,20 @@ impl Trainer {
             bail!("the training set has no usable samples");
         }
         let (tensors, extra, resume) = initial_weights(&cfg, &model_cfg, device)?;
+        let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
+        let cache_key = use_feature_cache(&cfg, &model_cfg)?
+            .then(|| {
+                let vision = tensors
+                    .iter()
+                    .filter(|(n, _)| n.starts_with("vision_encoder."))
+                    .collect();
+                feature_cache::fingerprint(&vision, &format!("{pre:?} {:?}", cfg.dataset.max_frames))
+            })
+            .transpose()?;
+        let precision = Precision::parse(&cfg.trainer.precision)?;
+        let compute = (precision == Precision::Bf16)
+            .then(|| ComputeModel::new(&model_cfg, &tensors, device))
+            .transpose()?;
         let (model, params) = trainable_model(&model_cfg, tensors, candle_core::DType::F32, device)?;
         let vars = params.vars();
         let ocfg = model_cfg.optimizer.clone().unwrap_or_default();
@@ -91,9 +113,20 @@ impl Trainer {
             }
             None => LoopState::default(),
         };
-        let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
         let builder =
             BatchBuilder::new(pre, tokenizer, device.clone()).with_max_frames(cfg.dataset.max_frames);
+        let cache = match cache_key {
+            Some(key) => {
+                let root = run_dir.parent().unwrap_or(&run_dir).join("feature_cache");
+                let mut all: Vec<&Sample> = train.samples.iter().collect();
+                all.extend(val.iter().flat_map(|v| &v.samples));
+                let bs = cfg.dataset.train_ds.batch_size;
+                Some(FeatureCache::open_or_fill(
+                    &root, &key, &model, &builder, &all, bs,
+                )?)
+            }
+            None => None,
+        };
         let resolved = serde_yaml::to_string(&cfg)?;
         write_atomic(&run_dir.join("config.yaml"), resolved.as_bytes())?;
         let mut cfg = cfg;
@@ -109,6 +142,9 @@ impl Trainer {
             train,
             val,
             builder,
+            precision,
+            compute,
+            cache,
             run_dir,
             total_steps,
         })
@@ -196,16 +232,17 @@ impl Trainer {
             .zip(&samples)
             .map(|(&i, s)| caption_index(self.cfg.trainer.seed, self.state.epoch, i, s.captions.len()))
             .collect();
-        let (batch, skipped) = self.builder.build(&samples, &picks)?;
+        let bf16 = self.compute.as_ref().map(|c| c.model(&self.vars)).transpose()?;
+        let model = bf16.as_ref().unwrap_or(&self.model);
+        let dtype = self.precision.dtype();
+        let (out, skipped) =
+            batch_logits(model, &self.builder, self.cache.as_ref(), &samples, &picks, dtype)?;
         self.state.skipped += skipped.len();
         for s in &skipped {
             eprintln!("warning: skipped {}: {}", s.entry, s.reason);
         }
-        let Some(batch) = batch else { return Ok(None) };
-        let (_, logits) =
-            self.model
-                .forward(&batch.video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
-        let loss = caption_loss(&logits, &batch.tokens)?;
+        let Some(out) = out else { return Ok(None) };
+        let loss = caption_loss(&out.logits, &out.tokens)?;
         let value = loss.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
             bail!("the loss is {value} at step {} (epoch {}): stopping before the update would corrupt the weights", self.state.step, self.state.epoch);
@@ -214,26 +251,28 @@ impl Trainer {
         let lr = self.schedule.lr(self.state.step);
         self.opt.step(&grads, lr)?;
         self.state.step += 1;
-        Ok(Some((value, batch.lengths.len())))
+        Ok(Some((value, out.rows)))
     }
 
     /// Mean caption loss over a dataset (no gradient).
     pub fn loss_on(&self, data: &Dataset) -> Result<f64> {
         let bs = self.cfg.dataset.validation_ds.batch_size.max(1);
         let (mut sum, mut n) = (0.0, 0usize);
+        let bf16 = self.compute.as_ref().map(|c| c.model(&self.vars)).transpose()?;
+        let model = bf16.as_ref().unwrap_or(&self.model);
+        let dtype = self.precision.dtype();
         let order: Vec<usize> = (0..data.len()).collect();
         for idx in order.chunks(bs) {
             let samples: Vec<_> = idx.iter().map(|&i| &data.samples[i]).collect();
             let picks = vec![0; samples.len()];
-            let (Some(batch), _) = self.builder.build(&samples, &picks)? else {
+            let (Some(out), _) =
+                batch_logits(model, &self.builder, self.cache.as_ref(), &samples, &picks, dtype)?
+            else {
                 continue;
             };
-            let (_, logits) =
-                self.model
-                    .forward(&batch.video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
-            let loss = caption_loss(&logits, &batch.tokens)?.to_scalar::<f32>()? as f64;
-            sum += loss * batch.lengths.len() as f64;
-            n += batch.lengths.len();
+            let loss = caption_loss(&out.logits, &out.tokens)?.to_scalar::<f32>()? as f64;
+            sum += loss * out.rows as f64;
+            n += out.rows;
         }
         anyhow::ensure!(n > 0, "no readable samples to compute a loss on");
         Ok(sum / n as f64)
@@ -256,6 +295,11 @@ impl Trainer {
             samples_per_s: 0.0,
         };
         writeln!(log, "{}", serde_json::to_string(&line)?)?;
+        log.flush()?;
+        // Curves are a convenience: a plotting failure must not stop the run.
+        if let Err(e) = super::plot::plot_run(&self.run_dir.join("metrics.jsonl"), &self.run_dir) {
+            eprintln!("warning: could not draw the training curves: {e:#}");
+        }
         let k = self.cfg.trainer.checkpoint_callback_params.save_top_k;
         let name = format!(
             "{}--{monitor}={value:.4}-epoch={}.safetensors",
@@ -320,7 +364,8 @@ fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device
         }
     }
     super::session::resize_embeddings(&mut loaded, model_cfg, cfg.trainer.seed)?;
-    let (tensors, fresh) = init::initial_tensors(model_cfg, loaded, cfg.trainer.seed, device)?;
+    let (tensors, fresh) =
+        init::initial_tensors(model_cfg, loaded, cfg.trainer.seed, cfg.trainer.gate_init, device)?;
     // Frozen tensors with no pretrained source exist only here: checkpoints must carry them.
     let extra = fresh
         .into_iter()
@@ -328,6 +373,21 @@ fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device
         .filter_map(|n| tensors.get(&n).map(|t| (n, t.clone())))
         .collect();
     Ok((tensors, extra, resume))
+}
+
+/// Whether to train from cached CLIP features (`trainer.feature_cache`: `auto` when the vision
+/// tower is frozen, `true`, `false`).
+fn use_feature_cache(cfg: &ProjectConfig, model_cfg: &ModelConfig) -> Result<bool> {
+    let frozen = !model_cfg.vision.trainable;
+    match cfg.trainer.feature_cache.as_str() {
+        "auto" => Ok(frozen),
+        "false" => Ok(false),
+        "true" if frozen => Ok(true),
+        "true" => {
+            bail!("trainer.feature_cache=true needs a frozen vision tower (model.vision.trainable=false)")
+        }
+        other => bail!("trainer.feature_cache is `{other}`: use auto, true or false"),
+    }
 }
 
 /// A backbone trained from scratch (no pretrained weights).

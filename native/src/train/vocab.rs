@@ -13,28 +13,11 @@ pub const UNK: &str = "<unk>";
 /// bos/eos, named as GPT-2's so the caption framing is the same.
 pub const EOT: &str = caption_model::tokenizer::ENDOFTEXT;
 
-/// Lower-cased words and punctuation runs, as the tokenizer's pre-tokenizer splits them.
+/// Lower-cased whitespace-separated words, punctuation kept on its word ("left,"), as the
+/// tokenizer's `WhitespaceSplit` pre-tokenizer splits them: decoding joins tokens with single
+/// spaces, so captions come back exactly as written (lower-cased).
 fn words(caption: &str) -> impl Iterator<Item = String> + '_ {
-    caption
-        .split(|c: char| c.is_whitespace())
-        .flat_map(|w| {
-            let mut parts = Vec::new();
-            let mut cur = String::new();
-            let mut cur_word = None;
-            for ch in w.chars() {
-                let is_word = ch.is_alphanumeric() || ch == '_';
-                if cur_word.is_some_and(|k| k != is_word) {
-                    parts.push(std::mem::take(&mut cur));
-                }
-                cur_word = Some(is_word);
-                cur.push(ch);
-            }
-            if !cur.is_empty() {
-                parts.push(cur);
-            }
-            parts
-        })
-        .map(|w| w.to_lowercase())
+    caption.split_whitespace().map(str::to_lowercase)
 }
 
 /// tokenizer.json text for a word-level vocabulary over `captions`: `<pad>` = 0, `<unk>` = 1,
@@ -60,7 +43,7 @@ pub fn word_level_tokenizer(captions: &[String]) -> String {
         "padding": null,
         "added_tokens": [special(0, PAD), special(1, UNK), special(2, EOT)],
         "normalizer": {"type": "Lowercase"},
-        "pre_tokenizer": {"type": "Whitespace"},
+        "pre_tokenizer": {"type": "WhitespaceSplit"},
         "post_processor": null,
         "decoder": null,
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": UNK}
@@ -110,14 +93,14 @@ mod tests {
         assert_eq!((tok.bos(), tok.eos()), (2, 2));
         assert_eq!(
             tok.vocab_size(),
-            3 + 10,
-            "a red circle on the left . two blue squares"
+            3 + 9,
+            "a red circle on the left. two blue squares"
         );
         let ids = tok.encode_caption("a red circle on the left.").unwrap();
         assert_eq!(ids.first(), Some(&2));
         assert_eq!(ids.last(), Some(&2));
         assert!(!ids.contains(&0) && !ids.contains(&1), "{ids:?}");
-        assert_eq!(tok.decode_caption(&ids).unwrap(), "a red circle on the left .");
+        assert_eq!(tok.decode_caption(&ids).unwrap(), "a red circle on the left.");
         assert_eq!(
             tok.encode("purple").unwrap(),
             vec![1],

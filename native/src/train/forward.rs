@@ -1,0 +1,67 @@
+//! One batch through the model for training and validation: from decoded pixels, or from the
+//! CLIP feature cache when the vision tower is frozen.
+
+use anyhow::Result;
+use candle_core::{DType, Tensor};
+use caption_model::CaptionModel;
+
+use super::feature_cache::FeatureCache;
+use crate::data::{BatchBuilder, Sample, Skipped};
+
+/// Logits `[B, L, V]`, the target ids `[B, L]` and the number of rows of a batch.
+pub struct BatchOutput {
+    /// Logits for the caption positions.
+    pub logits: Tensor,
+    /// Caption ids (0 = padding).
+    pub tokens: Tensor,
+    /// Rows that made it into the batch.
+    pub rows: usize,
+}
+
+/// Runs `samples` (captions `picks`) through `model`, whose weights are `dtype` (inputs are cast
+/// to it, logits come back in f32); samples that cannot be read are returned as skipped, and
+/// the output is `None` when none is left.
+pub fn batch_logits(
+    model: &CaptionModel,
+    builder: &BatchBuilder,
+    cache: Option<&FeatureCache>,
+    samples: &[&Sample],
+    picks: &[usize],
+    dtype: DType,
+) -> Result<(Option<BatchOutput>, Vec<Skipped>)> {
+    let Some(cache) = cache else {
+        let (batch, skipped) = builder.build(samples, picks)?;
+        let Some(batch) = batch else {
+            return Ok((None, skipped));
+        };
+        let (_, logits) =
+            model.forward(&batch.video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
+        let rows = batch.lengths.len();
+        let out = BatchOutput {
+            logits: logits.to_dtype(DType::F32)?,
+            tokens: batch.tokens,
+            rows,
+        };
+        return Ok((Some(out), skipped));
+    };
+    let (cached, skipped) = cache.batch(samples, model.device())?;
+    let Some(cached) = cached else {
+        return Ok((None, skipped));
+    };
+    let captions: Vec<&str> = cached
+        .kept
+        .iter()
+        .map(|&p| samples[p].captions[picks[p]].as_str())
+        .collect();
+    let (tokens, tokens_mask) = builder.token_batch(&captions)?;
+    let frames = cached.features.dim(1)?;
+    let frame_mask = CaptionModel::frame_mask(&cached.lengths, frames, model.device())?.to_dtype(dtype)?;
+    let visual = model.visual_from_features(&cached.features.to_dtype(dtype)?, &frame_mask)?;
+    let logits = model.text_logits(&visual, &tokens, &tokens_mask)?;
+    let out = BatchOutput {
+        logits: logits.to_dtype(DType::F32)?,
+        tokens,
+        rows: cached.kept.len(),
+    };
+    Ok((Some(out), skipped))
+}

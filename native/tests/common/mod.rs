@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests: synthetic datasets and `native train` arguments.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use native::synth::{generate_dataset, SynthOptions};
+use native::train::vocab::write_word_tokenizer;
+
+/// The repository's `configs/` folder.
+pub fn configs() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"))
+}
+
+/// A file of `../shared` (the team's read-only data).
+pub fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")).join(rel)
+}
+
+/// Writes a synthetic image dataset (64 px) and its word-level tokenizer into `dir`.
+pub fn synth_images(dir: &Path, train: usize, val: usize, test: usize, seed: u64) {
+    let opts = SynthOptions {
+        out: dir.to_path_buf(),
+        train,
+        val,
+        test,
+        videos_train: 0,
+        videos_val: 0,
+        videos_test: 0,
+        size: 64,
+        frames: 4,
+        seed,
+    };
+    generate_dataset(&opts).unwrap();
+    write_word_tokenizer(dir).unwrap();
+}
+
+/// `native train` arguments for `configs/synth.yaml` on the synthetic images in `data`,
+/// writing under `exp`, followed by `extra` overrides.
+pub fn synth_train_args(data: &Path, exp: &Path, extra: &[String]) -> Vec<String> {
+    let d = |p: &str| data.join(p).display().to_string();
+    let mut args = vec![
+        "train".to_string(),
+        "--config-path".into(),
+        configs().display().to_string(),
+        "--config-name".into(),
+        "synth.yaml".into(),
+        format!("trainer.exp_dir={}", exp.display()),
+        format!("dataset.train_ds.visual_dir={}", d("images/train")),
+        format!("dataset.train_ds.json_path={}", d("train.json")),
+        format!("dataset.validation_ds.visual_dir={}", d("images/val")),
+        format!("dataset.validation_ds.json_path={}", d("val.json")),
+        format!("dataset.test_ds.visual_dir={}", d("images/test")),
+        format!("dataset.test_ds.json_path={}", d("test.json")),
+        format!("dataset.tokenizer={}", d("tokenizer.json")),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Runs the `native` binary with `args`, panicking with its stderr when it fails.
+pub fn run_native(args: &[String]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_native"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// step → value of the last `kind` line logged for each step of `run_dir/metrics.jsonl`.
+pub fn logged(run_dir: &Path, kind: &str) -> BTreeMap<u64, f64> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == kind)
+        .map(|v| (v["step"].as_u64().unwrap(), v["value"].as_f64().unwrap()))
+        .collect()
+}
+pub mod batches;
