@@ -123,7 +123,7 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 0)]
     pub videos_test: usize,
     /// Side of the square images and frames in pixels (even when clips are made).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 48)]
     pub size: u32,
     /// Frames per clip.
     #[arg(long, default_value_t = 8)]

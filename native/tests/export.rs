@@ -39,7 +39,7 @@ fn trained(dir: &Path) -> (PathBuf, PathBuf) {
         videos_train: 0,
         videos_val: 0,
         videos_test: 0,
-        size: 64,
+        size: 48,
         frames: 4,
         seed: 5,
     };

@@ -220,7 +220,8 @@ impl Gpt2 {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let lm_head = if cfg.tie_word_embeddings {
-            Linear::from_weights(&wte, None)?
+            // A quantized folder keeps the embedding's blocks: the head multiplies them directly.
+            Linear::tied(&wte, t.pp("wte"))?
         } else {
             Linear::new(d, cfg.vocab_size, false, vb.pp("lm_head"))?
         };

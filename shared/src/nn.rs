@@ -226,8 +226,12 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> c
 /// with every key hidden stays finite.
 pub fn key_bias(keep: &Tensor) -> candle_core::Result<Tensor> {
     let (b, sk) = keep.dims2()?;
-    let hidden = (1.0 - keep)?;
-    (hidden * f32::MIN as f64)?.reshape((b, 1, 1, sk))
+    // Built in f32: in bf16 the factor f32::MIN rounds to -inf and 0 * -inf would be NaN for
+    // every visible key; converting the finished bias gives -inf only where keys are hidden.
+    let hidden = (1.0 - keep.to_dtype(DType::F32)?)?;
+    (hidden * f32::MIN as f64)?
+        .to_dtype(keep.dtype())?
+        .reshape((b, 1, 1, sk))
 }
 
 /// Additive causal bias [Sq, Sk] for queries at positions `offset..offset+Sq` over keys `0..Sk`.

@@ -34,8 +34,9 @@ pub fn batch_logits(
         let Some(batch) = batch else {
             return Ok((None, skipped));
         };
-        let (_, logits) =
-            model.forward(&batch.video, &batch.frame_mask, &batch.tokens, &batch.tokens_mask)?;
+        let video = batch.video.to_dtype(dtype)?;
+        let frame_mask = batch.frame_mask.to_dtype(dtype)?;
+        let (_, logits) = model.forward(&video, &frame_mask, &batch.tokens, &batch.tokens_mask)?;
         let rows = batch.lengths.len();
         let out = BatchOutput {
             logits: logits.to_dtype(DType::F32)?,

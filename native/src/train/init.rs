@@ -23,34 +23,68 @@ enum Init {
     Uniform(f32),
 }
 
-/// The init of a parameter, by its original name and shape; `gate` is the start value of the
-/// cross-attention gates.
-fn init_for(name: &str, shape: &[usize], gate: f32) -> Init {
-    let leaf = name.rsplit('.').next().unwrap_or(name);
-    let bridge =
-        name.starts_with("mapper.") || name.starts_with("resampler.") || name.contains(".xattn_block.");
-    if leaf == "alpha_attn" || leaf == "alpha_ffw" {
-        // Flamingo's gates start closed (0) so a pretrained LM is untouched at step 0; an LM
-        // trained from scratch needs them ajar, or the visual path never gets a gradient.
-        return Init::Constant(gate);
+/// What the initialisation of fresh tensors depends on besides their names.
+#[derive(Debug, Clone, Copy)]
+struct InitRules {
+    /// Start value of the cross-attention gates.
+    gate: f32,
+    /// CLIP hidden size and depth (its init scales with both).
+    clip_dim: usize,
+    clip_layers: usize,
+    /// GPT-2 depth (scales the residual projections).
+    gpt2_layers: usize,
+}
+
+impl InitRules {
+    /// The init of a parameter, by its original name and shape.
+    fn init_for(&self, name: &str, shape: &[usize]) -> Init {
+        let leaf = name.rsplit('.').next().unwrap_or(name);
+        let bridge =
+            name.starts_with("mapper.") || name.starts_with("resampler.") || name.contains(".xattn_block.");
+        if leaf == "alpha_attn" || leaf == "alpha_ffw" {
+            // Flamingo's gates start closed (0) so a pretrained LM is untouched at step 0; an LM
+            // trained from scratch needs them ajar, or the visual path never gets a gradient.
+            return Init::Constant(self.gate);
+        }
+        if leaf == "latents" || leaf == "time_pos_emb" {
+            return Init::Normal(1.0);
+        }
+        if name.starts_with("vision_encoder.") {
+            return self.clip_init(name, leaf, shape);
+        }
+        if shape.len() == 1 {
+            let is_bias = leaf == "bias" || leaf.ends_with("_bias");
+            return match (is_bias, bridge) {
+                (true, true) => Init::Uniform(1.0 / (shape[0] as f32).sqrt()),
+                (true, false) => Init::Zeros,
+                (false, _) => Init::Ones,
+            };
+        }
+        if bridge {
+            let fan_in: usize = shape[1..].iter().product();
+            Init::Uniform(1.0 / (fan_in as f32).sqrt())
+        } else if name.ends_with("c_proj.weight") {
+            // GPT-2 scales the projections into the residual stream by 1/sqrt(2 * n_layer).
+            Init::Normal(0.02 / (2.0 * self.gpt2_layers as f32).sqrt())
+        } else {
+            Init::Normal(0.02)
+        }
     }
-    if leaf == "latents" || leaf == "time_pos_emb" {
-        return Init::Normal(1.0);
-    }
-    if shape.len() == 1 {
-        let is_bias = leaf == "bias" || leaf.ends_with("_bias");
-        return match (is_bias, bridge) {
-            (true, true) => Init::Uniform(1.0 / (shape[0] as f32).sqrt()),
-            (true, false) => Init::Zeros,
-            (false, _) if leaf == "class_embedding" => Init::Normal(0.02),
-            (false, _) => Init::Ones,
-        };
-    }
-    if bridge {
-        let fan_in: usize = shape[1..].iter().product();
-        Init::Uniform(1.0 / (fan_in as f32).sqrt())
-    } else {
-        Init::Normal(0.02)
+
+    /// Hugging Face `CLIPPreTrainedModel._init_weights` (initializer_factor 1).
+    fn clip_init(&self, name: &str, leaf: &str, shape: &[usize]) -> Init {
+        let d = self.clip_dim as f32;
+        let depth = (2.0 * self.clip_layers as f32).sqrt();
+        match leaf {
+            "class_embedding" => Init::Normal(d.powf(-0.5)),
+            "bias" => Init::Zeros,
+            "weight" if shape.len() == 1 => Init::Ones,
+            _ if name.ends_with("self_attn.out_proj.weight") => Init::Normal(d.powf(-0.5)),
+            _ if name.contains("self_attn.") => Init::Normal(d.powf(-0.5) / depth),
+            _ if name.ends_with("mlp.fc1.weight") => Init::Normal((2.0 * d).powf(-0.5)),
+            _ if name.ends_with("mlp.fc2.weight") => Init::Normal(d.powf(-0.5) / depth),
+            _ => Init::Normal(0.02),
+        }
     }
 }
 
@@ -65,13 +99,13 @@ pub fn normal_values(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
 }
 
 /// Draws a tensor; values depend only on the seed and the name.
-fn draw(name: &str, shape: &[usize], seed: u64, gate: f32, device: &Device) -> Result<Tensor> {
+fn draw(name: &str, shape: &[usize], seed: u64, rules: &InitRules, device: &Device) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
     let mut rng = StdRng::seed_from_u64(seed ^ hash);
-    let values: Vec<f32> = match init_for(name, shape, gate) {
+    let values: Vec<f32> = match rules.init_for(name, shape) {
         Init::Zeros => vec![0.0; n],
         Init::Constant(c) => vec![c; n],
         Init::Ones => vec![1.0; n],
@@ -91,6 +125,12 @@ pub fn initial_tensors(
     gate: f32,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, Vec<String>)> {
+    let rules = InitRules {
+        gate,
+        clip_dim: cfg.vision_config()?.hidden_size,
+        clip_layers: cfg.vision_config()?.num_hidden_layers,
+        gpt2_layers: cfg.text_config()?.n_layer,
+    };
     let recorder = ShapeRecorder::default();
     CaptionModel::new(cfg, var_builder(recorder.clone(), DType::F32, device))?;
     let mut out = HashMap::new();
@@ -100,7 +140,7 @@ pub fn initial_tensors(
             Some(t) => out.insert(name, t),
             None => {
                 fresh.push(name.clone());
-                let t = draw(&name, &shape, seed, gate, device)?;
+                let t = draw(&name, &shape, seed, &rules, device)?;
                 out.insert(name, t)
             }
         };

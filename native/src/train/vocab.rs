@@ -51,11 +51,15 @@ pub fn word_level_tokenizer(captions: &[String]) -> String {
     doc.to_string()
 }
 
-/// Builds the word-level tokenizer of every caption in `dir`'s `*.jsonl` files and writes it
+/// Builds the word-level tokenizer of every caption in `dir`'s and `dir/videos`' `*.jsonl` files and writes it
 /// to `dir/tokenizer.json` (atomically); returns its path.
 pub fn write_word_tokenizer(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let mut captions = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir)?
+    // Image captions sit in `dir`, clip captions in `dir/videos` (the `native synth` layout).
+    let mut files: Vec<_> = [dir.to_path_buf(), dir.join("videos")]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();

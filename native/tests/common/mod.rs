@@ -27,7 +27,7 @@ pub fn synth_images(dir: &Path, train: usize, val: usize, test: usize, seed: u64
         videos_train: 0,
         videos_val: 0,
         videos_test: 0,
-        size: 64,
+        size: 48,
         frames: 4,
         seed,
     };
