@@ -10,7 +10,7 @@ use caption_model::decode::{generate, DecodeOptions, Strategy};
 use caption_model::weights::{model_from_tensors, read_safetensors};
 use caption_model::{caption_loss, CaptionModel, Captioner, ModelConfig};
 
-use crate::train::{trainable_model, Adam, AdamConfig, OptimizerKind};
+use crate::train::{trainable_model, Adam, AdamConfig};
 
 /// Absolute tolerance on activations and logits.
 pub const ACTIVATION_TOL: f64 = 1e-4;
@@ -234,13 +234,7 @@ fn train_step_checks(
         Ok((rel_diff(got, get(io, &format!("grad.{name}"))?)?, name.clone()))
     });
     let worst_grad = worst(grad_diffs)?;
-    let adam = AdamConfig {
-        kind: OptimizerKind::AdamW,
-        beta1: 0.9,
-        beta2: 0.98,
-        eps: 1e-8,
-        weight_decay: 1e-3,
-    };
+    let adam = AdamConfig::default();
     // The update is checked on the fixture's own gradients: where a gradient is float noise
     // around zero (e.g. a key bias, which softmax ignores), AdamW's first step turns the noise
     // into a step of up to lr, so the reference's noise cannot be reproduced from ours.

@@ -2,6 +2,8 @@
 //! in every scheme; f32 decodes exactly as the checkpoint does, q8/q4 agree with it on the
 //! predictions the model is sure of; damaged folders are refused by the CLI.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,12 +11,6 @@ use candle_core::Device;
 use native::agreement::agreement;
 use native::caption::collect_inputs;
 use native::load::{load_any, load_model};
-use native::synth::{generate_dataset, SynthOptions};
-use native::train::vocab::write_word_tokenizer;
-
-fn configs() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"))
-}
 
 fn native(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_native"))
@@ -31,39 +27,15 @@ fn ok(out: &std::process::Output) -> String {
 /// A synthetic dataset and a small model trained on it for a few dozen steps.
 fn trained(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
-    let opts = SynthOptions {
-        out: data.clone(),
-        train: 320,
-        val: 16,
-        test: 40,
-        videos_train: 0,
-        videos_val: 0,
-        videos_test: 0,
-        size: 48,
-        frames: 4,
-        seed: 5,
-    };
-    generate_dataset(&opts).unwrap();
-    write_word_tokenizer(&data).unwrap();
-    let d = |p: &str| data.join(p).display().to_string();
+    common::synth_images(&data, 320, 16, 40, 5);
     let exp = dir.join("runs");
-    let args = [
-        "--threads".to_string(),
-        "1".into(),
-        "train".into(),
-        "--config-path".into(),
-        configs().display().to_string(),
-        "--config-name".into(),
-        "synth.yaml".into(),
-        format!("trainer.exp_dir={}", exp.display()),
-        format!("dataset.train_ds.visual_dir={}", d("images/train")),
-        format!("dataset.train_ds.json_path={}", d("train.json")),
-        format!("dataset.validation_ds.visual_dir={}", d("images/val")),
-        format!("dataset.validation_ds.json_path={}", d("val.json")),
-        format!("dataset.tokenizer={}", d("tokenizer.json")),
-        "trainer.epochs=5".into(),
-    ];
-    ok(&native(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let mut args = vec!["--threads".to_string(), "1".into()];
+    args.extend(common::synth_train_args(
+        &data,
+        &exp,
+        &["trainer.epochs=5".into()],
+    ));
+    common::run_native(&args);
     (exp.join("synth/checkpoints/last.safetensors"), data)
 }
 

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 
 use super::feature_cache::{self, FeatureCache};
 use super::forward::batch_logits;
-use super::optim::{Adam, AdamConfig, OptimizerKind};
+use super::optim::{Adam, AdamConfig};
 use super::precision::{ComputeModel, Precision};
 use super::{init, params::trainable_model};
 use crate::data::{BatchBuilder, Sample, Visual};
@@ -96,13 +96,7 @@ pub fn bench_train(opts: &TrainBenchOptions) -> Result<Vec<TrainBenchRow>> {
         .transpose()?;
     let (model, params) = trainable_model(&cfg, tensors, DType::F32, device)?;
     let vars = params.vars();
-    let adam = AdamConfig {
-        kind: OptimizerKind::AdamW,
-        beta1: 0.9,
-        beta2: 0.98,
-        eps: 1e-8,
-        weight_decay: 1e-3,
-    };
+    let adam = AdamConfig::default();
     let mut opt = Adam::new(adam, vars.clone())?;
     println!(
         "full-size default model, random weights, {} trainable tensors, {:?} on {:?}; built in {:.1} s",

@@ -31,6 +31,20 @@ pub struct AdamConfig {
     pub weight_decay: f64,
 }
 
+impl Default for AdamConfig {
+    /// The original `config.yaml`'s optimizer: AdamW, betas (0.9, 0.98), weight decay 1e-3,
+    /// PyTorch's eps 1e-8.
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::AdamW,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            weight_decay: 1e-3,
+        }
+    }
+}
+
 /// Moments of one parameter.
 #[derive(Debug, Clone)]
 pub struct Moments {
