@@ -78,3 +78,4 @@ pub fn logged(run_dir: &Path, kind: &str) -> BTreeMap<u64, f64> {
         .collect()
 }
 pub mod batches;
+pub mod scenes;
