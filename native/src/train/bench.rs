@@ -86,11 +86,7 @@ pub fn bench_train(opts: &TrainBenchOptions) -> Result<Vec<TrainBenchRow>> {
     let cfg = ModelConfig::default();
     let started = Instant::now();
     let (tensors, _) = init::initial_tensors(&cfg, HashMap::new(), 0, 0.0, device)?;
-    let vision: std::collections::BTreeMap<_, _> = tensors
-        .iter()
-        .filter(|(n, _)| n.starts_with("vision_encoder."))
-        .collect();
-    let key = feature_cache::fingerprint(&vision, "bench")?;
+    let key = feature_cache::fingerprint(&tensors, "bench")?;
     let compute = (opts.precision == Precision::Bf16)
         .then(|| ComputeModel::new(&cfg, &tensors, device))
         .transpose()?;

@@ -65,9 +65,27 @@ pub struct FeatureCache {
     shards: Option<MmapedSafetensors>,
 }
 
-/// Fingerprint of what the features depend on: vision weights (names, shapes, values),
-/// preprocessing settings and frame cap.
-pub fn fingerprint(vision: &BTreeMap<&String, &Tensor>, settings: &str) -> Result<String> {
+/// Whether to train from cached features, from `trainer.feature_cache` (`auto` caches when the
+/// vision tower is frozen; `true` insists and needs it frozen; `false`).
+pub fn enabled(setting: &str, vision_trainable: bool) -> Result<bool> {
+    match (setting, vision_trainable) {
+        ("auto", trainable) => Ok(!trainable),
+        ("false", _) => Ok(false),
+        ("true", false) => Ok(true),
+        ("true", true) => anyhow::bail!(
+            "trainer.feature_cache=true needs a frozen vision tower (model.vision.trainable=false)"
+        ),
+        (other, _) => anyhow::bail!("trainer.feature_cache is `{other}`: use auto, true or false"),
+    }
+}
+
+/// Fingerprint of what the features depend on: the vision weights among `tensors` (names,
+/// shapes, values, in name order), the preprocessing settings and the frame cap (`settings`).
+pub fn fingerprint(tensors: &HashMap<String, Tensor>, settings: &str) -> Result<String> {
+    let vision: BTreeMap<&String, &Tensor> = tensors
+        .iter()
+        .filter(|(n, _)| n.starts_with("vision_encoder."))
+        .collect();
     let mut h = Fnv::default();
     h.write(&CACHE_VERSION.to_le_bytes());
     h.write(settings.as_bytes());
@@ -312,4 +330,39 @@ fn flush(
     index.entries.extend(entries.drain(..));
     write_atomic(&dir.join("index.json"), &serde_json::to_vec(index)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_setting_follows_the_vision_tower() {
+        assert!(enabled("auto", false).is_ok_and(|on| on));
+        assert!(enabled("auto", true).is_ok_and(|on| !on));
+        assert!(enabled("false", false).is_ok_and(|on| !on));
+        assert!(enabled("true", false).is_ok_and(|on| on));
+        let err = enabled("true", true).map_err(|e| e.to_string());
+        assert!(err.is_err_and(|e| e.contains("frozen vision tower")));
+        assert!(enabled("yes", false).is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_covers_vision_weights_and_settings_only() {
+        let t = |v: f32| Tensor::new(&[v, 1.0], &Device::Cpu).unwrap();
+        let weights = |v: f32, text: f32| {
+            HashMap::from([
+                ("vision_encoder.w".to_string(), t(v)),
+                ("text_generator.w".to_string(), t(text)),
+            ])
+        };
+        let base = fingerprint(&weights(0.5, 0.0), "a").unwrap();
+        assert_eq!(
+            base,
+            fingerprint(&weights(0.5, 9.0), "a").unwrap(),
+            "text weights do not count"
+        );
+        assert_ne!(base, fingerprint(&weights(0.25, 0.0), "a").unwrap());
+        assert_ne!(base, fingerprint(&weights(0.5, 0.0), "b").unwrap());
+    }
 }

@@ -70,14 +70,9 @@ impl Trainer {
         }
         let (tensors, extra, resume) = initial_weights(&cfg, &model_cfg, device)?;
         let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
-        let cache_key = use_feature_cache(&cfg, &model_cfg)?
-            .then(|| {
-                let vision = tensors
-                    .iter()
-                    .filter(|(n, _)| n.starts_with("vision_encoder."))
-                    .collect();
-                feature_cache::fingerprint(&vision, &format!("{pre:?} {:?}", cfg.dataset.max_frames))
-            })
+        let settings = format!("{pre:?} {:?}", cfg.dataset.max_frames);
+        let cache_key = feature_cache::enabled(&cfg.trainer.feature_cache, model_cfg.vision.trainable)?
+            .then(|| feature_cache::fingerprint(&tensors, &settings))
             .transpose()?;
         let precision = Precision::parse(&cfg.trainer.precision)?;
         let compute = (precision == Precision::Bf16)
@@ -373,21 +368,6 @@ fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device
         .filter_map(|n| tensors.get(&n).map(|t| (n, t.clone())))
         .collect();
     Ok((tensors, extra, resume))
-}
-
-/// Whether to train from cached CLIP features (`trainer.feature_cache`: `auto` when the vision
-/// tower is frozen, `true`, `false`).
-fn use_feature_cache(cfg: &ProjectConfig, model_cfg: &ModelConfig) -> Result<bool> {
-    let frozen = !model_cfg.vision.trainable;
-    match cfg.trainer.feature_cache.as_str() {
-        "auto" => Ok(frozen),
-        "false" => Ok(false),
-        "true" if frozen => Ok(true),
-        "true" => {
-            bail!("trainer.feature_cache=true needs a frozen vision tower (model.vision.trainable=false)")
-        }
-        other => bail!("trainer.feature_cache is `{other}`: use auto, true or false"),
-    }
 }
 
 /// A backbone trained from scratch (no pretrained weights).
