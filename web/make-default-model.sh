@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the page's shipped default model (web/model): a model trained from scratch with this
+# project's own trainer on its synthetic data (rendered shape scenes AND moving-shape clips),
+# exported q8. Reproducible: same seeds, same data, same steps.
+#
+#   web/make-default-model.sh            # defaults below (a few minutes on one core)
+#   IMAGES=6000 CLIPS=800 EPOCHS=30 web/make-default-model.sh   # longer, better captions
+#
+# The vision tower stays at its seeded random init (frozen), so each image and clip is encoded
+# once into the trainer's feature cache; everything else trains from scratch.
+# Needs ffmpeg (the clips are mp4). Work files go to $WORK (default target/default-model).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IMAGES=${IMAGES:-2000}
+CLIPS=${CLIPS:-300}
+EPOCHS=${EPOCHS:-8}
+SEED=${SEED:-7}
+THREADS=${THREADS:-1}
+WORK=${WORK:-target/default-model}
+OUT=${OUT:-web/model}
+
+cargo build --release -p native
+NATIVE=target/release/native
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+DATA="$WORK/data"
+"$NATIVE" synth --out "$DATA" --seed "$SEED" \
+  --train "$IMAGES" --val $((IMAGES / 20 + 1)) --test 1 \
+  --videos-train "$CLIPS" --videos-val $((CLIPS / 20 + 1)) --videos-test 1
+
+# One JSON Lines list per split holding the images and the clips (paths relative to $DATA).
+for split in train val test; do
+  { cat "$DATA/$split.jsonl"; sed 's#"video":"#"video":"videos/#' "$DATA/videos/$split.jsonl"; } \
+    > "$DATA/mixed-$split.jsonl"
+done
+
+"$NATIVE" --threads "$THREADS" train --config-path configs --config-name synth.yaml \
+  name=default trainer.exp_dir="$WORK/runs" model.vision.trainable=false trainer.epochs="$EPOCHS" trainer.seed="$SEED" \
+  dataset.name=jsonl dataset.tokenizer="$DATA/tokenizer.json" \
+  dataset.train_ds.visual_dir="$DATA" dataset.train_ds.json_path="$DATA/mixed-train.jsonl" \
+  dataset.validation_ds.visual_dir="$DATA" dataset.validation_ds.json_path="$DATA/mixed-val.jsonl" \
+  dataset.test_ds.visual_dir="$DATA" dataset.test_ds.json_path="$DATA/mixed-test.jsonl"
+
+rm -rf "$OUT"
+"$NATIVE" export --checkpoint "$WORK/runs/default/checkpoints/last.safetensors" \
+  --tokenizer "$DATA/tokenizer.json" --quant q8 --out "$OUT"
+"$NATIVE" inspect "$OUT" | tail -n 3
+du -sh "$OUT"

@@ -1,0 +1,226 @@
+//! The engine seam: the page asks an [`Engine`] for captions and never sees how it computes them.
+//! [`CpuEngine`] runs the shared candle model (in the browser: wasm32 with SIMD128, one thread);
+//! the WebGPU engine (its own issue) implements the same trait and is chosen by
+//! [`Backend::WebGpu`] (`?backend=webgpu`).
+
+use candle_core::{Device, Tensor};
+use caption_model::decode::{generate, DecodeOptions, Generated};
+use caption_model::preprocess::{preprocess_bytes, preprocess_rgb, PreprocessConfig};
+use caption_model::tokenizer::Tokenizer;
+use caption_model::weights::{load_folder, FolderBytes, LoadedFolder};
+use caption_model::{CaptionModel, Captioner, ModelConfig, Result};
+use image::RgbImage;
+
+use crate::stream::Streaming;
+
+/// Which engine runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The candle model on the CPU (wasm32 + SIMD128 in the browser).
+    Cpu,
+    /// WebGPU compute shaders (not implemented yet: falls back to [`Backend::Cpu`]).
+    WebGpu,
+}
+
+impl Backend {
+    /// The `?backend=` query value: `cpu` or `webgpu` (anything else, or none, is `cpu`).
+    pub fn from_query(value: Option<&str>) -> Self {
+        match value.map(|v| v.trim().to_ascii_lowercase()) {
+            Some(v) if v == "webgpu" || v == "gpu" => Backend::WebGpu,
+            _ => Backend::Cpu,
+        }
+    }
+}
+
+/// One picture or clip to caption: preprocessed frames (CHW f32 each, `image_size`²).
+#[derive(Debug, Clone)]
+pub struct Frames {
+    /// The frames, in time order (one for a picture).
+    pub frames: Vec<Vec<f32>>,
+}
+
+impl Frames {
+    /// An image file's bytes, decoded and preprocessed exactly as `native caption` does.
+    pub fn from_image_bytes(bytes: &[u8], pre: &PreprocessConfig) -> Result<Self> {
+        Ok(Self {
+            frames: vec![preprocess_bytes(bytes, pre)?],
+        })
+    }
+
+    /// Video frames as RGBA pixels (`width × height × 4` bytes each, as a canvas gives them).
+    pub fn from_rgba_frames(
+        frames: &[Vec<u8>],
+        width: u32,
+        height: u32,
+        pre: &PreprocessConfig,
+    ) -> Result<Self> {
+        let expected = width as usize * height as usize * 4;
+        let frames = frames
+            .iter()
+            .map(|rgba| {
+                if rgba.len() != expected || expected == 0 {
+                    return Err(caption_model::Error::Decode(format!(
+                        "a video frame has {} bytes, {width}×{height} RGBA needs {expected}",
+                        rgba.len()
+                    )));
+                }
+                let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+                let img = RgbImage::from_raw(width, height, rgb).expect("length checked above");
+                preprocess_rgb(&img, pre)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { frames })
+    }
+}
+
+/// `k` evenly spaced indices of `n` frames, first and last included (all of them when `n <= k`):
+/// `round(i·(n−1)/(k−1))`, as `native`'s video decoder samples clips.
+pub fn even_indices(n: usize, k: usize) -> Vec<usize> {
+    match k {
+        _ if n <= k => (0..n).collect(),
+        0 => Vec::new(),
+        1 => vec![(n - 1) / 2],
+        _ => (0..k)
+            .map(|i| (2 * i * (n - 1) + (k - 1)) / (2 * (k - 1)))
+            .collect(),
+    }
+}
+
+/// A model implementation the page can caption with.
+pub trait Engine {
+    /// Shown next to each caption (e.g. "cpu (wasm32 simd128, 1 thread)").
+    fn backend_name(&self) -> String;
+    /// The loaded model's config.
+    fn config(&self) -> &ModelConfig;
+    /// The model's tokenizer.
+    fn tokenizer(&self) -> &Tokenizer;
+    /// Captions one picture or clip; `on_tokens` sees the leading hypothesis as it grows.
+    fn caption(
+        &self,
+        input: &Frames,
+        opts: &DecodeOptions,
+        on_tokens: &mut dyn FnMut(&[u32]),
+    ) -> Result<Generated>;
+
+    /// The preprocessing this model expects.
+    fn preprocess_config(&self) -> Result<PreprocessConfig> {
+        Ok(PreprocessConfig::for_image_size(
+            self.config().vision_config()?.image_size,
+        ))
+    }
+
+    /// Most frames a clip may have (the resampler's time embeddings).
+    fn max_frames(&self) -> usize {
+        self.config().resampler.num_time_embeds.max(1)
+    }
+}
+
+/// The shared candle model on the CPU.
+pub struct CpuEngine {
+    folder: LoadedFolder,
+}
+
+impl CpuEngine {
+    /// Loads a model folder (checks sizes and sha256 of every file against the manifest).
+    pub fn load(files: FolderBytes) -> Result<Self> {
+        Ok(Self {
+            folder: load_folder(files, &Device::Cpu)?,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &CaptionModel {
+        &self.folder.model
+    }
+
+    /// The folder's quantisation scheme name (q8, q4, f16, f32).
+    pub fn quant(&self) -> String {
+        self.folder.manifest.quant.to_string()
+    }
+}
+
+impl Engine for CpuEngine {
+    fn backend_name(&self) -> String {
+        if cfg!(target_arch = "wasm32") {
+            "cpu (wasm32 simd128, 1 thread)".into()
+        } else {
+            "cpu (native)".into()
+        }
+    }
+
+    fn config(&self) -> &ModelConfig {
+        self.folder.model.config()
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.folder.tokenizer
+    }
+
+    fn caption(
+        &self,
+        input: &Frames,
+        opts: &DecodeOptions,
+        on_tokens: &mut dyn FnMut(&[u32]),
+    ) -> Result<Generated> {
+        let model = &self.folder.model;
+        let device = model.device();
+        let s = self.preprocess_config()?.image_size;
+        let t = input.frames.len();
+        if t == 0 {
+            return Err(caption_model::Error::Decode(
+                "nothing to caption: no frames".into(),
+            ));
+        }
+        let flat: Vec<f32> = input.frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let video = Tensor::from_vec(flat, (1, t, 3, s, s), device)?;
+        let mask = CaptionModel::frame_mask(&[t], t, device)?;
+        let visual = model.visual(&video, &mask)?;
+        let captioner = Captioner::new(model, &visual)?;
+        let mut streaming = Streaming::new(captioner, on_tokens);
+        generate(&mut streaming, opts)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| caption_model::Error::Decode("the decoder returned no caption".into()))
+    }
+}
+
+/// The engine for `backend`, and a notice for the page when another one had to be used.
+pub fn create_engine(backend: Backend, files: FolderBytes) -> Result<(Box<dyn Engine>, Option<String>)> {
+    let notice = match backend {
+        Backend::Cpu => None,
+        Backend::WebGpu => Some(
+            "The WebGPU engine is not available yet; captions run on the CPU engine (wasm) instead."
+                .to_string(),
+        ),
+    };
+    Ok((Box::new(CpuEngine::load(files)?), notice))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_query() {
+        assert_eq!(Backend::from_query(None), Backend::Cpu);
+        assert_eq!(Backend::from_query(Some("cpu")), Backend::Cpu);
+        assert_eq!(Backend::from_query(Some("WebGPU")), Backend::WebGpu);
+        assert_eq!(Backend::from_query(Some("tpu")), Backend::Cpu);
+    }
+
+    #[test]
+    fn even_frames() {
+        assert_eq!(even_indices(3, 8), vec![0, 1, 2]);
+        assert_eq!(even_indices(10, 4), vec![0, 3, 6, 9]);
+        assert_eq!(even_indices(9, 1), vec![4]);
+    }
+
+    #[test]
+    fn rgba_frames_are_checked() {
+        let pre = PreprocessConfig::for_image_size(32);
+        let ok = Frames::from_rgba_frames(&[vec![128; 8 * 6 * 4], vec![128; 8 * 6 * 4]], 8, 6, &pre).unwrap();
+        assert_eq!(ok.frames.len(), 2);
+        assert_eq!(ok.frames[0].len(), 3 * 32 * 32);
+        assert!(Frames::from_rgba_frames(&[vec![0; 10]], 8, 6, &pre).is_err());
+    }
+}
