@@ -31,7 +31,7 @@ pub use coco::{load_coco, MAX_CAPTIONS_PER_IMAGE};
 pub use jsonl::load_jsonl;
 pub use loader::{EpochBatches, LoadedBatch, Loader};
 pub use mlslt::{load_mlslt, SIGN_LANGUAGES};
-pub use order::{caption_index, epoch_order};
+pub use order::{caption_index, epoch_order, step_seed};
 pub use probe::{probe_video, FfmpegMissing, VideoInfo};
 pub use video::{decode_video, decode_video_frames, sample_indices, DecodedVideo};
 

@@ -16,6 +16,11 @@ fn train_args(data: &Path, exp: &Path, extra: &[String]) -> Vec<String> {
         "trainer.epochs=10",
         "+trainer.max_steps=20",
         "+trainer.save_every_n_steps=2",
+        // Dropout on (the synthetic config has none) so that the resumed run must also draw
+        // the same masks as the uninterrupted one.
+        "model.text.config.resid_pdrop=0.1",
+        "model.text.config.embd_pdrop=0.1",
+        "model.text.config.attn_pdrop=0.1",
     ]
     .map(String::from)
     .to_vec();

@@ -100,6 +100,8 @@ pub struct MapperConfig {
     pub mlp_dim: usize,
     /// Whether the mapper trains.
     pub trainable: bool,
+    /// Transformer dropout while training (PyTorch's `TransformerEncoderLayer` default, 0.1).
+    pub dropout: f32,
 }
 
 impl Default for MapperConfig {
@@ -111,6 +113,7 @@ impl Default for MapperConfig {
             dim_feedforward: 2048,
             mlp_dim: 512,
             trainable: true,
+            dropout: 0.1,
         }
     }
 }
@@ -355,6 +358,12 @@ impl ModelConfig {
         }
         if self.text.xattn.freq == 0 {
             return bad("model.text.xattn.freq must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.mapper.dropout) {
+            return Err(Error::Config(format!(
+                "model.mapper.dropout ({}) must lie in [0, 1)",
+                self.mapper.dropout
+            )));
         }
         if self.mapper.mapper_type == MapperType::Transformer
             && (self.mapper.heads == 0 || !v.hidden_size.is_multiple_of(self.mapper.heads))

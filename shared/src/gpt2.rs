@@ -5,7 +5,8 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::dropout::{Dropout, DropoutRng};
+use crate::nn::{attention_with_dropout, merge_heads, split_heads, Activation, LayerNorm, Linear};
 use crate::xattn::{GatedCrossAttention, MediaKv};
 use crate::{Error, Result};
 
@@ -35,6 +36,12 @@ pub struct Gpt2Config {
     pub eos_token_id: u32,
     /// Whether `lm_head` shares `wte`'s weights.
     pub tie_word_embeddings: bool,
+    /// Dropout after the attention and MLP projections (training only).
+    pub resid_pdrop: f32,
+    /// Dropout on the input embeddings (training only).
+    pub embd_pdrop: f32,
+    /// Dropout on the attention probabilities (training only).
+    pub attn_pdrop: f32,
 }
 
 impl Default for Gpt2Config {
@@ -58,6 +65,9 @@ impl Gpt2Config {
             bos_token_id: 50256,
             eos_token_id: 50256,
             tie_word_embeddings: true,
+            resid_pdrop: 0.1,
+            embd_pdrop: 0.1,
+            attn_pdrop: 0.1,
         }
     }
 
@@ -78,6 +88,15 @@ impl Gpt2Config {
                 "GPT-2 n_embd {} is not divisible by n_head {}",
                 self.n_embd, self.n_head
             )));
+        }
+        for (name, p) in [
+            ("resid_pdrop", self.resid_pdrop),
+            ("embd_pdrop", self.embd_pdrop),
+            ("attn_pdrop", self.attn_pdrop),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::Config(format!("GPT-2 {name} ({p}) must lie in [0, 1)")));
+            }
         }
         Ok(())
     }
@@ -116,6 +135,8 @@ struct Gpt2Attention {
     c_proj: Linear,
     heads: usize,
     scale: f64,
+    attn_drop: Dropout,
+    resid_drop: Dropout,
 }
 
 impl Gpt2Attention {
@@ -126,6 +147,8 @@ impl Gpt2Attention {
             c_proj: Linear::conv1d(d, d, vb.pp("c_proj"))?,
             heads: cfg.n_head,
             scale: ((d / cfg.n_head) as f64).powf(-0.5),
+            attn_drop: Dropout::new(cfg.attn_pdrop),
+            resid_drop: Dropout::new(cfg.resid_pdrop),
         })
     }
 
@@ -139,8 +162,9 @@ impl Gpt2Attention {
             Some(c) => c.append(k, v)?,
             None => (k, v),
         };
-        self.c_proj
-            .forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)
+        let mixed = attention_with_dropout(&q, &k, &v, Some(bias), &self.attn_drop)?;
+        self.resid_drop
+            .forward(&self.c_proj.forward(&merge_heads(&mixed)?)?)
     }
 }
 
@@ -153,6 +177,7 @@ struct Gpt2Block {
     c_fc: Linear,
     act: Activation,
     c_proj: Linear,
+    mlp_drop: Dropout,
 }
 
 impl Gpt2Block {
@@ -165,13 +190,14 @@ impl Gpt2Block {
             c_fc: Linear::conv1d(d, cfg.inner_dim(), vb.pp("mlp.c_fc"))?,
             act: cfg.activation_function,
             c_proj: Linear::conv1d(cfg.inner_dim(), d, vb.pp("mlp.c_proj"))?,
+            mlp_drop: Dropout::new(cfg.resid_pdrop),
         })
     }
 
     fn forward(&self, x: &Tensor, bias: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, bias, cache)?)?;
         let h = self.act.forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?;
-        x + self.c_proj.forward(&h)?
+        x + self.mlp_drop.forward(&self.c_proj.forward(&h)?)?
     }
 }
 
@@ -191,6 +217,7 @@ pub struct Gpt2 {
     layers: Vec<TextLayer>,
     ln_f: LayerNorm,
     lm_head: Linear,
+    embd_drop: Dropout,
     cfg: Gpt2Config,
 }
 
@@ -231,8 +258,20 @@ impl Gpt2 {
             layers,
             ln_f: LayerNorm::new(d, cfg.layer_norm_epsilon, t.pp("ln_f"))?,
             lm_head,
+            embd_drop: Dropout::new(cfg.embd_pdrop),
             cfg: cfg.clone(),
         })
+    }
+
+    /// Switches on GPT-2's dropout (training), drawing masks from `rng`.
+    pub fn enable_dropout(&mut self, rng: &DropoutRng) {
+        self.embd_drop.enable(rng);
+        for layer in &mut self.layers {
+            let b = &mut layer.block;
+            for d in [&mut b.attn.attn_drop, &mut b.attn.resid_drop, &mut b.mlp_drop] {
+                d.enable(rng);
+            }
+        }
     }
 
     /// The config GPT-2 was built with.
@@ -283,7 +322,9 @@ impl Gpt2 {
                 self.layers.len()
             )));
         }
-        let mut x = x.broadcast_add(&self.wpe.narrow(0, offset, s)?)?;
+        let mut x = self
+            .embd_drop
+            .forward(&x.broadcast_add(&self.wpe.narrow(0, offset, s)?)?)?;
         for (i, layer) in self.layers.iter().enumerate() {
             if let (Some(xattn), Some(Some(kv))) = (&layer.xattn, media.get(i)) {
                 x = xattn.forward(&x, kv)?;

@@ -4,7 +4,8 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{MapperConfig, MapperType};
-use crate::nn::{attention, key_bias, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::dropout::{Dropout, DropoutRng};
+use crate::nn::{attention_with_dropout, key_bias, merge_heads, split_heads, Activation, LayerNorm, Linear};
 
 /// One PyTorch `nn.TransformerEncoderLayer` (post-norm, ReLU, batch_first).
 #[derive(Debug, Clone)]
@@ -17,6 +18,9 @@ struct EncoderLayer {
     norm2: LayerNorm,
     heads: usize,
     scale: f64,
+    /// PyTorch's dropouts: on the attention weights, after self-attention, inside and after
+    /// the feed-forward block.
+    drops: [Dropout; 4],
 }
 
 impl EncoderLayer {
@@ -33,6 +37,7 @@ impl EncoderLayer {
             norm2: LayerNorm::new(dim, 1e-5, vb.pp("norm2"))?,
             heads: cfg.heads,
             scale: ((dim / cfg.heads) as f64).powf(-0.5),
+            drops: std::array::from_fn(|_| Dropout::new(cfg.dropout)),
         })
     }
 
@@ -43,11 +48,12 @@ impl EncoderLayer {
         let q = split_heads(&(qkv.narrow(2, 0, d)? * self.scale)?, self.heads)?;
         let k = split_heads(&qkv.narrow(2, d, d)?, self.heads)?;
         let v = split_heads(&qkv.narrow(2, 2 * d, d)?, self.heads)?;
-        let attn = self
-            .out_proj
-            .forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)?;
+        let [attn_drop, drop1, ff_drop, drop2] = &self.drops;
+        let mixed = attention_with_dropout(&q, &k, &v, Some(bias), attn_drop)?;
+        let attn = drop1.forward(&self.out_proj.forward(&merge_heads(&mixed)?)?)?;
         let x = self.norm1.forward(&(x + attn)?)?;
-        let ff = self.linear2.forward(&self.linear1.forward(&x)?.relu()?)?;
+        let h = ff_drop.forward(&self.linear1.forward(&x)?.relu()?)?;
+        let ff = drop2.forward(&self.linear2.forward(&h)?)?;
         self.norm2.forward(&(x + ff)?)
     }
 }
@@ -79,6 +85,15 @@ impl Mapper {
                     .collect::<candle_core::Result<Vec<_>>>()?,
             ),
         }))
+    }
+
+    /// Switches on the transformer's dropout (training), drawing masks from `rng`.
+    pub fn enable_dropout(&mut self, rng: &DropoutRng) {
+        if let MapperKind::Transformer(layers) = &mut self.0 {
+            for d in layers.iter_mut().flat_map(|l| l.drops.iter_mut()) {
+                d.enable(rng);
+            }
+        }
     }
 
     /// `mean_tokens` [B, T, D] (per-frame mean of the CLIP tokens), `frame_mask` [B, T]

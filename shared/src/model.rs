@@ -5,6 +5,7 @@ use candle_nn::VarBuilder;
 
 use crate::clip::ClipVisionTransformer;
 use crate::config::ModelConfig;
+use crate::dropout::DropoutRng;
 use crate::gpt2::Gpt2;
 use crate::mapper::Mapper;
 use crate::nn::{causal_bias, key_bias};
@@ -62,6 +63,17 @@ impl CaptionModel {
             })
         };
         build().map_err(|e| Error::Weights(e.to_string()))
+    }
+
+    /// This model with its training-time dropout switched on (GPT-2's, the transformer
+    /// mapper's), drawing masks from `rng`; it shares the weights.
+    pub fn with_dropout(&self, rng: &DropoutRng) -> Self {
+        let mut m = self.clone();
+        m.text.enable_dropout(rng);
+        if let Some(mapper) = &mut m.mapper {
+            mapper.enable_dropout(rng);
+        }
+        m
     }
 
     /// The model's config.

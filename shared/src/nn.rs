@@ -6,6 +6,8 @@ use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::dropout::Dropout;
+use crate::fused;
 use crate::weights::quant::quantized_matrix;
 
 /// How a linear map holds its matrix.
@@ -134,6 +136,9 @@ impl Module for LayerNorm {
         if x.is_contiguous() && x.dtype() == DType::F32 && !tracked(&[x, &self.weight, &self.bias]) {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
         }
+        if fused::applies(x) && x.dtype() == self.weight.dtype() {
+            return fused::layer_norm(x, &self.weight, &self.bias, self.eps);
+        }
         // Half precision is normalised in f32 (as PyTorch's autocast does); f32/f64 stay as they are.
         let dtype = x.dtype();
         let x = match dtype {
@@ -154,6 +159,9 @@ impl Module for LayerNorm {
 /// Softmax over the last dimension, fused when no gradient is needed.
 pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
     if tracked(&[x]) {
+        if fused::applies(x) {
+            return fused::softmax_last(x);
+        }
         candle_nn::ops::softmax(x, D::Minus1)
     } else {
         candle_nn::ops::softmax_last_dim(x)
@@ -185,6 +193,15 @@ pub enum Activation {
 
 impl Module for Activation {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let fused = match self {
+            Activation::Gelu => Some(fused::Act::GeluErf),
+            Activation::GeluNew => Some(fused::Act::GeluNew),
+            Activation::QuickGelu => Some(fused::Act::QuickGelu),
+            _ => None,
+        };
+        if let Some(act) = fused.filter(|_| tracked(&[x]) && fused::applies(x)) {
+            return act.apply(x);
+        }
         match self {
             Activation::Gelu => x.gelu_erf(),
             Activation::GeluNew => x.gelu(),
@@ -213,12 +230,23 @@ pub fn merge_heads(x: &Tensor) -> candle_core::Result<Tensor> {
 /// Scaled dot-product attention over heads. `q` [B,H,Sq,Dh] (already scaled), `k`/`v`
 /// [B,H,Sk,Dh]; `bias` is an additive mask broadcastable to [B,H,Sq,Sk] (0 or a large negative).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    attention_with_dropout(q, k, v, bias, &Dropout::default())
+}
+
+/// [`attention`] with dropout on the attention probabilities (active only while training).
+pub fn attention_with_dropout(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    drop: &Dropout,
+) -> candle_core::Result<Tensor> {
     let scores = q.matmul(&k.t()?)?;
     let scores = match bias {
         Some(b) => scores.broadcast_add(b)?,
         None => scores,
     };
-    softmax_last(&scores)?.matmul(v)
+    drop.forward(&softmax_last(&scores)?)?.matmul(v)
 }
 
 /// Converts a float keep-mask (1 = visible, 0 = hidden) of shape [B, Sk] into an additive bias

@@ -3,6 +3,7 @@
 mod folder;
 mod formats;
 mod manifest;
+pub mod q4_search;
 pub mod quant;
 mod quant_store;
 mod store;

@@ -265,3 +265,59 @@ fn quantized_folder_holds_quantized_matrices_and_dense_norms() {
         .all(|w| w[0].offset + w[0].bytes <= w[1].offset);
     assert!(offsets_fit);
 }
+
+/// Bell-shaped values from a fixed LCG (sums of uniforms), with a rare larger one.
+fn bell(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut uniform = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 40) as f32 / (1u64 << 24) as f32
+    };
+    (0..n)
+        .map(|i| {
+            let g: f32 = (0..4).map(|_| uniform()).sum::<f32>() - 2.0;
+            if i % 97 == 0 {
+                3.0 * g
+            } else {
+                g
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn q4_search_blocks_decode_in_candle_and_beat_ggml_rounding() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use caption_model::weights::q4_search::quantize_q4_0;
+    let (rows, cols) = (64, 256);
+    let values = bell(rows * cols, 9);
+    let x = Tensor::from_vec(values.clone(), (rows, cols), &Device::Cpu).unwrap();
+    let err = |q: &QTensor| {
+        let back = q.dequantize(&Device::Cpu).unwrap();
+        (back - &x)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let ggml = QTensor::quantize(&x, GgmlDType::Q4_0).unwrap();
+    let ours_bytes = quantize_q4_0(&values);
+    assert_eq!(ours_bytes.len(), ggml.data().unwrap().len());
+    let ours = caption_model::weights::quant::qtensor_from_bytes(
+        &ours_bytes,
+        caption_model::weights::quant::Scheme::Q4_0,
+        rows,
+        cols,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (e_ours, e_ggml) = (err(&ours), err(&ggml));
+    println!("q4 squared error: searched {e_ours:.2}, GGML rounding {e_ggml:.2}");
+    // About 10 % less squared error on bell-shaped blocks (measured 44.2 vs 48.9).
+    assert!(e_ours < 0.93 * e_ggml, "searched {e_ours} vs GGML {e_ggml}");
+}

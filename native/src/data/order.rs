@@ -7,6 +7,7 @@
 /// Separates the streams drawn from one (seed, epoch): the order and the caption choice.
 const STREAM_ORDER: u64 = 0x6f72_6465_7200_0001;
 const STREAM_CAPTION: u64 = 0x6361_7074_696f_6e02;
+const STREAM_DROPOUT: u64 = 0x6472_6f70_6f75_7403;
 
 /// SplitMix64's output function: a bijective 64-bit mixer.
 fn mix64(mut z: u64) -> u64 {
@@ -57,6 +58,11 @@ pub fn caption_index(seed: u64, epoch: u64, sample: usize, n_captions: usize) ->
     }
     let mut rng = SplitMix64(key(seed, epoch, STREAM_CAPTION) ^ mix64(sample as u64));
     rng.below(n_captions)
+}
+
+/// The seed of a training step's dropout masks: a pure function of (`seed`, `step`).
+pub fn step_seed(seed: u64, step: u64) -> u64 {
+    key(seed, step, STREAM_DROPOUT)
 }
 
 #[cfg(test)]

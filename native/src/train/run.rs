@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
+use caption_model::dropout::DropoutRng;
 use caption_model::preprocess::PreprocessConfig;
 use caption_model::{caption_loss, CaptionModel, ModelConfig};
 
@@ -19,7 +20,7 @@ use super::project::ProjectConfig;
 use super::schedule::Schedule;
 use super::session::{load_split, tokenizer_for, Split};
 use super::{init, params::trainable_model};
-use crate::data::{caption_index, epoch_order, BatchBuilder, Dataset, Sample};
+use crate::data::{caption_index, epoch_order, step_seed, BatchBuilder, Dataset, Sample};
 
 /// A training run in progress.
 pub struct Trainer {
@@ -39,6 +40,8 @@ pub struct Trainer {
     compute: Option<ComputeModel>,
     /// CLIP features of the training and validation samples, when the vision tower is frozen.
     cache: Option<FeatureCache>,
+    /// Dropout masks, reseeded every step so that a resumed run draws the same ones.
+    dropout: DropoutRng,
     run_dir: PathBuf,
     total_steps: u64,
 }
@@ -140,6 +143,7 @@ impl Trainer {
             precision,
             compute,
             cache,
+            dropout: DropoutRng::new(0),
             run_dir,
             total_steps,
         })
@@ -228,7 +232,12 @@ impl Trainer {
             .map(|(&i, s)| caption_index(self.cfg.trainer.seed, self.state.epoch, i, s.captions.len()))
             .collect();
         let bf16 = self.compute.as_ref().map(|c| c.model(&self.vars)).transpose()?;
-        let model = bf16.as_ref().unwrap_or(&self.model);
+        let seed = step_seed(self.cfg.trainer.seed, self.state.step);
+        self.dropout.reseed(seed);
+        if !self.model.device().is_cpu() {
+            self.model.device().set_seed(seed)?;
+        }
+        let model = &bf16.as_ref().unwrap_or(&self.model).with_dropout(&self.dropout);
         let dtype = self.precision.dtype();
         let (out, skipped) =
             batch_logits(model, &self.builder, self.cache.as_ref(), &samples, &picks, dtype)?;

@@ -226,7 +226,9 @@ pub fn encode(t: &Tensor, layout: &Layout) -> Result<Vec<u8>> {
             .iter()
             .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
             .collect(),
-        Scheme::Q8_0 | Scheme::Q4_0 => {
+        // GGML's own Q4_0 rounding loses too much on bell-shaped blocks (see `q4_search`).
+        Scheme::Q4_0 => super::q4_search::quantize_q4_0(&values),
+        Scheme::Q8_0 => {
             let matrix = Tensor::from_vec(values, layout.matrix.as_slice(), &Device::Cpu)?;
             QTensor::quantize(&matrix, layout.scheme.ggml())?
                 .data()?
