@@ -1,0 +1,194 @@
+// Drives the built page (dist/) in headless Chromium and writes what it saw to <out>/results.json.
+// The Rust test web/tests/browser.rs builds dist/, runs this, and compares the captions with
+// `native caption` on the same files. Usage:
+//   node web/tests/browser.mjs --dist DIR --out DIR --images DIR --bad FILE [--bad-dir DIR] --video FILE
+//        [--bench-model DIR --bench-runs N --bench-tokens T] [--skip-checks]
+import http from "node:http";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const args = {};
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}`);
+  const next = process.argv[i + 1];
+  if (next === undefined || next.startsWith("--")) args[a.slice(2)] = true;
+  else args[a.slice(2)] = process.argv[++i];
+}
+const out = args.out;
+fs.mkdirSync(out, { recursive: true });
+const log = (...m) => console.log("[browser]", ...m);
+
+// ---------- a static server on 127.0.0.1 that logs every request ----------
+const TYPES = {
+  ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css",
+  ".json": "application/json", ".png": "image/png", ".safetensors": "application/octet-stream",
+};
+const requests = [];
+const mounts = [["/bench-model/", args["bench-model"]], ["/", args.dist]].filter(([, d]) => d);
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://x");
+  requests.push(url.pathname);
+  for (const [prefix, dir] of mounts) {
+    if (!url.pathname.startsWith(prefix)) continue;
+    let rel = decodeURIComponent(url.pathname.slice(prefix.length)) || "index.html";
+    const file = path.resolve(dir, rel);
+    if (!file.startsWith(path.resolve(dir)) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) break;
+    res.writeHead(200, {
+      "content-type": TYPES[path.extname(file)] || "application/octet-stream",
+      "content-length": fs.statSync(file).size,
+    });
+    fs.createReadStream(file).pipe(res);
+    return;
+  }
+  res.writeHead(404);
+  res.end("not found");
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const origin = `http://127.0.0.1:${server.address().port}`;
+log("serving", args.dist, "at", origin);
+
+const userDir = fs.mkdtempSync(path.join(os.tmpdir(), "caption-chromium-"));
+const context = await chromium.launchPersistentContext(userDir, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+  viewport: { width: 900, height: 1100 },
+});
+const results = { origin, images: [], outside: [], console: [] };
+context.on("request", (r) => {
+  const u = r.url();
+  if (!u.startsWith(origin) && !u.startsWith("blob:") && !u.startsWith("data:")) results.outside.push(u);
+});
+
+async function open(query = "") {
+  const page = await context.newPage();
+  page.on("console", (m) => results.console.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => results.console.push(`pageerror: ${e.message}`));
+  await page.goto(`${origin}/${query}`);
+  await page.waitForFunction(() => ["ready", "no-model"].includes(document.body.dataset.state), null, { timeout: 600_000 });
+  return page;
+}
+
+async function captionWith(page, selector, file) {
+  await page.evaluate(() => (document.getElementById("caption").dataset.state = "waiting"));
+  await page.setInputFiles(selector, file);
+  await page.waitForFunction(() => {
+    const s = document.getElementById("caption").dataset.state;
+    return s === "done" || s === "error";
+  }, null, { timeout: 600_000 });
+  return page.evaluate(() => ({
+    state: document.getElementById("caption").dataset.state,
+    caption: document.getElementById("caption").textContent,
+    error: document.getElementById("error").hidden ? null : document.getElementById("error").textContent,
+    ms: Number(document.getElementById("timing").dataset.ms || 0),
+    timing: document.getElementById("timing").textContent,
+  }));
+}
+
+try {
+  if (!args["skip-checks"]) {
+    // ---- first visit: the model comes from the network ----
+    requests.length = 0;
+    let page = await open();
+    results.firstVisit = {
+      state: await page.evaluate(() => document.body.dataset.state),
+      status: await page.textContent("#model-status"),
+      source: await page.evaluate(() => document.getElementById("model-status").dataset.source),
+      modelRequests: requests.filter((p) => /model\.safetensors|tokenizer\.json/.test(p)),
+      error: await page.evaluate(() => document.getElementById("error").textContent),
+    };
+    log("first visit:", results.firstVisit.status);
+    const images = fs.readdirSync(args.images)
+      .filter((f) => /\.(png|jpe?g|webp|gif)$/i.test(f))
+      .sort();
+    for (const f of images) {
+      const r = await captionWith(page, "#file", path.join(args.images, f));
+      log(f, "->", r.caption || r.error, `(${Math.round(r.ms)} ms)`);
+      results.images.push({ file: path.join(args.images, f), ...r });
+    }
+    // ---- a synthetic scene ----
+    await page.evaluate(() => (document.getElementById("caption").dataset.state = "waiting"));
+    await page.click("#scene");
+    await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("caption").dataset.state), null, { timeout: 600_000 });
+    const scenePng = await page.evaluate(() => Array.from(window.captioner.lastInput().bytes));
+    fs.writeFileSync(path.join(out, "scene.png"), Buffer.from(scenePng));
+    results.scene = {
+      file: path.join(out, "scene.png"),
+      caption: await page.textContent("#caption"),
+      state: await page.evaluate(() => document.getElementById("caption").dataset.state),
+      description: await page.textContent("#scene-description"),
+    };
+    log("scene ->", results.scene.caption, "|", results.scene.description);
+    await page.screenshot({ path: path.join(out, "screenshot-scene.png"), fullPage: true });
+    // ---- a broken file, then the page still works ----
+    results.bad = await captionWith(page, "#file", args.bad);
+    log("bad file ->", results.bad.error);
+    // Every file of the bad-files folder: an error or a caption, as native gives.
+    results.badFiles = [];
+    if (args["bad-dir"]) {
+      for (const f of fs.readdirSync(args["bad-dir"]).sort()) {
+        const r = await captionWith(page, "#file", path.join(args["bad-dir"], f));
+        log(f, "->", r.caption || r.error);
+        results.badFiles.push({ file: path.join(args["bad-dir"], f), ...r });
+      }
+    }
+    results.afterBad = await captionWith(page, "#file", path.join(args.images, images[0]));
+    // ---- a video ----
+    results.video = await captionWith(page, "#video-file", args.video);
+    log("video ->", results.video.caption || results.video.error, results.video.timing);
+    await page.screenshot({ path: path.join(out, "screenshot.png"), fullPage: true });
+    await page.close();
+
+    // ---- second visit: the model comes from the Cache API ----
+    requests.length = 0;
+    page = await open();
+    results.secondVisit = {
+      state: await page.evaluate(() => document.body.dataset.state),
+      status: await page.textContent("#model-status"),
+      source: await page.evaluate(() => document.getElementById("model-status").dataset.source),
+      requests: [...requests],
+      modelRequests: requests.filter((p) => /model\.safetensors|tokenizer\.json/.test(p)),
+    };
+    results.secondVisit.caption = (await captionWith(page, "#file", path.join(args.images, images[0]))).caption;
+    log("second visit:", results.secondVisit.status, "requests:", results.secondVisit.requests.join(" "));
+    // ---- ?backend=webgpu falls back with a notice ----
+    await page.close();
+    page = await open("?backend=webgpu");
+    results.webgpu = {
+      state: await page.evaluate(() => document.body.dataset.state),
+      notice: await page.evaluate(() => (document.getElementById("notice").hidden ? null : document.getElementById("notice").textContent)),
+    };
+    await page.close();
+  }
+
+  // ---- benchmarks: ms per caption, greedy, eos never taken ----
+  if (args["bench-runs"]) {
+    const runs = Number(args["bench-runs"]);
+    const tokens = Number(args["bench-tokens"] || 20);
+    const input = [...fs.readFileSync(path.join(args.images, fs.readdirSync(args.images).filter((f) => /\.(png|jpe?g)$/i.test(f)).sort()[0]))];
+    const bench = async (query) => {
+      const page = await open(query);
+      const status = await page.textContent("#model-status");
+      const times = await page.evaluate(([b, n, t]) => window.captioner.bench(b, n, t), [input, runs + 1, tokens]);
+      await page.close();
+      const timed = times.slice(1).sort((a, b) => a - b);
+      return { status, warmup_ms: times[0], median_ms: timed[Math.floor(timed.length / 2)], times };
+    };
+    results.bench = { tokens, runs, default: await bench("") };
+    log("bench default:", results.bench.default.median_ms, "ms");
+    if (args["bench-model"]) {
+      results.bench.fullSize = await bench("?model=/bench-model/");
+      log("bench full size:", results.bench.fullSize.median_ms, "ms", results.bench.fullSize.status);
+    }
+  }
+} finally {
+  fs.writeFileSync(path.join(out, "results.json"), JSON.stringify(results, null, 2));
+  await context.close();
+  server.close();
+  fs.rmSync(userDir, { recursive: true, force: true });
+}
+log("wrote", path.join(out, "results.json"));

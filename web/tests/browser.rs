@@ -1,0 +1,208 @@
+//! The browser app in a real browser: builds `dist/` with trunk, drives it in headless Chromium
+//! (`web/tests/browser.mjs`, playwright-core) and checks, for the shipped default model:
+//! every image of `../shared/images` gets the caption `native caption --model web/model
+//! --strategy greedy --max-length 24` prints for it, and so does a synthetic scene rendered in
+//! the page; a broken file shows an error and the page goes on captioning (every file of
+//! `../shared/images/bad` is refused where native refuses it, else captioned alike); a video gets a
+//! caption; the second visit loads the weights from the Cache API (no request for them); the
+//! page makes no request outside its origin; `?backend=webgpu` falls back with a notice.
+//! A screenshot is left in `target/web-test/screenshot.png`.
+//!
+//! Needs trunk, wasm-bindgen-cli, Chromium and the npm packages of `web/tests` (`.ci/run`
+//! installs them; `web/setup-tools.sh` does it by hand). `CAPTION_SKIP_BROWSER_TESTS=1` skips.
+//!
+//! `cargo test -p web --release --test browser -- --ignored bench` measures ms per caption
+//! (default model and a full-size q4 folder with random weights) instead.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use caption_model::decode::{DecodeOptions, Strategy};
+use serde_json::Value;
+
+/// What the page uses by default (web/app.js): greedy, 24 tokens.
+const MAX_LENGTH: usize = 24;
+
+fn native_captions(model: &Path, files: &[PathBuf]) -> Vec<Option<String>> {
+    let device = candle_core::Device::Cpu;
+    let (m, tokenizer) = native::load::load_any(model, None, &device).unwrap();
+    let tokenizer = tokenizer.unwrap();
+    let t = m.config().text_config().unwrap();
+    let opts = DecodeOptions {
+        strategy: Strategy::Greedy,
+        max_length: MAX_LENGTH,
+        bos: t.bos_token_id,
+        eos: t.eos_token_id,
+    };
+    native::caption::caption_files(&m, &tokenizer, files, &opts, 1, |_| {})
+        .unwrap()
+        .into_iter()
+        .map(|r| r.caption)
+        .collect()
+}
+
+#[test]
+fn page_captions_like_native() {
+    if std::env::var("CAPTION_SKIP_BROWSER_TESTS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        eprintln!("CAPTION_SKIP_BROWSER_TESTS is set: browser test skipped");
+        return;
+    }
+    let root = common::repo_root();
+    let dist = common::build_dist(&root);
+    let out = root.join("target/web-test");
+    let shared = root.join("../shared");
+    let images = shared.join("images");
+    let results = common::run_browser(
+        &root,
+        &[
+            "--dist".into(),
+            dist.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--images".into(),
+            images.display().to_string(),
+            "--bad".into(),
+            shared.join("images/bad/bad_crc_ihdr.png").display().to_string(),
+            "--bad-dir".into(),
+            shared.join("images/bad").display().to_string(),
+            "--video".into(),
+            shared.join("videos/bikes.mp4").display().to_string(),
+        ],
+    );
+    let model = root.join("web/model");
+
+    // First visit: from the network, no error.
+    let first = &results["firstVisit"];
+    assert_eq!(first["state"], "ready", "{first}");
+    assert_eq!(first["source"], "network", "{first}");
+
+    // Every shipped image, and the scene, captioned as native captions them.
+    let pages: Vec<&Value> = results["images"].as_array().unwrap().iter().collect();
+    assert!(pages.len() >= 9, "only {} images were captioned", pages.len());
+    let mut files: Vec<PathBuf> = pages
+        .iter()
+        .map(|p| PathBuf::from(p["file"].as_str().unwrap()))
+        .collect();
+    files.push(PathBuf::from(results["scene"]["file"].as_str().unwrap()));
+    let expected = native_captions(&model, &files);
+    let mut mismatches = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let page = if i < pages.len() {
+            pages[i]
+        } else {
+            &results["scene"]
+        };
+        assert_eq!(page["state"], "done", "{}: {page}", file.display());
+        let got = page["caption"].as_str().unwrap();
+        let want = expected[i].as_deref().unwrap();
+        println!("{}: page {got:?}, native {want:?}", file.display());
+        if got != want {
+            mismatches.push(format!("{}: page {got:?}, native {want:?}", file.display()));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "captions differ:\n{}",
+        mismatches.join("\n")
+    );
+
+    // A broken file: an error in words, and the page keeps working.
+    let bad = &results["bad"];
+    assert_eq!(bad["state"], "error", "{bad}");
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read as an image"),
+        "{bad}"
+    );
+    assert_eq!(results["afterBad"]["state"], "done", "{}", results["afterBad"]);
+    assert_eq!(results["afterBad"]["caption"], pages[0]["caption"]);
+    // The odd and broken files of ../shared/images/bad: refused where native refuses them,
+    // otherwise captioned as native captions them.
+    let odd: Vec<&Value> = results["badFiles"].as_array().unwrap().iter().collect();
+    assert!(odd.len() >= 10, "only {} odd files were tried", odd.len());
+    let odd_files: Vec<PathBuf> = odd
+        .iter()
+        .map(|p| PathBuf::from(p["file"].as_str().unwrap()))
+        .collect();
+    for ((page, file), want) in odd
+        .iter()
+        .zip(&odd_files)
+        .zip(native_captions(&model, &odd_files))
+    {
+        match want {
+            Some(want) => assert_eq!(
+                page["caption"].as_str(),
+                Some(want.as_str()),
+                "{}: {page}",
+                file.display()
+            ),
+            None => {
+                assert_eq!(page["state"], "error", "{}: {page}", file.display());
+                assert!(!page["error"].as_str().unwrap_or("").is_empty(), "{page}");
+            }
+        }
+    }
+
+    // A video gets a caption, from several frames.
+    let video = &results["video"];
+    assert_eq!(video["state"], "done", "{video}");
+    assert!(!video["caption"].as_str().unwrap().is_empty(), "{video}");
+    assert!(
+        video["timing"].as_str().unwrap().contains("video frames"),
+        "{video}"
+    );
+
+    // Second visit: the weights come from the Cache API.
+    let second = &results["secondVisit"];
+    assert_eq!(second["state"], "ready", "{second}");
+    assert_eq!(second["source"], "cache", "{second}");
+    assert_eq!(second["modelRequests"].as_array().unwrap().len(), 0, "{second}");
+    assert_eq!(second["caption"], pages[0]["caption"]);
+
+    // Nothing outside the origin; the WebGPU fallback says so.
+    assert_eq!(
+        results["outside"].as_array().unwrap().len(),
+        0,
+        "{}",
+        results["outside"]
+    );
+    assert_eq!(results["webgpu"]["state"], "ready");
+    assert!(results["webgpu"]["notice"]
+        .as_str()
+        .unwrap_or("")
+        .contains("WebGPU"));
+    assert!(out.join("screenshot.png").is_file());
+    println!("screenshot: {}", out.join("screenshot.png").display());
+}
+
+/// ms per caption in headless Chromium (wasm CPU, one thread), greedy, 20 tokens, eos never taken.
+#[test]
+#[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored bench"]
+fn bench_ms_per_caption() {
+    let root = common::repo_root();
+    let dist = common::build_dist(&root);
+    let full = root.join("target/web-test/full-size-q4");
+    common::random_full_size_folder(&full, caption_model::weights::Quant::Q4);
+    let results = common::run_browser(
+        &root,
+        &[
+            "--dist".into(),
+            dist.display().to_string(),
+            "--out".into(),
+            root.join("target/web-test/bench").display().to_string(),
+            "--images".into(),
+            root.join("../shared/images").display().to_string(),
+            "--skip-checks".into(),
+            "--bench-model".into(),
+            full.display().to_string(),
+            "--bench-runs".into(),
+            "5".into(),
+            "--bench-tokens".into(),
+            "20".into(),
+        ],
+    );
+    println!("{}", serde_json::to_string_pretty(&results["bench"]).unwrap());
+}
