@@ -27,7 +27,15 @@ const TYPES = {
   ".json": "application/json", ".png": "image/png", ".safetensors": "application/octet-stream",
 };
 const requests = [];
-const mounts = [["/bench-model/", args["bench-model"]], ["/", args.dist]].filter(([, d]) => d);
+// A copy of the default model with one byte of its weights changed (checksum test).
+const damaged = fs.mkdtempSync(path.join(os.tmpdir(), "caption-damaged-"));
+if (args.dist && fs.existsSync(path.join(args.dist, "model"))) {
+  for (const f of fs.readdirSync(path.join(args.dist, "model"))) fs.copyFileSync(path.join(args.dist, "model", f), path.join(damaged, f));
+  const w = fs.readFileSync(path.join(damaged, "model.safetensors"));
+  w[w.length - 100] ^= 0x55;
+  fs.writeFileSync(path.join(damaged, "model.safetensors"), w);
+}
+const mounts = [["/bench-model/", args["bench-model"]], ["/damaged-model/", damaged], ["/", args.dist]].filter(([, d]) => d);
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   requests.push(url.pathname);
@@ -55,7 +63,9 @@ const context = await chromium.launchPersistentContext(userDir, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
   args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
+    "--disable-component-update", "--disable-sync",
+    // A synthetic camera, allowed without a prompt, for the camera button.
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
   viewport: { width: 900, height: 1100 },
 });
 const results = { origin, images: [], outside: [], console: [] };
@@ -74,8 +84,19 @@ async function open(query = "") {
 }
 
 async function captionWith(page, selector, file) {
-  await page.evaluate(() => (document.getElementById("caption").dataset.state = "waiting"));
-  await page.setInputFiles(selector, file);
+  await page.evaluate(() => {
+    const cap = document.getElementById("caption");
+    cap.dataset.state = "waiting";
+    // Counts the distinct texts the caption shows while it is being generated.
+    window.__seen = new Set();
+    window.__observer?.disconnect();
+    window.__observer = new MutationObserver(() => {
+      if (cap.dataset.state === "running") window.__seen.add(cap.textContent);
+    });
+    window.__observer.observe(cap, { childList: true, characterData: true, subtree: true });
+  });
+  if (selector.startsWith("#")) await page.setInputFiles(selector, file);
+  else await page.click(selector.slice(6)); // "click:#id"
   await page.waitForFunction(() => {
     const s = document.getElementById("caption").dataset.state;
     return s === "done" || s === "error";
@@ -86,6 +107,7 @@ async function captionWith(page, selector, file) {
     error: document.getElementById("error").hidden ? null : document.getElementById("error").textContent,
     ms: Number(document.getElementById("timing").dataset.ms || 0),
     timing: document.getElementById("timing").textContent,
+    partials: window.__seen.size,
   }));
 }
 
@@ -141,6 +163,32 @@ try {
     results.video = await captionWith(page, "#video-file", args.video);
     log("video ->", results.video.caption || results.video.error, results.video.timing);
     await page.screenshot({ path: path.join(out, "screenshot.png"), fullPage: true });
+    // ---- the camera (Chromium's fake one) ----
+    await page.click("#camera");
+    await page.waitForFunction(() => document.getElementById("camera-video").videoWidth > 0, null, { timeout: 60_000 });
+    results.camera = await captionWith(page, "click:#snap", null);
+    log("camera ->", results.camera.caption || results.camera.error);
+    await page.click("#camera-stop");
+    // ---- another model by URL: a damaged copy is refused, the loaded model stays ----
+    await page.click("#other-model summary");
+    await page.fill("#model-url", "damaged-model/");
+    await page.evaluate(() => (document.getElementById("error").textContent = ""));
+    await page.click("#model-url-form button");
+    await page.waitForFunction(() => document.getElementById("error").textContent !== "", null, { timeout: 120_000 });
+    results.damaged = {
+      error: await page.textContent("#error"),
+      status: await page.textContent("#model-status"),
+      state: await page.evaluate(() => document.body.dataset.state),
+    };
+    log("damaged model ->", results.damaged.error);
+    results.afterDamaged = await captionWith(page, "#file", path.join(args.images, images[0]));
+    // ---- another model by URL: a good one (the default folder again) ----
+    await page.fill("#model-url", "model/");
+    await page.evaluate(() => (document.body.dataset.state = "loading-by-url"));
+    await page.click("#model-url-form button");
+    await page.waitForFunction(() => document.body.dataset.state === "ready" && document.getElementById("progress").hidden, null, { timeout: 120_000 });
+    results.byUrl = { status: await page.textContent("#model-status") };
+    log("model by URL ->", results.byUrl.status);
     await page.close();
 
     // ---- second visit: the model comes from the Cache API ----
@@ -190,5 +238,6 @@ try {
   await context.close();
   server.close();
   fs.rmSync(userDir, { recursive: true, force: true });
+  fs.rmSync(damaged, { recursive: true, force: true });
 }
 log("wrote", path.join(out, "results.json"));

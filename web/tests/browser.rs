@@ -4,7 +4,8 @@
 //! --strategy greedy --max-length 24` prints for it, and so does a synthetic scene rendered in
 //! the page; a broken file shows an error and the page goes on captioning (every file of
 //! `../shared/images/bad` is refused where native refuses it, else captioned alike); a video gets a
-//! caption; the second visit loads the weights from the Cache API (no request for them); the
+//! caption; so does a picture from the (fake) camera; words appear as they are generated; a
+//! model folder failing its checksum is refused and the loaded model stays; the second visit loads the weights from the Cache API (no request for them); the
 //! page makes no request outside its origin; `?backend=webgpu` falls back with a notice.
 //! A screenshot is left in `target/web-test/screenshot.png`.
 //!
@@ -145,6 +146,26 @@ fn page_captions_like_native() {
             }
         }
     }
+
+    // Words appear as they are generated.
+    assert!(pages[0]["partials"].as_u64().unwrap() >= 3, "{}", pages[0]);
+
+    // The camera (Chromium's fake one) gives a picture that gets a caption.
+    assert_eq!(results["camera"]["state"], "done", "{}", results["camera"]);
+
+    // A model folder that fails its checksum is refused in words; the loaded model stays.
+    let damaged = &results["damaged"];
+    assert!(
+        damaged["error"].as_str().unwrap().contains("damaged"),
+        "{damaged}"
+    );
+    assert_eq!(damaged["state"], "ready", "{damaged}");
+    assert_eq!(results["afterDamaged"]["caption"], pages[0]["caption"]);
+    assert!(
+        results["byUrl"]["status"].as_str().unwrap().contains("/model/"),
+        "{}",
+        results["byUrl"]
+    );
 
     // A video gets a caption, from several frames.
     let video = &results["video"];
