@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 web/setup-tools.sh --no-browser
 export PATH="$PWD/web/tests/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+# The wasm build's own cargo folder, shared with the browser tests.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/web-wasm}"
 exec trunk --skip-version-check serve --release --address 127.0.0.1 --port "${PORT:-8080}" "$@"
