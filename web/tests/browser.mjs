@@ -132,6 +132,14 @@ try {
       log(f, "->", r.caption || r.error, `(${Math.round(r.ms)} ms)`);
       results.images.push({ file: path.join(args.images, f), ...r });
     }
+    // ---- beam search and nucleus sampling on the first image ----
+    await page.selectOption("#strategy", "beam");
+    await page.fill("#beam-width", "3");
+    results.beam = { file: path.join(args.images, images[0]), ...(await captionWith(page, "#file", path.join(args.images, images[0]))) };
+    await page.selectOption("#strategy", "nucleus");
+    results.nucleus = await captionWith(page, "#file", path.join(args.images, images[0]));
+    await page.selectOption("#strategy", "greedy");
+    log("beam ->", results.beam.caption, "| nucleus ->", results.nucleus.caption);
     // ---- a synthetic scene ----
     await page.evaluate(() => (document.getElementById("caption").dataset.state = "waiting"));
     await page.click("#scene");

@@ -2,7 +2,7 @@
 //! (`web/tests/browser.mjs`, playwright-core) and checks, for the shipped default model:
 //! every image of `../shared/images` gets the caption `native caption --model web/model
 //! --strategy greedy --max-length 24` prints for it, and so does a synthetic scene rendered in
-//! the page; a broken file shows an error and the page goes on captioning (every file of
+//! the page (and beam search, width 3, as native's); a broken file shows an error and the page goes on captioning (every file of
 //! `../shared/images/bad` is refused where native refuses it, else captioned alike); a video gets a
 //! caption; so does a picture from the (fake) camera; words appear as they are generated; a
 //! model folder failing its checksum is refused and the loaded model stays; the second visit loads the weights from the Cache API (no request for them); the
@@ -26,12 +26,16 @@ use serde_json::Value;
 const MAX_LENGTH: usize = 24;
 
 fn native_captions(model: &Path, files: &[PathBuf]) -> Vec<Option<String>> {
+    native_captions_with(model, files, Strategy::Greedy)
+}
+
+fn native_captions_with(model: &Path, files: &[PathBuf], strategy: Strategy) -> Vec<Option<String>> {
     let device = candle_core::Device::Cpu;
     let (m, tokenizer) = native::load::load_any(model, None, &device).unwrap();
     let tokenizer = tokenizer.unwrap();
     let t = m.config().text_config().unwrap();
     let opts = DecodeOptions {
-        strategy: Strategy::Greedy,
+        strategy,
         max_length: MAX_LENGTH,
         bos: t.bos_token_id,
         eos: t.eos_token_id,
@@ -146,6 +150,13 @@ fn page_captions_like_native() {
             }
         }
     }
+
+    // Beam search (width 3) as native's; nucleus sampling gives a caption.
+    let beam = &results["beam"];
+    let beam_file = PathBuf::from(beam["file"].as_str().unwrap());
+    let want = native_captions_with(&model, &[beam_file], Strategy::Beam { width: 3 });
+    assert_eq!(beam["caption"].as_str(), want[0].as_deref(), "{beam}");
+    assert_eq!(results["nucleus"]["state"], "done", "{}", results["nucleus"]);
 
     // Words appear as they are generated.
     assert!(pages[0]["partials"].as_u64().unwrap() >= 3, "{}", pages[0]);
