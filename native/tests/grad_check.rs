@@ -8,14 +8,22 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use caption_model::{caption_loss, CaptionModel};
-use native::train::{init::initial_tensors, project::ProjectConfig, trainable_model};
+use native::train::init::{initial_tensors, FreshInit};
+use native::train::{project::ProjectConfig, trainable_model};
 
 #[test]
 fn every_part_backpropagates_like_finite_differences() {
-    let cfg = ProjectConfig::load(&common::configs(), "synth.yaml", &[]).unwrap();
+    // The synthetic recipe freezes the tower; here it trains, so that its gradients are checked.
+    let overrides = ["model.vision.trainable=true".to_string()];
+    let cfg = ProjectConfig::load(&common::configs(), "synth.yaml", &overrides).unwrap();
     let mcfg = cfg.model.clone();
     let dev = Device::Cpu;
-    let (tensors, _) = initial_tensors(&mcfg, HashMap::new(), 1, 0.5, &dev).unwrap();
+    let fresh = FreshInit {
+        seed: 1,
+        gate: 0.5,
+        ..Default::default()
+    };
+    let (tensors, _) = initial_tensors(&mcfg, HashMap::new(), &fresh, &dev).unwrap();
     let tensors: HashMap<String, Tensor> = tensors
         .into_iter()
         .map(|(n, t)| (n, t.to_dtype(DType::F64).unwrap()))

@@ -2,8 +2,9 @@
 //! held-out scenes, and the video variant (frames decoded by ffmpeg, features cached) trains on
 //! moving-shape clips and decodes them.
 //!
-//! The trainer issue asks for greedy BLEU-4 ≥ 0.5 within 5 CPU minutes; this budget reaches
-//! about 0.35 (0.5 takes ~2600 steps, see BENCHMARKS.md), and the test guards that level.
+//! The trainer issue asks for greedy BLEU-4 ≥ 0.5 within 5 CPU minutes from scratch; the recipe
+//! of `configs/synth.yaml` (frozen random vision tower with cached features, batch 16) gets
+//! there, see BENCHMARKS.md for the measured times.
 
 mod common;
 
@@ -44,13 +45,9 @@ fn images_from_scratch_learn_to_caption_held_out_scenes() {
     synth(&data, [4000, 100, 200], [0, 0, 0]);
     let exp = tmp.path().join("exp");
     // One thread: candle's pool costs more than it gains on ops this small. The vision tower
-    // stays at its random init, frozen, so its features are computed once (feature cache);
-    // within the CPU budget a trained one learns less (see BENCHMARKS.md).
+    // stays at its random init, frozen (synth.yaml), so its features are computed once.
     let mut args = vec!["--threads".to_string(), "1".into()];
-    let extra = [
-        "model.vision.trainable=false".to_string(),
-        "trainer.epochs=10".into(),
-    ];
+    let extra = ["trainer.epochs=14".to_string()];
     args.extend(synth_train_args(&data, &exp, &extra));
     run_native(&args);
     let trained = started.elapsed().as_secs_f64();
@@ -67,7 +64,7 @@ fn images_from_scratch_learn_to_caption_held_out_scenes() {
         scores["coco_cider"].as_f64().unwrap()
     );
     assert_eq!(scores["n"], 200);
-    assert!(bleu4 >= 0.3, "greedy BLEU-4 on held-out scenes is {bleu4}");
+    assert!(bleu4 >= 0.5, "greedy BLEU-4 on held-out scenes is {bleu4}");
 }
 
 #[test]
@@ -96,10 +93,8 @@ fn videos_from_scratch_train_and_decode() {
             format!("dataset.validation_ds.json_path={}", d("val.json")),
             format!("dataset.test_ds.visual_dir={}", d("test")),
             format!("dataset.test_ds.json_path={}", d("test.json")),
-            // A frozen (random) vision tower: each clip is decoded and encoded once, into the
-            // feature cache, instead of once per epoch.
-            "model.vision.trainable=false".into(),
-            "dataset.train_ds.batch_size=16".into(),
+            // The vision tower is frozen (synth.yaml): each clip is decoded and encoded once,
+            // into the feature cache, instead of once per epoch.
             "trainer.epochs=15".into(),
         ],
     ));

@@ -167,8 +167,8 @@ impl Size {
     /// after jitter so the size is always visible.
     pub fn radius(self) -> f32 {
         match self {
-            Self::Small => 0.07,
-            Self::Large => 0.12,
+            Self::Small => 0.10,
+            Self::Large => 0.15,
         }
     }
 }

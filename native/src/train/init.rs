@@ -1,7 +1,7 @@
 //! Initial weights for training: pretrained backbones where the config names them, fresh
 //! values (initialised as the original's modules initialise themselves) everywhere else.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -23,11 +23,24 @@ enum Init {
     Uniform(f32),
 }
 
+/// The run's choices for fresh tensors.
+#[derive(Debug, Clone, Default)]
+pub struct FreshInit {
+    /// Seed of every draw (with the tensor's name).
+    pub seed: u64,
+    /// Start value of the cross-attention gates.
+    pub gate: f32,
+    /// Normal(std) for the tensors whose names contain a key.
+    pub std: BTreeMap<String, f32>,
+}
+
 /// What the initialisation of fresh tensors depends on besides their names.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct InitRules {
     /// Start value of the cross-attention gates.
     gate: f32,
+    /// Explicit standard deviations by name fragment.
+    std: BTreeMap<String, f32>,
     /// CLIP hidden size and depth (its init scales with both).
     clip_dim: usize,
     clip_layers: usize,
@@ -38,6 +51,9 @@ struct InitRules {
 impl InitRules {
     /// The init of a parameter, by its original name and shape.
     fn init_for(&self, name: &str, shape: &[usize]) -> Init {
+        if let Some((_, &std)) = self.std.iter().find(|(key, _)| name.contains(key.as_str())) {
+            return Init::Normal(std);
+        }
         let leaf = name.rsplit('.').next().unwrap_or(name);
         let bridge =
             name.starts_with("mapper.") || name.starts_with("resampler.") || name.contains(".xattn_block.");
@@ -116,17 +132,18 @@ fn draw(name: &str, shape: &[usize], seed: u64, rules: &InitRules, device: &Devi
 }
 
 /// Every tensor of a model of `cfg`: taken from `loaded` when present (with its shape checked
-/// later by the model), freshly initialised from `seed` otherwise (cross-attention gates set
-/// to `gate`). Returns the map and the names that were initialised.
+/// later by the model), freshly initialised as `fresh` says otherwise. Returns the map and the
+/// names that were initialised.
 pub fn initial_tensors(
     cfg: &ModelConfig,
     mut loaded: HashMap<String, Tensor>,
-    seed: u64,
-    gate: f32,
+    fresh_init: &FreshInit,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, Vec<String>)> {
+    let seed = fresh_init.seed;
     let rules = InitRules {
-        gate,
+        gate: fresh_init.gate,
+        std: fresh_init.std.clone(),
         clip_dim: cfg.vision_config()?.hidden_size,
         clip_layers: cfg.vision_config()?.num_hidden_layers,
         gpt2_layers: cfg.text_config()?.n_layer,
@@ -146,4 +163,29 @@ pub fn initial_tensors(
         };
     }
     Ok((out, fresh))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn std_overrides_apply_to_names_containing_the_key_only() {
+        let rules = InitRules {
+            gate: 0.0,
+            std: BTreeMap::from([("position_embedding".to_string(), 0.3)]),
+            clip_dim: 96,
+            clip_layers: 2,
+            gpt2_layers: 2,
+        };
+        let clip_pos = "vision_encoder.vision.vision_model.embeddings.position_embedding.weight";
+        assert_eq!(rules.init_for(clip_pos, &[10, 96]), Init::Normal(0.3));
+        // GPT-2's position table keeps its own init, as does CLIP's patch embedding.
+        assert_eq!(
+            rules.init_for("text_generator.lm.transformer.wpe.weight", &[48, 96]),
+            Init::Normal(0.02)
+        );
+        let patch = "vision_encoder.vision.vision_model.embeddings.patch_embedding.weight";
+        assert_eq!(rules.init_for(patch, &[96, 3, 16, 16]), Init::Normal(0.02));
+    }
 }

@@ -1,6 +1,7 @@
 //! The original project's whole `config.yaml` (model, dataset, trainer) with Hydra-style
 //! command-line overrides (`key.sub=value`, `+new.key=value`) and `${a.b}` interpolation.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -129,6 +130,10 @@ pub struct TrainerConfig {
     /// closed gate starves the resampler of gradient, so such runs open it a little.
     #[serde(default)]
     pub gate_init: f32,
+    /// Standard deviations of fresh tensors whose names contain the key (e.g.
+    /// `position_embedding: 0.3`), replacing the Hugging Face / PyTorch init for them.
+    #[serde(default)]
+    pub init_std: BTreeMap<String, f32>,
 }
 
 fn one() -> usize {

@@ -368,8 +368,12 @@ fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device
         }
     }
     super::session::resize_embeddings(&mut loaded, model_cfg, cfg.trainer.seed)?;
-    let (tensors, fresh) =
-        init::initial_tensors(model_cfg, loaded, cfg.trainer.seed, cfg.trainer.gate_init, device)?;
+    let fresh_init = init::FreshInit {
+        seed: cfg.trainer.seed,
+        gate: cfg.trainer.gate_init,
+        std: cfg.trainer.init_std.clone(),
+    };
+    let (tensors, fresh) = init::initial_tensors(model_cfg, loaded, &fresh_init, device)?;
     // Frozen tensors with no pretrained source exist only here: checkpoints must carry them.
     let extra = fresh
         .into_iter()
