@@ -197,6 +197,13 @@ try {
     await page.waitForFunction(() => document.body.dataset.state === "ready" && document.getElementById("progress").hidden, null, { timeout: 120_000 });
     results.byUrl = { status: await page.textContent("#model-status") };
     log("model by URL ->", results.byUrl.status);
+    // ---- another model from a folder on this computer (the default folder of dist/) ----
+    await page.evaluate(() => (document.body.dataset.state = "loading-folder"));
+    await page.setInputFiles("#model-folder", path.join(args.dist, "model"));
+    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 120_000 });
+    results.byFolder = { status: await page.textContent("#model-status") };
+    results.afterFolder = await captionWith(page, "#file", path.join(args.images, images[0]));
+    log("model from a folder ->", results.byFolder.status);
     await page.close();
 
     // ---- second visit: the model comes from the Cache API ----

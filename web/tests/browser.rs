@@ -1,12 +1,16 @@
 //! The browser app in a real browser: builds `dist/` with trunk, drives it in headless Chromium
 //! (`web/tests/browser.mjs`, playwright-core) and checks, for the shipped default model:
-//! every image of `../shared/images` gets the caption `native caption --model web/model
-//! --strategy greedy --max-length 24` prints for it, and so does a synthetic scene rendered in
-//! the page (and beam search, width 3, as native's); a broken file shows an error and the page goes on captioning (every file of
-//! `../shared/images/bad` is refused where native refuses it, else captioned alike); a video gets a
-//! caption; so does a picture from the (fake) camera; words appear as they are generated; a
-//! model folder failing its checksum is refused and the loaded model stays; the second visit loads the weights from the Cache API (no request for them); the
-//! page makes no request outside its origin; `?backend=webgpu` falls back with a notice.
+//! - every image of `../shared/images` gets the caption `native caption --model web/model
+//!   --strategy greedy --max-length 24` prints for it, and so does a synthetic scene rendered in
+//!   the page; beam search (width 3) gives native's beam caption;
+//! - a broken file shows an error and the page goes on captioning; every file of
+//!   `../shared/images/bad` is refused where native refuses it, else captioned alike;
+//! - a video and a picture from the (fake) camera get captions; words appear as generated;
+//! - a model folder failing its checksum is refused and the loaded model stays; another model
+//!   loads by URL and from a local folder;
+//! - the second visit loads the weights from the Cache API (no request for them); the page makes
+//!   no request outside its origin; `?backend=webgpu` falls back with a notice.
+//!
 //! A screenshot is left in `target/web-test/screenshot.png`.
 //!
 //! Needs trunk, wasm-bindgen-cli, Chromium and the npm packages of `web/tests` (`.ci/run`
