@@ -533,6 +533,10 @@ window.captioner = {
 
 startWorker();
 wire();
+// The page itself opens offline after the first visit (the model comes from the Cache API).
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("./sw.js").catch(() => {});
+}
 const modelParam = params.get("model");
 let base = new URL(DEFAULT_MODEL, location.href);
 if (modelParam) {

@@ -55,7 +55,8 @@ const server = http.createServer((req, res) => {
   res.end("not found");
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const port = server.address().port;
+const origin = `http://127.0.0.1:${port}`;
 log("serving", args.dist, "at", origin);
 
 const userDir = fs.mkdtempSync(path.join(os.tmpdir(), "caption-chromium-"));
@@ -218,6 +219,21 @@ try {
     };
     results.secondVisit.caption = (await captionWith(page, "#file", path.join(args.images, images[0]))).caption;
     log("second visit:", results.secondVisit.status, "requests:", results.secondVisit.requests.join(" "));
+    // ---- offline (the server stopped): the page and the model still load, and caption ----
+    await page.close();
+    await new Promise((r) => {
+      server.close(r);
+      server.closeAllConnections();
+    });
+    page = await open();
+    results.offline = {
+      state: await page.evaluate(() => document.body.dataset.state),
+      status: await page.textContent("#model-status"),
+      error: await page.evaluate(() => document.getElementById("error").textContent),
+    };
+    results.offline.caption = (await captionWith(page, "#file", path.join(args.images, images[0]))).caption;
+    log("offline:", results.offline.status, results.offline.error);
+    await new Promise((r) => server.listen(port, "127.0.0.1", r));
     // ---- ?backend=webgpu falls back with a notice ----
     await page.close();
     page = await open("?backend=webgpu");

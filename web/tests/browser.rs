@@ -8,8 +8,9 @@
 //! - a video and a picture from the (fake) camera get captions; words appear as generated;
 //! - a model folder failing its checksum is refused and the loaded model stays; another model
 //!   loads by URL and from a local folder;
-//! - the second visit loads the weights from the Cache API (no request for them); the page makes
-//!   no request outside its origin; `?backend=webgpu` falls back with a notice.
+//! - the second visit loads the weights from the Cache API (no request for them); with the
+//!   server stopped the page still opens and captions; the page makes no request outside its
+//!   origin; `?backend=webgpu` falls back with a notice.
 //!
 //! A screenshot is left in `target/web-test/screenshot.png`.
 //!
@@ -197,6 +198,16 @@ fn page_captions_like_native() {
     assert_eq!(second["source"], "cache", "{second}");
     assert_eq!(second["modelRequests"].as_array().unwrap().len(), 0, "{second}");
     assert_eq!(second["caption"], pages[0]["caption"]);
+
+    // Offline (the server stopped): the page opens from its service worker, the model from the
+    // Cache API, and it captions.
+    let offline = &results["offline"];
+    assert_eq!(offline["state"], "ready", "{offline}");
+    assert!(
+        offline["status"].as_str().unwrap().contains("(offline)"),
+        "{offline}"
+    );
+    assert_eq!(offline["caption"], pages[0]["caption"]);
 
     // Nothing outside the origin; the WebGPU fallback says so.
     assert_eq!(

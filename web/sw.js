@@ -1,0 +1,24 @@
+// Service worker: keeps the page itself (HTML, JS, wasm, CSS) so that it opens offline after
+// the first visit. Network first, so a new build is picked up whenever the site is reachable.
+// Model files are not kept here: app.js stores them in the Cache API under their checksums.
+const SHELL = "caption-app-shell-v1";
+const MODEL_FILE = /\.safetensors$|\/manifest\.json$|tokenizer\.json$/;
+
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (e) => e.waitUntil(self.clients.claim()));
+
+self.addEventListener("fetch", (e) => {
+  const url = new URL(e.request.url);
+  if (e.request.method !== "GET" || url.origin !== self.location.origin || MODEL_FILE.test(url.pathname)) return;
+  e.respondWith(
+    fetch(e.request)
+      .then((response) => {
+        if (response.ok) {
+          const copy = response.clone();
+          e.waitUntil(caches.open(SHELL).then((c) => c.put(e.request, copy)));
+        }
+        return response;
+      })
+      .catch(async () => (await caches.match(e.request, { ignoreSearch: e.request.mode === "navigate" })) || Response.error()),
+  );
+});
