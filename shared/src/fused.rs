@@ -1,5 +1,5 @@
 //! CPU kernels with a hand-written backward pass for the training hot spots: GELU variants,
-//! softmax over the last dimension and layer norm.
+//! softmax over the last dimension, layer norm and the cross-entropy of the LM head.
 //!
 //! candle differentiates these through their elementwise definitions (a GELU backward is a
 //! dozen tensor ops with two `powf`s), which made the backward pass three times the forward on
@@ -25,6 +25,7 @@ trait Real:
     fn tanh(self) -> Self;
     fn erf(self) -> Self;
     fn sqrt(self) -> Self;
+    fn ln(self) -> Self;
 }
 
 impl Real for f32 {
@@ -43,6 +44,9 @@ impl Real for f32 {
     fn sqrt(self) -> Self {
         f32::sqrt(self)
     }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
 }
 
 impl Real for f64 {
@@ -60,6 +64,9 @@ impl Real for f64 {
     }
     fn sqrt(self) -> Self {
         f64::sqrt(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
     }
 }
 
@@ -88,7 +95,9 @@ macro_rules! by_dtype {
     };
 }
 
+mod cross_entropy;
 mod layer_norm;
+pub use cross_entropy::nll_rows;
 pub use layer_norm::layer_norm;
 
 /// A GELU-like activation with a fused backward pass.

@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use crate::clip::ClipVisionTransformer;
 use crate::config::ModelConfig;
 use crate::dropout::DropoutRng;
+use crate::fused;
 use crate::gpt2::Gpt2;
 use crate::mapper::Mapper;
 use crate::nn::{causal_bias, key_bias};
@@ -190,9 +191,14 @@ impl CaptionModel {
 pub fn caption_loss(logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
     let (b, l, v) = logits.dims3()?;
     let targets = tokens.to_dtype(DType::U32)?.reshape(b * l)?;
-    let logp = candle_nn::ops::log_softmax(&logits.reshape((b * l, v))?, D::Minus1)?;
-    let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let keep = targets.ne(0u32)?.to_dtype(logits.dtype())?;
+    let logits = logits.reshape((b * l, v))?;
+    let nll = if logits.track_op() && fused::applies(&logits) {
+        fused::nll_rows(&logits, &targets)?
+    } else {
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?
+    };
+    let keep = targets.ne(0u32)?.to_dtype(nll.dtype())?;
     let count = keep.sum_all()?;
-    Ok(picked.mul(&keep)?.sum_all()?.neg()?.broadcast_div(&count)?)
+    Ok(nll.mul(&keep)?.sum_all()?.broadcast_div(&count)?)
 }

@@ -149,3 +149,42 @@ fn layer_norm_matches_the_composed_form_for_input_weight_and_bias() {
         }
     }
 }
+
+#[test]
+fn nll_rows_match_log_softmax_and_gather() {
+    for dtype in [DType::F32, DType::F64] {
+        let x = input(dtype);
+        let targets = Tensor::new(&[3u32, 0, 39, 17, 8, 21], &Device::Cpu).unwrap();
+        let (y, g) = grad_of_rows(&x, |t| fused::nll_rows(t, &targets).unwrap());
+        let (y_ref, g_ref) = grad_of_rows(&x, |t| {
+            let logp = candle_nn::ops::log_softmax(t, D::Minus1).unwrap();
+            logp.gather(&targets.unsqueeze(1).unwrap(), 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+                .neg()
+                .unwrap()
+        });
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        assert!(max_abs_diff(&y, &y_ref) <= tol, "{dtype:?} forward");
+        assert!(max_abs_diff(&g, &g_ref) <= tol, "{dtype:?} backward");
+    }
+    let x = input(DType::F32);
+    let outside = Tensor::new(&[3u32, 0, 40, 17, 8, 21], &Device::Cpu).unwrap();
+    let err = fused::nll_rows(x.as_tensor(), &outside).unwrap_err().to_string();
+    assert!(
+        err.contains("target id 40 is outside the 40-word vocabulary"),
+        "{err}"
+    );
+}
+
+/// Gradient of `sum(f(x) * w)` for a per-row output `f(x)` [6].
+fn grad_of_rows(x: &Var, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
+    let w = Tensor::new(&[0.5f64, -1.0, 2.0, 0.0, 1.5, -0.25], &Device::Cpu)
+        .unwrap()
+        .to_dtype(x.dtype())
+        .unwrap();
+    let y = f(x.as_tensor());
+    let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    (y, grads.get(x.as_tensor()).unwrap().clone())
+}
