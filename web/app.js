@@ -306,6 +306,7 @@ async function runCaption(message, transfer) {
       cap.textContent = text || "…";
     });
     cap.textContent = m.caption;
+    cap.dataset.tokens = Array.from(m.ids).join(",");
     cap.dataset.state = "done";
     const what = m.frames > 1 ? `${m.frames} video frames` : "one picture";
     $("timing").textContent = `${Math.round(m.ms)} ms for ${what}, ${m.tokens} tokens, on ${m.backend}`;

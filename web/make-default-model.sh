@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-IMAGES=${IMAGES:-2000}
-CLIPS=${CLIPS:-300}
+IMAGES=${IMAGES:-3000}
+CLIPS=${CLIPS:-400}
 EPOCHS=${EPOCHS:-8}
 SEED=${SEED:-7}
 THREADS=${THREADS:-1}

@@ -4,7 +4,7 @@
 //!   → `{type: "loaded", id, backend, notice, quant, maxFrames, imageSize, params}`;
 //! - `{type: "caption", id, settings, image}` (file bytes) or
 //!   `{type: "caption", id, settings, frames: [Uint8Array RGBA], width, height}` (a clip)
-//!   → `{type: "partial", id, text}`… then `{type: "done", id, caption, ms, backend, tokens, frames}`;
+//!   → `{type: "partial", id, text}`… then `{type: "done", id, caption, ms, backend, tokens, ids, frames}`;
 //! - `{type: "scene", id, seed}` → `{type: "scene", id, png, description}`.
 //!
 //! Any failure answers `{type: "error", id, message}` in plain words; a panic posts
@@ -175,6 +175,10 @@ fn caption(data: &JsValue, id: &JsValue) -> Result<(), String> {
             ("ms", ms.into()),
             ("backend", engine.backend_name().into()),
             ("tokens", (generated.tokens.len() as u32).into()),
+            (
+                "ids",
+                js_sys::Uint32Array::from(generated.tokens.as_slice()).into(),
+            ),
             ("frames", (input.frames.len() as u32).into()),
         ]);
         Ok(())

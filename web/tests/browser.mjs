@@ -105,6 +105,7 @@ async function captionWith(page, selector, file) {
   return page.evaluate(() => ({
     state: document.getElementById("caption").dataset.state,
     caption: document.getElementById("caption").textContent,
+    tokens: document.getElementById("caption").dataset.tokens,
     error: document.getElementById("error").hidden ? null : document.getElementById("error").textContent,
     ms: Number(document.getElementById("timing").dataset.ms || 0),
     timing: document.getElementById("timing").textContent,
@@ -150,6 +151,7 @@ try {
     results.scene = {
       file: path.join(out, "scene.png"),
       caption: await page.textContent("#caption"),
+      tokens: await page.evaluate(() => document.getElementById("caption").dataset.tokens),
       state: await page.evaluate(() => document.getElementById("caption").dataset.state),
       description: await page.textContent("#scene-description"),
     };

@@ -24,7 +24,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use caption_model::decode::{DecodeOptions, Strategy};
+use caption_model::decode::{generate, DecodeOptions, StepModel, Strategy};
+use caption_model::preprocess::{preprocess_bytes, PreprocessConfig};
+use caption_model::{CaptionModel, Captioner};
 use serde_json::Value;
 
 /// What the page uses by default (web/app.js): greedy, 24 tokens.
@@ -49,6 +51,86 @@ fn native_captions_with(model: &Path, files: &[PathBuf], strategy: Strategy) -> 
         .unwrap()
         .into_iter()
         .map(|r| r.caption)
+        .collect()
+}
+
+/// Where the best and second-best logits of greedy decoding are closer than this, the kernels
+/// of wasm32 (SIMD128) and x86 (AVX) may round them into either order: q8 block dot products
+/// are summed in a different order. A caption that differs from native's only after such a
+/// near tie is accepted (and printed); any other difference fails.
+const NEAR_TIE: f32 = 1e-3;
+
+/// Records the gap between the best and the second-best logit of row 0 at every step.
+struct Gaps<'m> {
+    inner: Captioner<'m>,
+    gaps: Vec<f32>,
+}
+
+impl StepModel for Gaps<'_> {
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+    fn step(&mut self, tokens: &[u32]) -> caption_model::Result<Vec<Vec<f32>>> {
+        let logits = self.inner.step(tokens)?;
+        let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+        for &x in &logits[0] {
+            if x > a {
+                (a, b) = (x, a);
+            } else if x > b {
+                b = x;
+            }
+        }
+        self.gaps.push(a - b);
+        Ok(logits)
+    }
+    fn select_rows(&mut self, rows: &[usize]) -> caption_model::Result<()> {
+        self.inner.select_rows(rows)
+    }
+}
+
+/// Native greedy tokens of one file (alone in its batch) and the logit gap at each step.
+fn native_greedy_gaps(model: &CaptionModel, file: &Path) -> (Vec<u32>, Vec<f32>) {
+    let s = model.vision().config().image_size;
+    let pre = PreprocessConfig::for_image_size(s);
+    let pixels = preprocess_bytes(&std::fs::read(file).unwrap(), &pre).unwrap();
+    let device = model.device();
+    let video = candle_core::Tensor::from_vec(pixels, (1, 1, 3, s, s), device).unwrap();
+    let mask = CaptionModel::frame_mask(&[1], 1, device).unwrap();
+    let visual = model.visual(&video, &mask).unwrap();
+    let mut gaps = Gaps {
+        inner: Captioner::new(model, &visual).unwrap(),
+        gaps: Vec::new(),
+    };
+    let t = model.config().text_config().unwrap();
+    let opts = DecodeOptions {
+        strategy: Strategy::Greedy,
+        max_length: MAX_LENGTH,
+        bos: t.bos_token_id,
+        eos: t.eos_token_id,
+    };
+    let tokens = generate(&mut gaps, &opts).unwrap().remove(0).tokens;
+    (tokens, gaps.gaps)
+}
+
+/// `None` when the page's tokens are native's; otherwise why they differ, and whether only
+/// after a near tie (`Ok`) or not (`Err`).
+fn compare_tokens(page: &[u32], native: &[u32], gaps: &[f32]) -> Option<Result<String, String>> {
+    if page == native {
+        return None;
+    }
+    let k = page.iter().zip(native).take_while(|(a, b)| a == b).count();
+    let gap = gaps.get(k).copied().unwrap_or(f32::INFINITY);
+    let what = format!("first difference at token {k}: native's best two logits {gap:.2e} apart");
+    Some(if gap < NEAR_TIE { Ok(what) } else { Err(what) })
+}
+
+fn page_tokens(page: &Value) -> Vec<u32> {
+    page["tokens"]
+        .as_str()
+        .unwrap_or("")
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().unwrap())
         .collect()
 }
 
@@ -96,7 +178,9 @@ fn page_captions_like_native() {
         .collect();
     files.push(PathBuf::from(results["scene"]["file"].as_str().unwrap()));
     let expected = native_captions(&model, &files);
+    let (native_model, _) = native::load::load_any(&model, None, &candle_core::Device::Cpu).unwrap();
     let mut mismatches = Vec::new();
+    let mut near_ties: Vec<String> = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let page = if i < pages.len() {
             pages[i]
@@ -107,10 +191,24 @@ fn page_captions_like_native() {
         let got = page["caption"].as_str().unwrap();
         let want = expected[i].as_deref().unwrap();
         println!("{}: page {got:?}, native {want:?}", file.display());
-        if got != want {
-            mismatches.push(format!("{}: page {got:?}, native {want:?}", file.display()));
+        let (native_tokens, gaps) = native_greedy_gaps(&native_model, file);
+        let line = |why: &str| format!("{}: page {got:?}, native {want:?} ({why})", file.display());
+        match compare_tokens(&page_tokens(page), &native_tokens, &gaps) {
+            None => assert_eq!(got, want, "same tokens, different text?"),
+            Some(Ok(why)) => near_ties.push(line(&why)),
+            Some(Err(why)) => mismatches.push(line(&why)),
         }
     }
+    if !near_ties.is_empty() {
+        println!(
+            "captions that differ after a near tie (accepted):\n{}",
+            near_ties.join("\n")
+        );
+    }
+    assert!(
+        near_ties.len() <= files.len() / 4,
+        "too many near ties to be rounding: {near_ties:?}"
+    );
     assert!(
         mismatches.is_empty(),
         "captions differ:\n{}",
