@@ -18,21 +18,23 @@ fn input(dtype: DType) -> Var {
     .unwrap()
 }
 
-/// Gradient of `sum(f(x) * w)` with respect to `x`, for a fixed weighting `w`.
-fn grad_of(x: &Var, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
-    let w = Tensor::arange(0.0, 240.0, &Device::Cpu)
+/// Gradient of `sum(f(x) * w)` with respect to `x`, for a fixed weighting `w` with as many
+/// elements as `f(x)`.
+fn grad_of(x: &Var, w: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
+    let y = f(x.as_tensor());
+    let w = w.reshape(y.shape()).unwrap().to_dtype(x.dtype()).unwrap();
+    let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    (y, grads.get(x.as_tensor()).unwrap().clone())
+}
+
+/// A weighting for outputs shaped like the input: a slow wave through both signs.
+fn wave() -> Tensor {
+    Tensor::arange(0.0, 240.0, &Device::Cpu)
         .unwrap()
         .affine(0.01, -1.0)
         .unwrap()
         .sin()
         .unwrap()
-        .reshape((6, 40))
-        .unwrap()
-        .to_dtype(x.dtype())
-        .unwrap();
-    let y = f(x.as_tensor());
-    let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
-    (y, grads.get(x.as_tensor()).unwrap().clone())
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -55,8 +57,8 @@ fn activations_match_candle_forward_and_backward() {
     for (act, reference) in composed {
         for dtype in [DType::F32, DType::F64] {
             let x = input(dtype);
-            let (y, g) = grad_of(&x, |t| act.apply(t).unwrap());
-            let (y_ref, g_ref) = grad_of(&x, reference);
+            let (y, g) = grad_of(&x, &wave(), |t| act.apply(t).unwrap());
+            let (y_ref, g_ref) = grad_of(&x, &wave(), reference);
             let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
             assert!(max_abs_diff(&y, &y_ref) <= tol, "{act:?} {dtype:?} forward");
             // candle's GELU backwards round their constants to 6 digits; the fused ones are
@@ -87,8 +89,8 @@ fn activations_match_candle_forward_and_backward() {
 fn softmax_matches_candle_forward_and_backward() {
     for dtype in [DType::F32, DType::F64] {
         let x = input(dtype);
-        let (y, g) = grad_of(&x, |t| fused::softmax_last(t).unwrap());
-        let (y_ref, g_ref) = grad_of(&x, |t| candle_nn::ops::softmax(t, D::Minus1).unwrap());
+        let (y, g) = grad_of(&x, &wave(), |t| fused::softmax_last(t).unwrap());
+        let (y_ref, g_ref) = grad_of(&x, &wave(), |t| candle_nn::ops::softmax(t, D::Minus1).unwrap());
         let tol = if dtype == DType::F32 { 1e-6 } else { 1e-14 };
         assert!(max_abs_diff(&y, &y_ref) <= tol, "{dtype:?} forward");
         assert!(max_abs_diff(&g, &g_ref) <= tol, "{dtype:?} backward");
@@ -155,8 +157,9 @@ fn nll_rows_match_log_softmax_and_gather() {
     for dtype in [DType::F32, DType::F64] {
         let x = input(dtype);
         let targets = Tensor::new(&[3u32, 0, 39, 17, 8, 21], &Device::Cpu).unwrap();
-        let (y, g) = grad_of_rows(&x, |t| fused::nll_rows(t, &targets).unwrap());
-        let (y_ref, g_ref) = grad_of_rows(&x, |t| {
+        let w = Tensor::new(&[0.5f64, -1.0, 2.0, 0.0, 1.5, -0.25], &Device::Cpu).unwrap();
+        let (y, g) = grad_of(&x, &w, |t| fused::nll_rows(t, &targets).unwrap());
+        let (y_ref, g_ref) = grad_of(&x, &w, |t| {
             let logp = candle_nn::ops::log_softmax(t, D::Minus1).unwrap();
             logp.gather(&targets.unsqueeze(1).unwrap(), 1)
                 .unwrap()
@@ -176,15 +179,4 @@ fn nll_rows_match_log_softmax_and_gather() {
         err.contains("target id 40 is outside the 40-word vocabulary"),
         "{err}"
     );
-}
-
-/// Gradient of `sum(f(x) * w)` for a per-row output `f(x)` [6].
-fn grad_of_rows(x: &Var, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
-    let w = Tensor::new(&[0.5f64, -1.0, 2.0, 0.0, 1.5, -0.25], &Device::Cpu)
-        .unwrap()
-        .to_dtype(x.dtype())
-        .unwrap();
-    let y = f(x.as_tensor());
-    let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
-    (y, grads.get(x.as_tensor()).unwrap().clone())
 }

@@ -1,13 +1,13 @@
 //! Layer norm over the last dimension with a fused backward (see the parent module).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Shape, Tensor};
 
-use super::{last_dim, slice, Real};
+use super::kernel::{map_rows, nth_row, Arg, Kernel, Op, Real};
 
 /// Layer norm over the last dimension (`weight`, `bias` of that length) with a fused backward.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, LayerNorm { eps })
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Op(LayerNorm { eps }))
 }
 
 struct LayerNorm {
@@ -22,51 +22,36 @@ fn moments<T: Real>(row: &[T], eps: f64) -> (T, T) {
     (mean, T::c(1.0) / (var + T::c(eps)).sqrt())
 }
 
-impl CustomOp3 for LayerNorm {
-    fn name(&self) -> &'static str {
-        "fused-layer-norm"
-    }
+impl Kernel<3> for LayerNorm {
+    const NAME: &'static str = "fused-layer-norm";
 
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = last_dim(xl)?;
-        let out = by_dtype!(xs, self.name(), |T| {
-            let (w, b) = (slice::<T>(ws, wl)?, slice::<T>(bs, bl)?);
-            let mut out = Vec::with_capacity(xl.shape().elem_count());
-            for row in slice::<T>(xs, xl)?.chunks(n) {
-                let (mean, rstd) = moments(row, self.eps);
-                out.extend(
-                    row.iter()
-                        .zip(w.iter().zip(b))
-                        .map(|(&v, (&w, &b))| (v - mean) * rstd * w + b),
-                );
-            }
-            out
-        });
-        Ok((out, xl.shape().clone()))
+    fn fwd<T: Real>(&self, [x, w, b]: [Arg; 3]) -> Result<(Vec<T>, Shape)> {
+        let n = x.last_dim()?;
+        let (w, b) = (w.slice::<T>()?, b.slice::<T>()?);
+        let out = map_rows(x.slice::<T>()?, n, n, |_, row, out| {
+            let (mean, rstd) = moments(row, self.eps);
+            out.extend(
+                row.iter()
+                    .zip(w.iter().zip(b))
+                    .map(|(&v, (&w, &b))| (v - mean) * rstd * w + b),
+            );
+            Ok(())
+        })?;
+        Ok((out, x.shape().clone()))
     }
 
     fn bwd(
         &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _bias: &Tensor,
+        [x, weight, _bias]: [&Tensor; 3],
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 3]> {
         let grad = grad.contiguous()?;
         let x = x.contiguous()?;
-        let dx = x.apply_op3_no_bwd(&weight.contiguous()?, &grad, &LayerNormDx { eps: self.eps })?;
+        let dx = x.apply_op3_no_bwd(&weight.contiguous()?, &grad, &Op(LayerNormDx { eps: self.eps }))?;
         // Weight and bias gradients: the sums over rows of grad * x_hat and of grad.
-        let parts = x.apply_op2_no_bwd(&grad, &LayerNormDwDb { eps: self.eps })?;
-        Ok((Some(dx), Some(parts.get(0)?), Some(parts.get(1)?)))
+        let parts = x.apply_op2_no_bwd(&grad, &Op(LayerNormDwDb { eps: self.eps }))?;
+        Ok([Some(dx), Some(parts.get(0)?), Some(parts.get(1)?)])
     }
 }
 
@@ -75,43 +60,31 @@ struct LayerNormDx {
     eps: f64,
 }
 
-impl CustomOp3 for LayerNormDx {
-    fn name(&self) -> &'static str {
-        "fused-layer-norm-dx"
-    }
+impl Kernel<3> for LayerNormDx {
+    const NAME: &'static str = "fused-layer-norm-dx";
 
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = last_dim(xl)?;
-        let out = by_dtype!(xs, self.name(), |T| {
-            let (w, g) = (slice::<T>(ws, wl)?, slice::<T>(gs, gl)?);
-            let mut out = Vec::with_capacity(g.len());
-            let count = T::c(n as f64);
-            for (row, g) in slice::<T>(xs, xl)?.chunks(n).zip(g.chunks(n)) {
-                let (mean, rstd) = moments(row, self.eps);
-                let (mut sum_gw, mut sum_gwx) = (T::c(0.0), T::c(0.0));
-                for ((&v, &g), &w) in row.iter().zip(g).zip(w) {
-                    sum_gw += g * w;
-                    sum_gwx += g * w * (v - mean) * rstd;
-                }
-                let (mean_gw, mean_gwx) = (sum_gw / count, sum_gwx / count);
-                out.extend(
-                    row.iter()
-                        .zip(g)
-                        .zip(w)
-                        .map(|((&v, &g), &w)| rstd * (g * w - mean_gw - (v - mean) * rstd * mean_gwx)),
-                );
+    fn fwd<T: Real>(&self, [x, w, g]: [Arg; 3]) -> Result<(Vec<T>, Shape)> {
+        let n = x.last_dim()?;
+        let (w, g) = (w.slice::<T>()?, g.slice::<T>()?);
+        let count = T::c(n as f64);
+        let out = map_rows(x.slice::<T>()?, n, n, |i, row, out| {
+            let g = nth_row(g, i, n);
+            let (mean, rstd) = moments(row, self.eps);
+            let (mut sum_gw, mut sum_gwx) = (T::c(0.0), T::c(0.0));
+            for ((&v, &g), &w) in row.iter().zip(g).zip(w) {
+                sum_gw += g * w;
+                sum_gwx += g * w * (v - mean) * rstd;
             }
-            out
-        });
-        Ok((out, xl.shape().clone()))
+            let (mean_gw, mean_gwx) = (sum_gw / count, sum_gwx / count);
+            out.extend(
+                row.iter()
+                    .zip(g)
+                    .zip(w)
+                    .map(|((&v, &g), &w)| rstd * (g * w - mean_gw - (v - mean) * rstd * mean_gwx)),
+            );
+            Ok(())
+        })?;
+        Ok((out, x.shape().clone()))
     }
 }
 
@@ -120,32 +93,21 @@ struct LayerNormDwDb {
     eps: f64,
 }
 
-impl CustomOp2 for LayerNormDwDb {
-    fn name(&self) -> &'static str {
-        "fused-layer-norm-dw-db"
-    }
+impl Kernel<2> for LayerNormDwDb {
+    const NAME: &'static str = "fused-layer-norm-dw-db";
 
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = last_dim(xl)?;
-        let out = by_dtype!(xs, self.name(), |T| {
-            let g = slice::<T>(gs, gl)?;
-            let mut out = vec![T::c(0.0); 2 * n];
-            for (row, g) in slice::<T>(xs, xl)?.chunks(n).zip(g.chunks(n)) {
-                let (mean, rstd) = moments(row, self.eps);
-                let (dw, db) = out.split_at_mut(n);
-                for (i, (&v, &g)) in row.iter().zip(g).enumerate() {
-                    dw[i] += g * (v - mean) * rstd;
-                    db[i] += g;
-                }
+    fn fwd<T: Real>(&self, [x, g]: [Arg; 2]) -> Result<(Vec<T>, Shape)> {
+        let n = x.last_dim()?;
+        let g = g.slice::<T>()?;
+        let mut out = vec![T::c(0.0); 2 * n];
+        for (row, g) in x.slice::<T>()?.chunks(n).zip(g.chunks(n)) {
+            let (mean, rstd) = moments(row, self.eps);
+            let (dw, db) = out.split_at_mut(n);
+            for (i, (&v, &g)) in row.iter().zip(g).enumerate() {
+                dw[i] += g * (v - mean) * rstd;
+                db[i] += g;
             }
-            out
-        });
+        }
         Ok((out, Shape::from((2, n))))
     }
 }
