@@ -27,7 +27,7 @@ use anyhow::{ensure, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub use caption::{captions, CAPTIONS_PER_IMAGE};
+pub use caption::{captions, CANONICAL_COPIES, CAPTIONS_PER_IMAGE};
 pub use ffmpeg::{check_ffmpeg, encode_mp4};
 pub use render::{draw_shape, render_scene};
 pub use scene::{random_scene, Group, Scene, SceneObject};

@@ -5,7 +5,9 @@
 //! - `{type: "caption", id, settings, image}` (file bytes) or
 //!   `{type: "caption", id, settings, frames: [Uint8Array RGBA], width, height}` (a clip)
 //!   → `{type: "partial", id, text}`… then `{type: "done", id, caption, ms, backend, tokens, ids, frames}`;
-//! - `{type: "scene", id, seed}` → `{type: "scene", id, png, description}`.
+//! - `{type: "scene", id, seed}` → `{type: "scene", id, png, description}`;
+//! - `{type: "exhaust-memory"}` runs the engine out of memory, for the browser test of the
+//!   page's restart (no answer: the worker dies as it would on a model too large for wasm32).
 //!
 //! Any failure answers `{type: "error", id, message}` in plain words; a panic posts
 //! `{type: "fatal", message}` before the worker dies (the page then restarts it).
@@ -81,10 +83,20 @@ fn handle(data: JsValue) {
         "load" => load(&data, &id),
         "caption" => caption(&data, &id),
         "scene" => scene(&data, &id),
+        "exhaust-memory" => exhaust_memory(),
         other => Err(format!("unknown request `{other}`")),
     };
     if let Err(message) = result {
         post(&[("type", "error".into()), ("id", id), ("message", message.into())]);
+    }
+}
+
+/// Allocates until wasm32's memory cannot grow: the allocator then aborts with a trap, the same
+/// death as a real out-of-memory. Zeroed blocks are asked for, so no memory is written.
+fn exhaust_memory() -> Result<(), String> {
+    let mut held = Vec::new();
+    loop {
+        held.push(std::hint::black_box(vec![0u8; 1 << 30]));
     }
 }
 

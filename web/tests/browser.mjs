@@ -180,6 +180,20 @@ try {
     results.camera = await captionWith(page, "click:#snap", null);
     log("camera ->", results.camera.caption || results.camera.error);
     await page.click("#camera-stop");
+    // ---- copy as alt text: the caption lands on the clipboard ----
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin });
+    await page.click("#copy");
+    results.copied = {
+      caption: await page.textContent("#caption"),
+      clipboard: await page.evaluate(() => navigator.clipboard.readText()),
+      button: await page.textContent("#copy"),
+    };
+    log("copied ->", results.copied.clipboard);
+    // ---- the engine runs out of memory: the page says so, restarts it, and captions again ----
+    results.oom = { message: await page.evaluate(() => window.captioner.exhaustMemory()) };
+    results.oom.error = await page.textContent("#error");
+    results.afterOom = await captionWith(page, "#file", path.join(args.images, images[0]));
+    log("out of memory ->", results.oom.error, "| then", results.afterOom.caption);
     // ---- another model by URL: a damaged copy is refused, the loaded model stays ----
     await page.click("#other-model summary");
     await page.fill("#model-url", "damaged-model/");

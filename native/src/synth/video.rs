@@ -5,7 +5,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
 
-use super::caption::{article, CAPTIONS_PER_IMAGE};
+use super::caption::{article, CANONICAL_COPIES, CAPTIONS_PER_IMAGE};
 use super::render::{blank, draw_shape};
 use super::scene::pick;
 use super::vocab::{Background, Colour, ShapeKind};
@@ -258,7 +258,8 @@ fn render(t: ClipTemplate, clip: &Clip, rng: &mut impl Rng) -> String {
     }
 }
 
-/// Five different captions for a clip: the canonical wording first, then four other templates.
+/// Five captions for a clip: the canonical wording [`CANONICAL_COPIES`] times (the greedy
+/// mode, as for still scenes), then other templates.
 pub fn clip_captions(clip: &Clip, rng: &mut impl Rng) -> Vec<String> {
     let mut templates = [
         ClipTemplate::Progressive,
@@ -268,8 +269,8 @@ pub fn clip_captions(clip: &Clip, rng: &mut impl Rng) -> Vec<String> {
         ClipTemplate::VideoOf,
     ];
     templates.shuffle(rng);
-    let mut out: Vec<String> = Vec::with_capacity(CAPTIONS_PER_IMAGE);
-    for t in std::iter::once(ClipTemplate::Canonical).chain(templates) {
+    let mut out = vec![render(ClipTemplate::Canonical, clip, rng); CANONICAL_COPIES];
+    for t in templates {
         let caption = render(t, clip, rng);
         if !out.contains(&caption) {
             out.push(caption);

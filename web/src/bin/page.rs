@@ -1,6 +1,7 @@
-//! The page's own wasm module. The page's logic is `web/app.js` (it only moves bytes between
-//! inputs, the Cache API and the worker); trunk needs one main Rust app per page, and this
-//! small one keeps the model's code out of the page's thread. It marks the page as started.
+//! The page's own wasm module. The page's logic is `web/app.js` with `web/js/` (it only moves
+//! bytes between inputs, the Cache API and the worker); trunk needs one main Rust app per page,
+//! and this small one keeps the model's code out of the page's thread. It marks the page as
+//! started.
 
 fn main() {
     #[cfg(target_arch = "wasm32")]
