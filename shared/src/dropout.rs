@@ -61,6 +61,11 @@ impl Dropout {
         Self { p, rng: None }
     }
 
+    /// Whether masks are drawn (the trainer switched it on and p > 0).
+    pub fn is_active(&self) -> bool {
+        self.rng.is_some() && self.p > 0.0
+    }
+
     /// Turns it on, drawing masks from `rng`.
     pub fn enable(&mut self, rng: &DropoutRng) {
         self.rng = Some(rng.clone());

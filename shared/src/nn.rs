@@ -10,9 +10,9 @@ use crate::dropout::Dropout;
 use crate::fused;
 use crate::weights::quant::quantized_matrix;
 
-/// How a linear map holds its matrix.
+/// How a linear map's matrix is held on the candle side (before a backend takes it).
 #[derive(Debug, Clone)]
-enum Weight {
+pub enum Weight {
     /// `W^T` [in, out], dense (differentiable).
     Dense(Tensor),
     /// `W` [out, in] in GGML blocks, multiplied by candle's quantized kernels.

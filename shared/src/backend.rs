@@ -1,0 +1,116 @@
+//! The engine seam inside the model: every layer (CLIP, GPT-2, resampler, cross-attention,
+//! mapper) is written once, generic over a [`Backend`] tensor type. candle's `Tensor` is one
+//! backend (CPU/CUDA, differentiable, used for training); the WebGPU engine (`gpu`, feature
+//! `webgpu`) is another. Weights are always read through candle's `VarBuilder` (from a
+//! checkpoint or a model folder) and handed to the backend once, with [`Backend::from_candle`]
+//! and [`Backend::matrix_from_candle`].
+//!
+//! Shapes are row-major; every op returns a new tensor (a backend may share storage).
+
+mod candle;
+mod vb;
+
+use std::fmt::Debug;
+
+use candle_core::{Result, Tensor};
+
+use crate::dropout::Dropout;
+use crate::nn::Activation;
+pub use crate::nn::Weight;
+pub use vb::ModelVb;
+
+/// A tensor type the model can run on, with the operations the layers use.
+pub trait Backend: Clone + Debug + Sized {
+    /// Where this backend's tensors live.
+    type Device: Clone + Debug;
+    /// A linear map's matrix as this backend holds it (dense or block-quantized).
+    type Matrix: Clone + Debug;
+    /// Integer ids (token ids, row indices) as this backend takes them.
+    type Ids: Clone + Debug;
+
+    /// A candle tensor (a weight read through the VarBuilder) on this backend.
+    fn from_candle(t: &Tensor, device: &Self::Device) -> Result<Self>;
+    /// A linear map's matrix (see [`Weight`]) on this backend.
+    fn matrix_from_candle(w: Weight, device: &Self::Device) -> Result<Self::Matrix>;
+    /// The token embedding as a gather table and the tied LM head's matrix: `dense` is the
+    /// embedding [vocab, d], `head` the head's weight as the store holds it (maybe quantized).
+    /// A backend may use one copy for both.
+    fn tied_embedding(
+        dense: &Tensor,
+        head: Weight,
+        device: &Self::Device,
+    ) -> Result<(Self::Matrix, Self::Matrix)>;
+    /// An embedding table that is not tied to the head: `dense` [vocab, d].
+    fn embedding(dense: &Tensor, device: &Self::Device) -> Result<Self::Matrix>;
+    /// A tensor of `dims` from f32 values, with the dtype and device of `like`.
+    fn from_f32(data: Vec<f32>, dims: &[usize], like: &Self) -> Result<Self>;
+    /// Ids of shape `dims` on `device`.
+    fn ids(ids: &[u32], dims: &[usize], device: &Self::Device) -> Result<Self::Ids>;
+    /// The values, as an f32 candle tensor on the CPU (read back from the device).
+    fn to_candle(&self) -> Result<Tensor>;
+    /// The device this tensor lives on.
+    fn device(&self) -> Self::Device;
+    /// The shape.
+    fn dims(&self) -> Vec<usize>;
+
+    /// Size of dimension `i`.
+    fn dim(&self, i: usize) -> Result<usize> {
+        let dims = self.dims();
+        dims.get(i)
+            .copied()
+            .ok_or_else(|| candle_core::Error::Msg(format!("dimension {i} of a rank-{} tensor", dims.len())))
+    }
+
+    /// Same values, new shape (same element count).
+    fn reshape(&self, dims: &[usize]) -> Result<Self>;
+    /// Dimensions reordered: output dim i is input dim `order[i]` (materialised).
+    fn permute(&self, order: &[usize]) -> Result<Self>;
+    /// `len` entries of dimension `dim` from `start`.
+    fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Self>;
+    /// Concatenation along `dim` (all other dimensions equal).
+    fn cat(parts: &[&Self], dim: usize) -> Result<Self>;
+    /// Repeats size-1 dimensions (and adds leading ones) up to `dims` (materialised).
+    fn broadcast_as(&self, dims: &[usize]) -> Result<Self>;
+    /// Rows `ids` (rank 1) of dimension 0, repeats allowed.
+    fn index_select(&self, ids: &Self::Ids) -> Result<Self>;
+    /// Rows `ids` (any shape) of the table [vocab, d] → [ids dims.., d].
+    fn gather_rows(table: &Self::Matrix, ids: &Self::Ids) -> Result<Self>;
+
+    /// Elementwise sum of two tensors of the same shape.
+    fn add(&self, other: &Self) -> Result<Self>;
+    /// Sum with numpy broadcasting (shapes aligned on the right; size-1 or missing dims repeat).
+    fn broadcast_add(&self, other: &Self) -> Result<Self>;
+    /// Product with numpy broadcasting.
+    fn broadcast_mul(&self, other: &Self) -> Result<Self>;
+    /// `x * mul + add`.
+    fn affine(&self, mul: f64, add: f64) -> Result<Self>;
+    /// Mean over dimension `dim`, which is removed.
+    fn mean_dim(&self, dim: usize) -> Result<Self>;
+
+    /// `x W^T + b` over the last dimension (any leading dims).
+    fn linear(&self, w: &Self::Matrix, bias: Option<&Self>) -> Result<Self>;
+    /// Layer normalisation over the last dimension.
+    fn layer_norm(&self, weight: &Self, bias: &Self, eps: f64) -> Result<Self>;
+    /// An activation function, elementwise.
+    fn activation(&self, act: Activation) -> Result<Self>;
+    /// `softmax(q k^T + bias) v` per head: `q` [B, H, Sq, Dh] (already scaled), `k`, `v`
+    /// [B, H, Sk, Dh]; `bias` broadcastable to [B, H, Sq, Sk] (0 or a very negative number);
+    /// `drop` on the probabilities (training only; an inference backend refuses an active one).
+    fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self>;
+    /// Dropout (the identity unless the trainer switched it on).
+    fn dropout(&self, drop: &Dropout) -> Result<Self>;
+}
+
+/// Splits [B, S, H*Dh] into heads: [B, H, S, Dh].
+pub fn split_heads<T: Backend>(x: &T, heads: usize) -> Result<T> {
+    let d = x.dims();
+    let (b, s, hd) = (d[0], d[1], d[2]);
+    x.reshape(&[b, s, heads, hd / heads])?.permute(&[0, 2, 1, 3])
+}
+
+/// Merges heads back: [B, H, S, Dh] → [B, S, H*Dh].
+pub fn merge_heads<T: Backend>(x: &T) -> Result<T> {
+    let d = x.dims();
+    let (b, h, s, dh) = (d[0], d[1], d[2], d[3]);
+    x.permute(&[0, 2, 1, 3])?.reshape(&[b, s, h * dh])
+}

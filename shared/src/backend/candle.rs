@@ -1,0 +1,203 @@
+//! candle's `Tensor` as a [`Backend`]: the CPU/CUDA engine, differentiable for training. The
+//! fused kernels are used for inference and the differentiable ops when a gradient is tracked.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+
+use super::{Backend, Weight};
+use crate::dropout::Dropout;
+use crate::fused;
+use crate::nn::Activation;
+
+/// Whether a computation involving these tensors must stay differentiable.
+fn tracked(ts: &[&Tensor]) -> bool {
+    ts.iter().any(|t| t.track_op())
+}
+
+/// Softmax over the last dimension, fused when no gradient is needed.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    if tracked(&[x]) {
+        if fused::applies(x) {
+            return fused::softmax_last(x);
+        }
+        candle_nn::ops::softmax(x, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
+impl Backend for Tensor {
+    type Device = candle_core::Device;
+    type Matrix = Weight;
+    type Ids = Tensor;
+
+    fn from_candle(t: &Tensor, _device: &Self::Device) -> Result<Self> {
+        Ok(t.clone())
+    }
+
+    fn matrix_from_candle(w: Weight, _device: &Self::Device) -> Result<Weight> {
+        Ok(w)
+    }
+
+    fn tied_embedding(dense: &Tensor, head: Weight, _device: &Self::Device) -> Result<(Weight, Weight)> {
+        // Gathers read the dense table; the head keeps the store's blocks when quantized.
+        Ok((Weight::Dense(dense.t()?), head))
+    }
+
+    fn embedding(dense: &Tensor, _device: &Self::Device) -> Result<Weight> {
+        Ok(Weight::Dense(dense.t()?))
+    }
+
+    fn from_f32(data: Vec<f32>, dims: &[usize], like: &Self) -> Result<Self> {
+        Tensor::from_vec(data, dims, like.device())?.to_dtype(like.dtype())
+    }
+
+    fn ids(ids: &[u32], dims: &[usize], device: &Self::Device) -> Result<Tensor> {
+        Tensor::from_slice(ids, dims, device)
+    }
+
+    fn to_candle(&self) -> Result<Tensor> {
+        self.to_dtype(DType::F32)?.to_device(&candle_core::Device::Cpu)
+    }
+
+    fn device(&self) -> Self::Device {
+        Tensor::device(self).clone()
+    }
+
+    fn dims(&self) -> Vec<usize> {
+        Tensor::dims(self).to_vec()
+    }
+
+    fn reshape(&self, dims: &[usize]) -> Result<Self> {
+        Tensor::reshape(self, dims)
+    }
+
+    fn permute(&self, order: &[usize]) -> Result<Self> {
+        Tensor::permute(self, order)?.contiguous()
+    }
+
+    fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Self> {
+        Tensor::narrow(self, dim, start, len)
+    }
+
+    fn cat(parts: &[&Self], dim: usize) -> Result<Self> {
+        Tensor::cat(parts, dim)
+    }
+
+    fn broadcast_as(&self, dims: &[usize]) -> Result<Self> {
+        Tensor::broadcast_as(self, dims)?.contiguous()
+    }
+
+    fn index_select(&self, ids: &Tensor) -> Result<Self> {
+        Tensor::index_select(self, ids, 0)
+    }
+
+    fn gather_rows(table: &Weight, ids: &Tensor) -> Result<Self> {
+        let table = match table {
+            Weight::Dense(wt) => wt.t()?,
+            Weight::Quantized(q) => match q {
+                candle_core::quantized::QMatMul::QTensor(q) => q.dequantize(ids.device())?,
+                candle_core::quantized::QMatMul::Tensor(t)
+                | candle_core::quantized::QMatMul::TensorF16(t) => t.clone(),
+            },
+        };
+        let mut dims = ids.dims().to_vec();
+        dims.push(table.dim(1)?);
+        table.index_select(&ids.flatten_all()?, 0)?.reshape(dims)
+    }
+
+    fn add(&self, other: &Self) -> Result<Self> {
+        self + other
+    }
+
+    fn broadcast_add(&self, other: &Self) -> Result<Self> {
+        Tensor::broadcast_add(self, other)
+    }
+
+    fn broadcast_mul(&self, other: &Self) -> Result<Self> {
+        Tensor::broadcast_mul(self, other)
+    }
+
+    fn affine(&self, mul: f64, add: f64) -> Result<Self> {
+        Tensor::affine(self, mul, add)
+    }
+
+    fn mean_dim(&self, dim: usize) -> Result<Self> {
+        self.mean(dim)
+    }
+
+    fn linear(&self, w: &Weight, bias: Option<&Self>) -> Result<Self> {
+        // Flatten leading dims so one 2-D GEMM runs instead of a batched one.
+        let dims = Tensor::dims(self).to_vec();
+        let (lead, last) = dims.split_at(dims.len() - 1);
+        let rows: usize = lead.iter().product();
+        let x = Tensor::reshape(self, (rows, last[0]))?;
+        let y = match w {
+            Weight::Dense(w) => x.matmul(w)?,
+            // The quantized kernels read the activations as one contiguous f32 block.
+            Weight::Quantized(q) => q.forward(&x.contiguous()?)?,
+        };
+        let y = match bias {
+            Some(b) => Tensor::broadcast_add(&y, b)?,
+            None => y,
+        };
+        let mut out = lead.to_vec();
+        out.push(y.dim(1)?);
+        Tensor::reshape(&y, out)
+    }
+
+    fn layer_norm(&self, weight: &Self, bias: &Self, eps: f64) -> Result<Self> {
+        let x = self;
+        // candle's fused kernel has no backward pass: use it only when no gradient is needed.
+        if x.is_contiguous() && x.dtype() == DType::F32 && !tracked(&[x, weight, bias]) {
+            return candle_nn::ops::layer_norm(x, weight, bias, eps as f32);
+        }
+        if fused::applies(x) && x.dtype() == weight.dtype() {
+            return fused::layer_norm(x, weight, bias, eps);
+        }
+        // Half precision is normalised in f32 (as PyTorch's autocast does); f32/f64 stay as they are.
+        let dtype = x.dtype();
+        let x = match dtype {
+            DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+            _ => x.clone(),
+        };
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(weight)?.broadcast_add(bias)
+    }
+
+    fn activation(&self, act: Activation) -> Result<Self> {
+        let x = self;
+        let fused = match act {
+            Activation::Gelu => Some(fused::Act::GeluErf),
+            Activation::GeluNew => Some(fused::Act::GeluNew),
+            Activation::QuickGelu => Some(fused::Act::QuickGelu),
+            _ => None,
+        };
+        if let Some(f) = fused.filter(|_| tracked(&[x]) && fused::applies(x)) {
+            return f.apply(x);
+        }
+        match act {
+            Activation::Gelu => x.gelu_erf(),
+            Activation::GeluNew => x.gelu(),
+            Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+            Activation::Relu => x.relu(),
+            Activation::SqRelu => x.relu()?.sqr(),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+
+    fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self> {
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match bias {
+            Some(b) => Tensor::broadcast_add(&scores, b)?,
+            None => scores,
+        };
+        drop.forward(&softmax_last(&scores)?)?.matmul(v)
+    }
+
+    fn dropout(&self, drop: &Dropout) -> Result<Self> {
+        drop.forward(self)
+    }
+}
