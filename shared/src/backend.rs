@@ -14,6 +14,7 @@ use std::fmt::Debug;
 
 use candle_core::{Result, Tensor};
 
+pub use self::candle::softmax_last;
 use crate::dropout::Dropout;
 use crate::nn::Activation;
 pub use crate::nn::Weight;
@@ -99,6 +100,19 @@ pub trait Backend: Clone + Debug + Sized {
     fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self>;
     /// Dropout (the identity unless the trainer switched it on).
     fn dropout(&self, drop: &Dropout) -> Result<Self>;
+
+    /// A keep-mask [B, Sk] (1 = visible) as an additive attention bias [B, 1, 1, Sk]: hidden
+    /// keys get the most negative f32, so a row with every key hidden stays finite.
+    fn key_bias(&self) -> Result<Self> {
+        let keep = self.to_candle()?.to_vec2::<f32>()?;
+        let (b, sk) = (keep.len(), keep.first().map_or(0, Vec::len));
+        let data = keep
+            .iter()
+            .flatten()
+            .map(|&k| (1.0 - k) * f32::MIN + 0.0)
+            .collect();
+        Self::from_f32(data, &[b, 1, 1, sk], self)
+    }
 }
 
 /// Splits [B, S, H*Dh] into heads: [B, H, S, Dh].

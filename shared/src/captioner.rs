@@ -1,31 +1,31 @@
 //! Step-wise generation state: the model side of [`crate::decode::StepModel`], with the GPT-2
-//! KV cache and the cross-attention keys/values of the visual latents computed once.
+//! KV cache and the cross-attention keys/values of the visual latents computed once. Generic
+//! over the [`Backend`], so the CPU and GPU engines decode through the same code.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
+use crate::backend::Backend;
 use crate::decode::StepModel;
 use crate::gpt2::KvCache;
 use crate::model::{CaptionModel, Visual};
-use crate::nn::{causal_bias, key_bias};
 use crate::xattn::MediaKv;
 use crate::Result;
 
 /// Generation state over a batch of rows (images × beams).
-pub struct Captioner<'m> {
-    model: &'m CaptionModel,
+pub struct Captioner<'m, T: Backend = Tensor> {
+    model: &'m CaptionModel<T>,
     /// Prefix tokens, consumed by the first step.
-    prefix: Option<Tensor>,
-    media: Vec<Option<MediaKv>>,
-    /// Keys visible to new queries [R, S]: the frame mask, then 1 for every fed token.
-    keep: Tensor,
-    cache: Vec<KvCache>,
+    prefix: Option<T>,
+    media: Vec<Option<MediaKv<T>>>,
+    /// Keys visible to new queries, per row: the frame mask, then 1 for every fed token.
+    keep: Vec<Vec<f32>>,
+    cache: Vec<KvCache<T>>,
     pos: usize,
-    rows: usize,
 }
 
-impl<'m> Captioner<'m> {
+impl<'m, T: Backend> Captioner<'m, T> {
     /// Starts generation for the rows of `visual`.
-    pub fn new(model: &'m CaptionModel, visual: &Visual) -> Result<Self> {
+    pub fn new(model: &'m CaptionModel<T>, visual: &Visual<T>) -> Result<Self> {
         let media = match &visual.latents {
             Some(lat) => model.text().media_kv(lat)?,
             None => Vec::new(),
@@ -34,49 +34,72 @@ impl<'m> Captioner<'m> {
             model,
             prefix: Some(visual.prefix.clone()),
             media,
-            keep: visual.frame_mask.to_dtype(visual.prefix.dtype())?,
+            keep: visual.frame_mask.to_candle()?.to_vec2()?,
             cache: model.text().new_cache(),
             pos: 0,
-            rows: visual.prefix.dim(0)?,
         })
+    }
+
+    /// The additive attention bias for `s` new queries over every key so far,
+    /// [R, 1, s, keys]: hidden keys (padded frames) and, among the new positions, later ones
+    /// get the most negative f32 (their sum saturates to -inf, as candle's sum of the two
+    /// masks does).
+    fn bias(&self, s: usize, like: &T) -> Result<T> {
+        let keys = self.keep.first().map_or(0, Vec::len);
+        let first_new = keys - s;
+        let mut data = Vec::with_capacity(self.keep.len() * s * keys);
+        for row in &self.keep {
+            for i in 0..s {
+                for (j, &k) in row.iter().enumerate() {
+                    let hidden_key = (1.0 - k) * f32::MIN + 0.0;
+                    let future = if j > first_new + i { f32::MIN } else { 0.0 };
+                    data.push(hidden_key + future);
+                }
+            }
+        }
+        Ok(T::from_f32(data, &[self.keep.len(), 1, s, keys], like)?)
     }
 }
 
-impl StepModel for Captioner<'_> {
+impl<T: Backend> StepModel for Captioner<'_, T> {
     fn rows(&self) -> usize {
-        self.rows
+        self.keep.len()
     }
 
     fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
         let device = self.model.device();
-        let ids = Tensor::from_slice(tokens, (tokens.len(), 1), device)?;
+        let ids = T::ids(tokens, &[tokens.len(), 1], device)?;
         let emb = self.model.text().embed(&ids)?;
-        let ones = Tensor::ones((tokens.len(), 1), self.keep.dtype(), device)?;
-        self.keep = Tensor::cat(&[&self.keep, &ones], 1)?;
-        let (x, bias) = match self.prefix.take() {
+        for row in &mut self.keep {
+            row.push(1.0);
+        }
+        let x = match self.prefix.take() {
             // First step: the whole prefix plus bos, causally masked.
-            Some(prefix) => {
-                let x = Tensor::cat(&[&prefix, &emb], 1)?;
-                let s = x.dim(1)?;
-                let bias = key_bias(&self.keep)?.broadcast_add(&causal_bias(s, s, 0, x.dtype(), device)?)?;
-                (x, bias)
-            }
+            Some(prefix) => T::cat(&[&prefix, &emb], 1)?,
             // Later steps: one query that may see every cached key.
-            None => (emb, key_bias(&self.keep)?),
+            None => emb,
         };
         let s = x.dim(1)?;
+        let bias = self.bias(s, &x)?;
         let hidden =
             self.model
                 .text()
                 .forward_embeds(&x, self.pos, &bias, &self.media, Some(&mut self.cache))?;
         self.pos += s;
-        let last = hidden.narrow(1, s - 1, 1)?.squeeze(1)?;
-        Ok(self.model.text().logits(&last)?.to_dtype(DType::F32)?.to_vec2()?)
+        let d = hidden.dim(2)?;
+        let last = hidden.narrow(1, s - 1, 1)?.reshape(&[tokens.len(), d])?;
+        Ok(self.model.text().logits(&last)?.to_candle()?.to_vec2()?)
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        if let Some(bad) = rows.iter().find(|&&r| r >= self.keep.len()) {
+            return Err(crate::Error::Decode(format!(
+                "row {bad} selected from {} rows",
+                self.keep.len()
+            )));
+        }
         let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-        let idx = Tensor::from_vec(idx, rows.len(), self.model.device())?;
+        let idx = T::ids(&idx, &[rows.len()], self.model.device())?;
         for c in &mut self.cache {
             c.select_rows(&idx)?;
         }
@@ -85,11 +108,10 @@ impl StepModel for Captioner<'_> {
             .iter()
             .map(|m| m.as_ref().map(|m| m.select_rows(&idx)).transpose())
             .collect::<candle_core::Result<_>>()?;
-        self.keep = self.keep.index_select(&idx, 0)?;
+        self.keep = rows.iter().map(|&r| self.keep[r].clone()).collect();
         if let Some(p) = self.prefix.take() {
-            self.prefix = Some(p.index_select(&idx, 0)?);
+            self.prefix = Some(p.index_select(&idx)?);
         }
-        self.rows = rows.len();
         Ok(())
     }
 }

@@ -1,11 +1,12 @@
 //! CLIP vision tower (Hugging Face `CLIPVisionModel`); the bridge reads its
 //! `last_hidden_state`, i.e. the encoder output before `post_layernorm`.
 
-use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::Tensor;
+
+use crate::backend::{Backend, ModelVb};
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::nn::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear, Weight};
 use crate::{Error, Result};
 
 /// Hugging Face `CLIPVisionConfig` (unknown keys ignored, as transformers does).
@@ -91,17 +92,17 @@ impl ClipVisionConfig {
 
 /// Self-attention with biases on every projection (CLIP's `self_attn`).
 #[derive(Debug, Clone)]
-struct ClipAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
+struct ClipAttention<T: Backend> {
+    q_proj: Linear<T>,
+    k_proj: Linear<T>,
+    v_proj: Linear<T>,
+    out_proj: Linear<T>,
     heads: usize,
     scale: f64,
 }
 
-impl ClipAttention {
-    fn new(cfg: &ClipVisionConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+impl<T: Backend> ClipAttention<T> {
+    fn new(cfg: &ClipVisionConfig, vb: ModelVb<T>) -> candle_core::Result<Self> {
         let d = cfg.hidden_size;
         Ok(Self {
             q_proj: Linear::new(d, d, true, vb.pp("q_proj"))?,
@@ -112,11 +113,9 @@ impl ClipAttention {
             scale: ((d / cfg.num_attention_heads) as f64).powf(-0.5),
         })
     }
-}
 
-impl Module for ClipAttention {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let q = split_heads(&(self.q_proj.forward(x)? * self.scale)?, self.heads)?;
+    fn forward(&self, x: &T) -> candle_core::Result<T> {
+        let q = split_heads(&self.q_proj.forward(x)?.affine(self.scale, 0.0)?, self.heads)?;
         let k = split_heads(&self.k_proj.forward(x)?, self.heads)?;
         let v = split_heads(&self.v_proj.forward(x)?, self.heads)?;
         self.out_proj
@@ -126,17 +125,17 @@ impl Module for ClipAttention {
 
 /// One pre-LN encoder layer.
 #[derive(Debug, Clone)]
-struct ClipEncoderLayer {
-    layer_norm1: LayerNorm,
-    self_attn: ClipAttention,
-    layer_norm2: LayerNorm,
-    fc1: Linear,
+struct ClipEncoderLayer<T: Backend> {
+    layer_norm1: LayerNorm<T>,
+    self_attn: ClipAttention<T>,
+    layer_norm2: LayerNorm<T>,
+    fc1: Linear<T>,
     act: Activation,
-    fc2: Linear,
+    fc2: Linear<T>,
 }
 
-impl ClipEncoderLayer {
-    fn new(cfg: &ClipVisionConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+impl<T: Backend> ClipEncoderLayer<T> {
+    fn new(cfg: &ClipVisionConfig, vb: ModelVb<T>) -> candle_core::Result<Self> {
         let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
         Ok(Self {
             layer_norm1: LayerNorm::new(d, eps, vb.pp("layer_norm1"))?,
@@ -147,37 +146,35 @@ impl ClipEncoderLayer {
             fc2: Linear::new(cfg.intermediate_size, d, true, vb.pp("mlp.fc2"))?,
         })
     }
-}
 
-impl Module for ClipEncoderLayer {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
+    fn forward(&self, x: &T) -> candle_core::Result<T> {
+        let x = x.add(&self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
         let h = self
             .act
             .forward(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?;
-        x + self.fc2.forward(&h)?
+        x.add(&self.fc2.forward(&h)?)
     }
 }
 
 /// The vision tower, built at `vision_model` (its weights: `embeddings.*`, `pre_layrnorm`,
 /// `encoder.layers.N.*`, `post_layernorm`).
 #[derive(Debug, Clone)]
-pub struct ClipVisionTransformer {
-    class_embedding: Tensor,
-    patch_weight: Tensor,
-    position_embedding: Tensor,
-    pre_layrnorm: LayerNorm,
-    layers: Vec<ClipEncoderLayer>,
-    post_layernorm: LayerNorm,
+pub struct ClipVisionTransformer<T: Backend = Tensor> {
+    class_embedding: T,
+    patch_embedding: Linear<T>,
+    position_embedding: T,
+    pre_layrnorm: LayerNorm<T>,
+    layers: Vec<ClipEncoderLayer<T>>,
+    post_layernorm: LayerNorm<T>,
     cfg: ClipVisionConfig,
 }
 
-impl ClipVisionTransformer {
+impl<T: Backend> ClipVisionTransformer<T> {
     /// Builds the tower from weights under `vb` (the `vision_model` prefix).
-    pub fn new(cfg: &ClipVisionConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    pub fn new(cfg: &ClipVisionConfig, vb: ModelVb<T>) -> candle_core::Result<Self> {
         let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
         let emb = vb.pp("embeddings");
-        let patch = emb.get((d, c, p, p), "patch_embedding.weight")?;
+        let patch = emb.vb().get((d, c, p, p), "patch_embedding.weight")?;
         let enc = vb.pp("encoder.layers");
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| ClipEncoderLayer::new(cfg, enc.pp(i)))
@@ -185,7 +182,11 @@ impl ClipVisionTransformer {
         Ok(Self {
             class_embedding: emb.get(d, "class_embedding")?,
             // The stride-p convolution is a matmul over flattened patches: [c·p·p, d].
-            patch_weight: patch.reshape((d, c * p * p))?.t()?,
+            patch_embedding: Linear::from_weight(
+                Weight::Dense(patch.reshape((d, c * p * p))?.t()?),
+                None,
+                vb.device(),
+            )?,
             position_embedding: emb.get((cfg.num_tokens(), d), "position_embedding.weight")?,
             pre_layrnorm: LayerNorm::new(d, cfg.layer_norm_eps, vb.pp("pre_layrnorm"))?,
             layers,
@@ -200,19 +201,28 @@ impl ClipVisionTransformer {
     }
 
     /// `pixel_values` [N, C, H, W] → `last_hidden_state` [N, tokens, D] (no post-layernorm).
-    pub fn forward(&self, pixel_values: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, c, h, w) = pixel_values.dims4()?;
+    pub fn forward(&self, pixel_values: &T) -> candle_core::Result<T> {
+        let dims = pixel_values.dims();
+        let (n, c, h, w) = match dims[..] {
+            [n, c, h, w] => (n, c, h, w),
+            _ => candle_core::bail!("pixel values must be [N, C, H, W], got {dims:?}"),
+        };
         let p = self.cfg.patch_size;
         let (gh, gw) = (h / p, w / p);
         let d = self.cfg.hidden_size;
         let patches = pixel_values
-            .reshape((n, c, gh, p, gw, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .reshape((n * gh * gw, c * p * p))?
-            .matmul(&self.patch_weight)?
-            .reshape((n, gh * gw, d))?;
-        let class = self.class_embedding.reshape((1, 1, d))?.broadcast_as((n, 1, d))?;
-        let x = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.position_embedding)?;
+            .reshape(&[n, c, gh, p, gw, p])?
+            .permute(&[0, 2, 4, 1, 3, 5])?
+            .reshape(&[n * gh * gw, c * p * p])?;
+        let patches = self
+            .patch_embedding
+            .forward(&patches)?
+            .reshape(&[n, gh * gw, d])?;
+        let class = self
+            .class_embedding
+            .reshape(&[1, 1, d])?
+            .broadcast_as(&[n, 1, d])?;
+        let x = T::cat(&[&class, &patches], 1)?.broadcast_add(&self.position_embedding)?;
         let mut x = self.pre_layrnorm.forward(&x)?;
         for layer in &self.layers {
             x = layer.forward(&x)?;
@@ -221,8 +231,9 @@ impl ClipVisionTransformer {
     }
 
     /// CLIP's `pooler_output`: post-layernorm of the class token of `last_hidden_state`.
-    pub fn pooled(&self, last_hidden_state: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn pooled(&self, last_hidden_state: &T) -> candle_core::Result<T> {
+        let d = last_hidden_state.dims();
         self.post_layernorm
-            .forward(&last_hidden_state.narrow(1, 0, 1)?.squeeze(1)?)
+            .forward(&last_hidden_state.narrow(1, 0, 1)?.reshape(&[d[0], d[2]])?)
     }
 }

@@ -1,12 +1,15 @@
 //! GPT-2 (Hugging Face `GPT2LMHeadModel`) with a KV cache, and the gated cross-attention
 //! blocks inserted before every `freq`-th block.
 
-use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::Tensor;
+
+use crate::backend::{Backend, ModelVb};
 use serde::{Deserialize, Serialize};
 
 use crate::dropout::{Dropout, DropoutRng};
+use crate::nn::Weight;
 use crate::nn::{attention_with_dropout, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::weights::quant::quantized_matrix;
 use crate::xattn::{GatedCrossAttention, MediaKv};
 use crate::{Error, Result};
 
@@ -103,16 +106,22 @@ impl Gpt2Config {
 }
 
 /// Cached keys and values of one self-attention layer, [B, H, S, Dh].
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    kv: Option<(Tensor, Tensor)>,
+#[derive(Debug, Clone)]
+pub struct KvCache<T: Backend = Tensor> {
+    kv: Option<(T, T)>,
 }
 
-impl KvCache {
+impl<T: Backend> Default for KvCache<T> {
+    fn default() -> Self {
+        Self { kv: None }
+    }
+}
+
+impl<T: Backend> KvCache<T> {
     /// Appends new keys/values and returns the whole cached sequence.
-    fn append(&mut self, k: Tensor, v: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    fn append(&mut self, k: T, v: T) -> candle_core::Result<(T, T)> {
         let (k, v) = match self.kv.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            Some((pk, pv)) => (T::cat(&[&pk, &k], 2)?, T::cat(&[&pv, &v], 2)?),
             None => (k, v),
         };
         self.kv = Some((k.clone(), v.clone()));
@@ -120,9 +129,9 @@ impl KvCache {
     }
 
     /// Keeps/duplicates batch rows.
-    pub fn select_rows(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+    pub fn select_rows(&mut self, rows: &T::Ids) -> candle_core::Result<()> {
         if let Some((k, v)) = self.kv.take() {
-            self.kv = Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?));
+            self.kv = Some((k.index_select(rows)?, v.index_select(rows)?));
         }
         Ok(())
     }
@@ -130,17 +139,17 @@ impl KvCache {
 
 /// Causal self-attention (`attn.c_attn`, `attn.c_proj`).
 #[derive(Debug, Clone)]
-struct Gpt2Attention {
-    c_attn: Linear,
-    c_proj: Linear,
+struct Gpt2Attention<T: Backend> {
+    c_attn: Linear<T>,
+    c_proj: Linear<T>,
     heads: usize,
     scale: f64,
     attn_drop: Dropout,
     resid_drop: Dropout,
 }
 
-impl Gpt2Attention {
-    fn new(cfg: &Gpt2Config, vb: VarBuilder) -> candle_core::Result<Self> {
+impl<T: Backend> Gpt2Attention<T> {
+    fn new(cfg: &Gpt2Config, vb: ModelVb<T>) -> candle_core::Result<Self> {
         let d = cfg.n_embd;
         Ok(Self {
             c_attn: Linear::conv1d(d, 3 * d, vb.pp("c_attn"))?,
@@ -152,10 +161,10 @@ impl Gpt2Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &T, bias: &T, cache: Option<&mut KvCache<T>>) -> candle_core::Result<T> {
         let qkv = self.c_attn.forward(x)?;
         let d = qkv.dim(2)? / 3;
-        let q = split_heads(&(qkv.narrow(2, 0, d)? * self.scale)?, self.heads)?;
+        let q = split_heads(&qkv.narrow(2, 0, d)?.affine(self.scale, 0.0)?, self.heads)?;
         let k = split_heads(&qkv.narrow(2, d, d)?, self.heads)?;
         let v = split_heads(&qkv.narrow(2, 2 * d, d)?, self.heads)?;
         let (k, v) = match cache {
@@ -163,25 +172,26 @@ impl Gpt2Attention {
             None => (k, v),
         };
         let mixed = attention_with_dropout(&q, &k, &v, Some(bias), &self.attn_drop)?;
-        self.resid_drop
-            .forward(&self.c_proj.forward(&merge_heads(&mixed)?)?)
+        self.c_proj
+            .forward(&merge_heads(&mixed)?)?
+            .dropout(&self.resid_drop)
     }
 }
 
 /// One pre-LN GPT-2 block.
 #[derive(Debug, Clone)]
-struct Gpt2Block {
-    ln_1: LayerNorm,
-    attn: Gpt2Attention,
-    ln_2: LayerNorm,
-    c_fc: Linear,
+struct Gpt2Block<T: Backend> {
+    ln_1: LayerNorm<T>,
+    attn: Gpt2Attention<T>,
+    ln_2: LayerNorm<T>,
+    c_fc: Linear<T>,
     act: Activation,
-    c_proj: Linear,
+    c_proj: Linear<T>,
     mlp_drop: Dropout,
 }
 
-impl Gpt2Block {
-    fn new(cfg: &Gpt2Config, vb: VarBuilder) -> candle_core::Result<Self> {
+impl<T: Backend> Gpt2Block<T> {
+    fn new(cfg: &Gpt2Config, vb: ModelVb<T>) -> candle_core::Result<Self> {
         let (d, eps) = (cfg.n_embd, cfg.layer_norm_epsilon);
         Ok(Self {
             ln_1: LayerNorm::new(d, eps, vb.pp("ln_1"))?,
@@ -194,43 +204,43 @@ impl Gpt2Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, bias, cache)?)?;
+    fn forward(&self, x: &T, bias: &T, cache: Option<&mut KvCache<T>>) -> candle_core::Result<T> {
+        let x = x.add(&self.attn.forward(&self.ln_1.forward(x)?, bias, cache)?)?;
         let h = self.act.forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?;
-        x + self.mlp_drop.forward(&self.c_proj.forward(&h)?)?
+        x.add(&self.c_proj.forward(&h)?.dropout(&self.mlp_drop)?)
     }
 }
 
 /// Block `h.N`: a GPT-2 block, optionally preceded by a gated cross-attention block (then the
 /// weights live at `h.N.xattn_block` and `h.N.lm_block`).
 #[derive(Debug, Clone)]
-struct TextLayer {
-    xattn: Option<GatedCrossAttention>,
-    block: Gpt2Block,
+struct TextLayer<T: Backend> {
+    xattn: Option<GatedCrossAttention<T>>,
+    block: Gpt2Block<T>,
 }
 
 /// GPT-2 with its LM head, built at `text_generator.lm` (weights `transformer.*`, `lm_head`).
 #[derive(Debug, Clone)]
-pub struct Gpt2 {
-    wte: Tensor,
-    wpe: Tensor,
-    layers: Vec<TextLayer>,
-    ln_f: LayerNorm,
-    lm_head: Linear,
+pub struct Gpt2<T: Backend = Tensor> {
+    wte: T::Matrix,
+    wpe: T,
+    layers: Vec<TextLayer<T>>,
+    ln_f: LayerNorm<T>,
+    lm_head: Linear<T>,
     embd_drop: Dropout,
     cfg: Gpt2Config,
 }
 
-impl Gpt2 {
+impl<T: Backend> Gpt2<T> {
     /// Builds GPT-2; `xattn(i)` gives the cross-attention config of block `i`, if it has one.
     pub fn new(
         cfg: &Gpt2Config,
         xattn: impl Fn(usize) -> Option<crate::config::XattnConfig>,
-        vb: VarBuilder,
+        vb: ModelVb<T>,
     ) -> candle_core::Result<Self> {
         let d = cfg.n_embd;
         let t = vb.pp("transformer");
-        let wte = t.get((cfg.vocab_size, d), "wte.weight")?;
+        let dense_wte = t.vb().get((cfg.vocab_size, d), "wte.weight")?;
         let layers = (0..cfg.n_layer)
             .map(|i| {
                 let h = t.pp("h").pp(i);
@@ -246,11 +256,19 @@ impl Gpt2 {
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let lm_head = if cfg.tie_word_embeddings {
+        let (wte, lm_head) = if cfg.tie_word_embeddings {
             // A quantized folder keeps the embedding's blocks: the head multiplies them directly.
-            Linear::tied(&wte, t.pp("wte"))?
+            let head = match quantized_matrix(t.pp("wte").vb(), "weight", cfg.vocab_size, d)? {
+                Some(q) => Weight::Quantized(q),
+                None => Weight::Dense(dense_wte.t()?),
+            };
+            let (table, head) = T::tied_embedding(&dense_wte, head, vb.device())?;
+            (table, Linear::from_matrix(head, None))
         } else {
-            Linear::new(d, cfg.vocab_size, false, vb.pp("lm_head"))?
+            (
+                T::embedding(&dense_wte, vb.device())?,
+                Linear::new(d, cfg.vocab_size, false, vb.pp("lm_head"))?,
+            )
         };
         Ok(Self {
             wpe: t.get((cfg.n_positions, d), "wpe.weight")?,
@@ -280,15 +298,12 @@ impl Gpt2 {
     }
 
     /// Token embeddings of `tokens` [B, L] (u32) → [B, L, D].
-    pub fn embed(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, l) = tokens.dims2()?;
-        self.wte
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, l, self.cfg.n_embd))
+    pub fn embed(&self, tokens: &T::Ids) -> candle_core::Result<T> {
+        T::gather_rows(&self.wte, tokens)
     }
 
     /// Per-block keys/values of the visual latents (None for blocks without cross-attention).
-    pub fn media_kv(&self, latents: &Tensor) -> candle_core::Result<Vec<Option<MediaKv>>> {
+    pub fn media_kv(&self, latents: &T) -> candle_core::Result<Vec<Option<MediaKv<T>>>> {
         self.layers
             .iter()
             .map(|l| l.xattn.as_ref().map(|x| x.media_kv(latents)).transpose())
@@ -301,12 +316,12 @@ impl Gpt2 {
     /// entry per block when generating. Returns the hidden states after `ln_f`.
     pub fn forward_embeds(
         &self,
-        x: &Tensor,
+        x: &T,
         offset: usize,
-        bias: &Tensor,
-        media: &[Option<MediaKv>],
-        mut cache: Option<&mut [KvCache]>,
-    ) -> Result<Tensor> {
+        bias: &T,
+        media: &[Option<MediaKv<T>>],
+        mut cache: Option<&mut [KvCache<T>]>,
+    ) -> Result<T> {
         let s = x.dim(1)?;
         if offset + s > self.cfg.n_positions {
             return Err(Error::Decode(format!(
@@ -322,9 +337,9 @@ impl Gpt2 {
                 self.layers.len()
             )));
         }
-        let mut x = self
-            .embd_drop
-            .forward(&x.broadcast_add(&self.wpe.narrow(0, offset, s)?)?)?;
+        let mut x = x
+            .broadcast_add(&self.wpe.narrow(0, offset, s)?)?
+            .dropout(&self.embd_drop)?;
         for (i, layer) in self.layers.iter().enumerate() {
             if let (Some(xattn), Some(Some(kv))) = (&layer.xattn, media.get(i)) {
                 x = xattn.forward(&x, kv)?;
@@ -336,12 +351,12 @@ impl Gpt2 {
     }
 
     /// LM-head logits of hidden states [.., D] → [.., V].
-    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn logits(&self, hidden: &T) -> candle_core::Result<T> {
         self.lm_head.forward(hidden)
     }
 
     /// A fresh, empty KV cache with one entry per block.
-    pub fn new_cache(&self) -> Vec<KvCache> {
+    pub fn new_cache(&self) -> Vec<KvCache<T>> {
         vec![KvCache::default(); self.layers.len()]
     }
 }

@@ -3,6 +3,8 @@
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 
+use crate::backend::{Backend, ModelVb};
+
 use crate::clip::ClipVisionTransformer;
 use crate::config::ModelConfig;
 use crate::dropout::DropoutRng;
@@ -15,29 +17,29 @@ use crate::{Error, Result};
 
 /// The visual side of one batch: what GPT-2 needs to caption it.
 #[derive(Debug, Clone)]
-pub struct Visual {
+pub struct Visual<T: Backend = Tensor> {
     /// Prefix tokens, one per frame [B, T, D].
-    pub prefix: Tensor,
+    pub prefix: T,
     /// Resampler output [B, m, D], when the resampler is enabled.
-    pub latents: Option<Tensor>,
+    pub latents: Option<T>,
     /// 1 for real frames, 0 for padding [B, T] (f32).
-    pub frame_mask: Tensor,
+    pub frame_mask: T,
 }
 
-/// The captioning model (parameter names are the original project's).
+/// The captioning model (parameter names are the original project's), on backend `T`.
 #[derive(Debug, Clone)]
-pub struct CaptionModel {
+pub struct CaptionModel<T: Backend = Tensor> {
     cfg: ModelConfig,
-    vision: ClipVisionTransformer,
-    mapper: Option<Mapper>,
-    resampler: Option<PerceiverResampler>,
-    text: Gpt2,
-    device: Device,
+    vision: ClipVisionTransformer<T>,
+    mapper: Option<Mapper<T>>,
+    resampler: Option<PerceiverResampler<T>>,
+    text: Gpt2<T>,
+    device: T::Device,
 }
 
-impl CaptionModel {
-    /// Builds the model from weights under `vb`, named as in the original's `state_dict`.
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+impl<T: Backend> CaptionModel<T> {
+    /// Builds the model on backend `T` from weights under `vb` (original `state_dict` names).
+    pub fn load(cfg: &ModelConfig, vb: ModelVb<T>) -> Result<Self> {
         cfg.validate()?;
         let vcfg = cfg.vision_config()?;
         let tcfg = cfg.text_config()?;
@@ -66,70 +68,58 @@ impl CaptionModel {
         build().map_err(|e| Error::Weights(e.to_string()))
     }
 
-    /// This model with its training-time dropout switched on (GPT-2's, the transformer
-    /// mapper's), drawing masks from `rng`; it shares the weights.
-    pub fn with_dropout(&self, rng: &DropoutRng) -> Self {
-        let mut m = self.clone();
-        m.text.enable_dropout(rng);
-        if let Some(mapper) = &mut m.mapper {
-            mapper.enable_dropout(rng);
-        }
-        m
-    }
-
     /// The model's config.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
     }
 
     /// The device the weights live on.
-    pub fn device(&self) -> &Device {
+    pub fn device(&self) -> &T::Device {
         &self.device
     }
 
     /// The vision tower.
-    pub fn vision(&self) -> &ClipVisionTransformer {
+    pub fn vision(&self) -> &ClipVisionTransformer<T> {
         &self.vision
     }
 
     /// GPT-2 with its cross-attention blocks.
-    pub fn text(&self) -> &Gpt2 {
+    pub fn text(&self) -> &Gpt2<T> {
         &self.text
     }
 
-    /// Frame mask [B, T] (f32) from the real length of each video.
-    pub fn frame_mask(lengths: &[usize], frames: usize, device: &Device) -> Result<Tensor> {
-        if let Some(bad) = lengths.iter().find(|&&l| l == 0 || l > frames) {
-            return Err(Error::Decode(format!(
-                "video length {bad} is outside 1..={frames}"
-            )));
-        }
-        let data: Vec<f32> = lengths
-            .iter()
-            .flat_map(|&l| (0..frames).map(move |t| if t < l { 1.0 } else { 0.0 }))
-            .collect();
-        Ok(Tensor::from_vec(data, (lengths.len(), frames), device)?)
+    /// Frame mask [B, T] from the real length of each video, typed like `like`.
+    pub fn frame_mask_like(lengths: &[usize], frames: usize, like: &T) -> Result<T> {
+        let data = mask_values(lengths, frames)?;
+        Ok(T::from_f32(data, &[lengths.len(), frames], like)?)
     }
 
     /// CLIP tokens of every frame, `video` [B, T, C, H, W] → [B, T, n, D], padded frames zero.
-    pub fn encode_frames(&self, video: &Tensor, frame_mask: &Tensor) -> Result<Tensor> {
-        let (b, t, c, h, w) = video.dims5()?;
+    pub fn encode_frames(&self, video: &T, frame_mask: &T) -> Result<T> {
+        let (b, t, c, h, w) = match video.dims()[..] {
+            [b, t, c, h, w] => (b, t, c, h, w),
+            ref other => {
+                return Err(Error::Image(format!(
+                    "video must be [B, T, C, H, W], got {other:?}"
+                )))
+            }
+        };
         let size = self.vision.config().image_size;
         if h != size || w != size {
             return Err(Error::Image(format!(
                 "frames are {w}x{h}, the vision tower takes {size}x{size}"
             )));
         }
-        let feats = self.vision.forward(&video.reshape((b * t, c, h, w))?)?;
-        let (_, n, d) = feats.dims3()?;
+        let feats = self.vision.forward(&video.reshape(&[b * t, c, h, w])?)?;
+        let (n, d) = (feats.dim(1)?, feats.dim(2)?);
         Ok(feats
-            .reshape((b, t, n, d))?
-            .broadcast_mul(&frame_mask.reshape((b, t, 1, 1))?)?)
+            .reshape(&[b, t, n, d])?
+            .broadcast_mul(&frame_mask.reshape(&[b, t, 1, 1])?)?)
     }
 
     /// Prefix and latents from CLIP tokens `features` [B, T, n, D] (zero for padded frames).
-    pub fn visual_from_features(&self, features: &Tensor, frame_mask: &Tensor) -> Result<Visual> {
-        let mean = features.mean(2)?;
+    pub fn visual_from_features(&self, features: &T, frame_mask: &T) -> Result<Visual<T>> {
+        let mean = features.mean_dim(2)?;
         let prefix = match &self.mapper {
             Some(m) => m.forward(&mean, frame_mask)?,
             None => mean,
@@ -147,8 +137,45 @@ impl CaptionModel {
     }
 
     /// Prefix and latents of `video` [B, T, C, H, W].
-    pub fn visual(&self, video: &Tensor, frame_mask: &Tensor) -> Result<Visual> {
+    pub fn visual(&self, video: &T, frame_mask: &T) -> Result<Visual<T>> {
         self.visual_from_features(&self.encode_frames(video, frame_mask)?, frame_mask)
+    }
+}
+
+/// 1 for the first `length` of `frames` entries per row, 0 after; lengths must be in 1..=frames.
+fn mask_values(lengths: &[usize], frames: usize) -> Result<Vec<f32>> {
+    if let Some(bad) = lengths.iter().find(|&&l| l == 0 || l > frames) {
+        return Err(Error::Decode(format!(
+            "video length {bad} is outside 1..={frames}"
+        )));
+    }
+    Ok(lengths
+        .iter()
+        .flat_map(|&l| (0..frames).map(move |t| if t < l { 1.0 } else { 0.0 }))
+        .collect())
+}
+
+impl CaptionModel {
+    /// Builds the model from weights under `vb`, named as in the original's `state_dict`.
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        Self::load(cfg, ModelVb::candle(vb))
+    }
+
+    /// This model with its training-time dropout switched on (GPT-2's, the transformer
+    /// mapper's), drawing masks from `rng`; it shares the weights.
+    pub fn with_dropout(&self, rng: &DropoutRng) -> Self {
+        let mut m = self.clone();
+        m.text.enable_dropout(rng);
+        if let Some(mapper) = &mut m.mapper {
+            mapper.enable_dropout(rng);
+        }
+        m
+    }
+
+    /// Frame mask [B, T] (f32) from the real length of each video.
+    pub fn frame_mask(lengths: &[usize], frames: usize, device: &Device) -> Result<Tensor> {
+        let data = mask_values(lengths, frames)?;
+        Ok(Tensor::from_vec(data, (lengths.len(), frames), device)?)
     }
 
     /// Logits [B, L, V] for the text positions, `logits[:, i]` predicting `tokens[:, i]`.

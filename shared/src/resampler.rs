@@ -1,8 +1,9 @@
 //! Perceiver resampler: learned latents cross-attend to the CLIP tokens of every frame
 //! (plus themselves), giving a fixed number of visual latents per video.
 
-use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::Tensor;
+
+use crate::backend::{Backend, ModelVb};
 
 use crate::config::ResamplerConfig;
 use crate::nn::{attention, merge_heads, split_heads, FeedForward, LayerNorm, Linear};
@@ -10,19 +11,19 @@ use crate::{Error, Result};
 
 /// `resampler.layers.N.0`: attention of the latents over [media; latents].
 #[derive(Debug, Clone)]
-struct PerceiverAttention {
-    norm_media: LayerNorm,
-    norm_latents: LayerNorm,
-    to_q: Linear,
-    to_k: Linear,
-    to_v: Linear,
-    to_out: Linear,
+struct PerceiverAttention<T: Backend> {
+    norm_media: LayerNorm<T>,
+    norm_latents: LayerNorm<T>,
+    to_q: Linear<T>,
+    to_k: Linear<T>,
+    to_v: Linear<T>,
+    to_out: Linear<T>,
     heads: usize,
     scale: f64,
 }
 
-impl PerceiverAttention {
-    fn new(dim: usize, cfg: &ResamplerConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+impl<T: Backend> PerceiverAttention<T> {
+    fn new(dim: usize, cfg: &ResamplerConfig, vb: ModelVb<T>) -> candle_core::Result<Self> {
         let inner = cfg.heads * cfg.dim_head;
         Ok(Self {
             norm_media: LayerNorm::new(dim, 1e-5, vb.pp("norm_media"))?,
@@ -37,12 +38,12 @@ impl PerceiverAttention {
     }
 
     /// `media` [B, T·n, D], `latents` [B, m, D] → update for the latents [B, m, D].
-    fn forward(&self, media: &Tensor, latents: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(&self, media: &T, latents: &T) -> candle_core::Result<T> {
         let a = self.norm_media.forward(media)?;
         let l = self.norm_latents.forward(latents)?;
-        let q = split_heads(&(self.to_q.forward(&l)? * self.scale)?, self.heads)?;
+        let q = split_heads(&self.to_q.forward(&l)?.affine(self.scale, 0.0)?, self.heads)?;
         // Keys and values cover the media tokens and the latents; padded frames are not masked.
-        let kv_in = Tensor::cat(&[&a, &l], 1)?;
+        let kv_in = T::cat(&[&a, &l], 1)?;
         let k = split_heads(&self.to_k.forward(&kv_in)?, self.heads)?;
         let v = split_heads(&self.to_v.forward(&kv_in)?, self.heads)?;
         self.to_out.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)
@@ -51,16 +52,16 @@ impl PerceiverAttention {
 
 /// The resampler (`resampler.*`).
 #[derive(Debug, Clone)]
-pub struct PerceiverResampler {
-    latents: Tensor,
-    time_pos_emb: Tensor,
-    layers: Vec<(PerceiverAttention, FeedForward)>,
-    norm: LayerNorm,
+pub struct PerceiverResampler<T: Backend = Tensor> {
+    latents: T,
+    time_pos_emb: T,
+    layers: Vec<(PerceiverAttention<T>, FeedForward<T>)>,
+    norm: LayerNorm<T>,
 }
 
-impl PerceiverResampler {
+impl<T: Backend> PerceiverResampler<T> {
     /// Builds the resampler for model width `dim`.
-    pub fn new(dim: usize, cfg: &ResamplerConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    pub fn new(dim: usize, cfg: &ResamplerConfig, vb: ModelVb<T>) -> candle_core::Result<Self> {
         let layers = (0..cfg.depth)
             .map(|i| {
                 let l = vb.pp("layers").pp(i);
@@ -80,25 +81,29 @@ impl PerceiverResampler {
 
     /// `features` [B, T, n, D] (padded frames already zero), `frame_mask` [B, T] (1 = real)
     /// → latents [B, m, D].
-    pub fn forward(&self, features: &Tensor, frame_mask: &Tensor) -> Result<Tensor> {
-        let (b, t, n, d) = features.dims4()?;
+    pub fn forward(&self, features: &T, frame_mask: &T) -> Result<T> {
+        let (b, t, n, d) = match features.dims()[..] {
+            [b, t, n, d] => (b, t, n, d),
+            ref other => {
+                return Err(Error::Decode(format!(
+                    "features must be [B, T, n, D], got {other:?}"
+                )))
+            }
+        };
         let max_t = self.time_pos_emb.dim(0)?;
         if t > max_t {
             return Err(Error::Decode(format!(
                 "{t} frames exceed the resampler's {max_t} time embeddings (model.resampler.num_time_embeds)"
             )));
         }
-        let time = self.time_pos_emb.narrow(0, 0, t)?.unsqueeze(0)?; // [1, T, 1, D]
-        let time = time.broadcast_mul(&frame_mask.reshape((b, t, 1, 1))?)?;
-        let media = features.broadcast_add(&time)?.reshape((b, t * n, d))?;
-        let mut z = self
-            .latents
-            .unsqueeze(0)?
-            .broadcast_as((b, self.latents.dim(0)?, d))?
-            .contiguous()?;
+        let time = self.time_pos_emb.narrow(0, 0, t)?.reshape(&[1, t, 1, d])?;
+        let time = time.broadcast_mul(&frame_mask.reshape(&[b, t, 1, 1])?)?;
+        let media = features.broadcast_add(&time)?.reshape(&[b, t * n, d])?;
+        let m = self.latents.dim(0)?;
+        let mut z = self.latents.reshape(&[1, m, d])?.broadcast_as(&[b, m, d])?;
         for (attn, ff) in &self.layers {
-            z = (attn.forward(&media, &z)? + &z)?;
-            z = (ff.forward(&z)? + &z)?;
+            z = attn.forward(&media, &z)?.add(&z)?;
+            z = ff.forward(&z)?.add(&z)?;
         }
         Ok(self.norm.forward(&z)?)
     }

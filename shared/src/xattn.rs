@@ -1,47 +1,48 @@
 //! Gated cross-attention block (Flamingo style): text positions attend to the resampler's
 //! visual latents, each residual branch scaled by `tanh(alpha)`.
 
-use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::Tensor;
+
+use crate::backend::{Backend, ModelVb};
 
 use crate::config::XattnConfig;
-use crate::nn::{attention, merge_heads, split_heads, FeedForward, LayerNorm, Linear};
+use crate::nn::{attention, merge_heads, split_heads, Activation, FeedForward, LayerNorm, Linear};
 
 /// Keys and values of the visual latents for one block, [B, H, m, Dh] each. Computed once per
 /// caption: the latents do not change while tokens are generated.
 #[derive(Debug, Clone)]
-pub struct MediaKv {
-    k: Tensor,
-    v: Tensor,
+pub struct MediaKv<T: Backend = Tensor> {
+    k: T,
+    v: T,
 }
 
-impl MediaKv {
+impl<T: Backend> MediaKv<T> {
     /// Keeps/duplicates batch rows: new row i is old row `rows[i]`.
-    pub fn select_rows(&self, rows: &Tensor) -> candle_core::Result<Self> {
+    pub fn select_rows(&self, rows: &T::Ids) -> candle_core::Result<Self> {
         Ok(Self {
-            k: self.k.index_select(rows, 0)?,
-            v: self.v.index_select(rows, 0)?,
+            k: self.k.index_select(rows)?,
+            v: self.v.index_select(rows)?,
         })
     }
 }
 
 /// `h.N.xattn_block`: `attn.{layer_norm,to_q,to_kv,to_out}`, `ffw.{0,1,3}`, `alpha_attn`, `alpha_ffw`.
 #[derive(Debug, Clone)]
-pub struct GatedCrossAttention {
-    layer_norm: LayerNorm,
-    to_q: Linear,
-    to_kv: Linear,
-    to_out: Linear,
+pub struct GatedCrossAttention<T: Backend = Tensor> {
+    layer_norm: LayerNorm<T>,
+    to_q: Linear<T>,
+    to_kv: Linear<T>,
+    to_out: Linear<T>,
     heads: usize,
     scale: f64,
-    ffw: FeedForward,
-    alpha_attn: Tensor,
-    alpha_ffw: Tensor,
+    ffw: FeedForward<T>,
+    alpha_attn: T,
+    alpha_ffw: T,
 }
 
-impl GatedCrossAttention {
+impl<T: Backend> GatedCrossAttention<T> {
     /// Builds the block for model width `dim`.
-    pub fn new(dim: usize, cfg: &XattnConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    pub fn new(dim: usize, cfg: &XattnConfig, vb: ModelVb<T>) -> candle_core::Result<Self> {
         let inner = cfg.heads * cfg.dim_head;
         let attn = vb.pp("attn");
         Ok(Self {
@@ -58,7 +59,7 @@ impl GatedCrossAttention {
     }
 
     /// Projects the latents [B, m, D] to this block's keys and values.
-    pub fn media_kv(&self, latents: &Tensor) -> candle_core::Result<MediaKv> {
+    pub fn media_kv(&self, latents: &T) -> candle_core::Result<MediaKv<T>> {
         let kv = self.to_kv.forward(latents)?;
         let inner = kv.dim(2)? / 2;
         Ok(MediaKv {
@@ -69,14 +70,18 @@ impl GatedCrossAttention {
 
     /// Updates every position of `x` [B, S, D] with gated attention over the latents, then the
     /// gated feed-forward.
-    pub fn forward(&self, x: &Tensor, media: &MediaKv) -> candle_core::Result<Tensor> {
-        let q = (self.to_q.forward(&self.layer_norm.forward(x)?)? * self.scale)?;
+    pub fn forward(&self, x: &T, media: &MediaKv<T>) -> candle_core::Result<T> {
+        let q = self
+            .to_q
+            .forward(&self.layer_norm.forward(x)?)?
+            .affine(self.scale, 0.0)?;
         let q = split_heads(&q, self.heads)?;
         let attn = self
             .to_out
             .forward(&merge_heads(&attention(&q, &media.k, &media.v, None)?)?)?;
-        let x = (x + attn.broadcast_mul(&self.alpha_attn.tanh()?)?)?;
+        let gate = self.alpha_attn.activation(Activation::Tanh)?;
+        let x = x.add(&attn.broadcast_mul(&gate)?)?;
         let ff = self.ffw.forward(&x)?;
-        x + ff.broadcast_mul(&self.alpha_ffw.tanh()?)?
+        x.add(&ff.broadcast_mul(&self.alpha_ffw.activation(Activation::Tanh)?)?)
     }
 }

@@ -5,6 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
+use caption_model::backend::ModelVb;
 use caption_model::clip::{ClipVisionConfig, ClipVisionTransformer};
 use caption_model::gpt2::{Gpt2, Gpt2Config};
 use caption_model::nn::causal_bias;
@@ -30,7 +31,9 @@ fn clip_vision_from_whole_clip_model_file() {
     );
     let store = TensorStore::new(clip_hub_to_original(all));
     let vb = var_builder(store.clone(), DType::F32, &dev);
-    let tower = ClipVisionTransformer::new(&cfg, vb.pp("vision_encoder.vision.vision_model")).unwrap();
+    let tower =
+        ClipVisionTransformer::new(&cfg, ModelVb::candle(vb.pp("vision_encoder.vision.vision_model")))
+            .unwrap();
     assert!(
         store.unused().is_empty(),
         "every vision tensor is used: {:?}",
@@ -57,7 +60,7 @@ fn load_gpt2(tensors: HashMap<String, Tensor>) -> (Gpt2, TensorStore) {
     let store = TensorStore::new(gpt2_hub_to_original(tensors, &plain_text_config()));
     let vb = var_builder(store.clone(), DType::F32, &Device::Cpu);
     (
-        Gpt2::new(&cfg, |_| None, vb.pp("text_generator.lm")).unwrap(),
+        Gpt2::new(&cfg, |_| None, ModelVb::candle(vb.pp("text_generator.lm"))).unwrap(),
         store,
     )
 }

@@ -200,4 +200,8 @@ impl Backend for Tensor {
     fn dropout(&self, drop: &Dropout) -> Result<Self> {
         drop.forward(self)
     }
+
+    fn key_bias(&self) -> Result<Self> {
+        crate::nn::key_bias(self)
+    }
 }
