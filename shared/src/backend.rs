@@ -21,7 +21,13 @@ pub use crate::nn::Weight;
 pub use vb::ModelVb;
 
 /// A tensor type the model can run on, with the operations the layers use.
+// One thread drives a model (a wasm worker's futures are not Send): no Send bound on futures.
+#[allow(async_fn_in_trait)]
 pub trait Backend: Clone + Debug + Sized {
+    /// Whether decoding should select tokens on the device ([`Backend::top_k_rows`]) and read
+    /// back only those, rather than read whole logits rows (CPU: false, reading is free).
+    const LOGITS_ON_DEVICE: bool = false;
+
     /// Where this backend's tensors live.
     type Device: Clone + Debug;
     /// A linear map's matrix as this backend holds it (dense or block-quantized).
@@ -100,6 +106,31 @@ pub trait Backend: Clone + Debug + Sized {
     fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self>;
     /// Dropout (the identity unless the trainer switched it on).
     fn dropout(&self, drop: &Dropout) -> Result<Self>;
+
+    /// The values, flattened row-major, read back without blocking (a browser GPU must wait
+    /// for the read; the default reads synchronously).
+    async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        self.to_candle()?.flatten_all()?.to_vec1()
+    }
+
+    /// For logits [R, V]: each row's `k` best entries as [R, 2 + 2k] f32: the row's largest
+    /// non-NaN logit, its log-sum-exp, then (token id, logit) pairs, highest logit first and the
+    /// lower id first on ties; pairs past the row's non-NaN count hold id -1. Ids are exact in
+    /// f32 below 2^24.
+    fn top_k_rows(&self, k: usize) -> Result<Self> {
+        let rows = self.to_candle()?.to_vec2::<f32>()?;
+        let mut data = Vec::with_capacity(rows.len() * (2 + 2 * k));
+        for row in &rows {
+            let top = crate::decode::TopTokens::of_row(row, k);
+            let (max, lse) = top.norm.parts();
+            data.extend([max as f32, lse as f32]);
+            for i in 0..k {
+                let (id, logit) = top.best.get(i).map_or((-1.0, f32::NAN), |&(t, x)| (t as f32, x));
+                data.extend([id, logit]);
+            }
+        }
+        Self::from_f32(data, &[rows.len(), 2 + 2 * k], self)
+    }
 
     /// A keep-mask [B, Sk] (1 = visible) as an additive attention bias [B, 1, 1, Sk]: hidden
     /// keys get the most negative f32, so a row with every key hidden stays finite.

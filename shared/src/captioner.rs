@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use crate::backend::Backend;
-use crate::decode::StepModel;
+use crate::decode::{LogNorm, StepModel, TopTokens};
 use crate::gpt2::KvCache;
 use crate::model::{CaptionModel, Visual};
 use crate::xattn::MediaKv;
@@ -59,14 +59,9 @@ impl<'m, T: Backend> Captioner<'m, T> {
         }
         Ok(T::from_f32(data, &[self.keep.len(), 1, s, keys], like)?)
     }
-}
 
-impl<T: Backend> StepModel for Captioner<'_, T> {
-    fn rows(&self) -> usize {
-        self.keep.len()
-    }
-
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    /// Feeds one token per row; the next-token logits [R, V], left on the device.
+    fn next_logits(&mut self, tokens: &[u32]) -> Result<T> {
         let device = self.model.device();
         let ids = T::ids(tokens, &[tokens.len(), 1], device)?;
         let emb = self.model.text().embed(&ids)?;
@@ -88,7 +83,41 @@ impl<T: Backend> StepModel for Captioner<'_, T> {
         self.pos += s;
         let d = hidden.dim(2)?;
         let last = hidden.narrow(1, s - 1, 1)?.reshape(&[tokens.len(), d])?;
-        Ok(self.model.text().logits(&last)?.to_candle()?.to_vec2()?)
+        Ok(self.model.text().logits(&last)?)
+    }
+}
+
+impl<T: Backend> StepModel for Captioner<'_, T> {
+    fn rows(&self) -> usize {
+        self.keep.len()
+    }
+
+    async fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let logits = self.next_logits(tokens)?;
+        let v = logits.dim(1)?;
+        let flat = logits.to_vec_async().await?;
+        Ok(flat.chunks(v.max(1)).map(<[f32]>::to_vec).collect())
+    }
+
+    async fn step_top(&mut self, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
+        let logits = self.next_logits(tokens)?;
+        if !T::LOGITS_ON_DEVICE {
+            let rows = logits.to_candle()?.to_vec2::<f32>()?;
+            return Ok(rows.iter().map(|row| TopTokens::of_row(row, k)).collect());
+        }
+        // Only the best tokens come back from the device.
+        let flat = logits.top_k_rows(k)?.to_vec_async().await?;
+        Ok(flat
+            .chunks(2 + 2 * k)
+            .map(|r| TopTokens {
+                norm: LogNorm::from_parts(r[0].into(), r[1].into()),
+                best: r[2..]
+                    .chunks(2)
+                    .filter(|p| p[0] >= 0.0)
+                    .map(|p| (p[0] as u32, p[1]))
+                    .collect(),
+            })
+            .collect())
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {

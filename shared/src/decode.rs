@@ -7,18 +7,69 @@ mod nucleus;
 #[cfg(test)]
 mod toy;
 
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
 use crate::{Error, Result};
 
-/// A captioning model that extends a batch of rows by one token each call, caching what came before.
+/// A captioning model that extends a batch of rows by one token each call, caching what came
+/// before. Steps are async because a browser GPU can only read results back asynchronously;
+/// CPU models return ready futures and are driven by the blocking [`generate`].
+// The decoding loops run on one thread (a wasm worker's futures are not Send), so the trait's
+// futures carry no Send bound.
+#[allow(async_fn_in_trait)]
 pub trait StepModel {
     /// Number of rows currently held (one per image at the start).
     fn rows(&self) -> usize;
     /// Feeds one new token per row (tokens.len() == rows()) and returns the logits of the next
     /// token for each row, each of vocabulary length. The first call feeds the bos token after
     /// the visual prefix.
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>>;
+    async fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>>;
+    /// Feeds tokens as [`StepModel::step`] does and returns each row's `k` most likely next
+    /// tokens with the row's log-normaliser. The default reads the whole logits row; an engine
+    /// whose logits stay on the device selects there and reads back only these.
+    async fn step_top(&mut self, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
+        let logits = step_checked(self, tokens).await?;
+        Ok(logits.iter().map(|row| TopTokens::of_row(row, k)).collect())
+    }
     /// Rearranges the cached rows: new row i continues old row `rows[i]` (rows may repeat or be dropped).
     fn select_rows(&mut self, rows: &[usize]) -> Result<()>;
+}
+
+/// A row's most likely next tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopTokens {
+    /// The row's log-softmax normaliser.
+    pub norm: LogNorm,
+    /// (token, logit), highest logit first, the lower id first on ties; NaN logits never appear.
+    pub best: Vec<(u32, f32)>,
+}
+
+impl TopTokens {
+    /// The `k` best tokens of a logits row (whose length fits in u32).
+    pub fn of_row(row: &[f32], k: usize) -> Self {
+        let by_logit = |a: &(u32, f32), b: &(u32, f32)| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.0.cmp(&b.0))
+        };
+        let mut best: Vec<(u32, f32)> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| !x.is_nan())
+            .map(|(i, &x)| (i as u32, x))
+            .collect();
+        if k < best.len() {
+            best.select_nth_unstable_by(k, by_logit);
+            best.truncate(k);
+        }
+        best.sort_by(by_logit);
+        Self {
+            norm: LogNorm::new(row),
+            best,
+        }
+    }
 }
 
 /// How each next token is chosen.
@@ -100,15 +151,31 @@ pub struct Generated {
     pub score: f32,
 }
 
-/// Decodes one caption per row the model holds, returned in the rows' original order.
-pub fn generate(model: &mut dyn StepModel, opts: &DecodeOptions) -> Result<Vec<Generated>> {
+/// Decodes one caption per row the model holds, returned in the rows' original order. The model
+/// must compute synchronously (every CPU model does); see [`generate_async`].
+pub fn generate<M: StepModel>(model: &mut M, opts: &DecodeOptions) -> Result<Vec<Generated>> {
+    ready(generate_async(model, opts))?
+}
+
+/// Runs a future that never waits (a CPU model's steps) to its end.
+fn ready<F: Future>(f: F) -> Result<F::Output> {
+    match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Ok(v),
+        Poll::Pending => Err(Error::Decode(
+            "this model computes asynchronously: decode with generate_async".into(),
+        )),
+    }
+}
+
+/// [`generate`] for models whose steps wait (a GPU read back in the browser).
+pub async fn generate_async<M: StepModel>(model: &mut M, opts: &DecodeOptions) -> Result<Vec<Generated>> {
     opts.validate()?;
     if model.rows() == 0 {
         return Ok(Vec::new());
     }
     match opts.strategy {
-        Strategy::Greedy => greedy::generate(model, opts),
-        Strategy::Beam { width } => beam::generate(model, opts, width),
+        Strategy::Greedy => greedy::generate(model, opts).await,
+        Strategy::Beam { width } => beam::generate(model, opts, width).await,
         Strategy::Nucleus {
             temperature,
             top_p,
@@ -120,14 +187,23 @@ pub fn generate(model: &mut dyn StepModel, opts: &DecodeOptions) -> Result<Vec<G
                 top_p,
                 top_k,
             };
-            nucleus::generate(model, opts, &cut, seed)
+            nucleus::generate(model, opts, &cut, seed).await
         }
     }
 }
 
 /// Summed log-prob (f64) of each row's `sequences[row]` following bos; the sums are exactly those
 /// greedy (as f32) and beam search (divided by the length, as f32) report for the same tokens.
-pub fn sequence_log_prob(model: &mut dyn StepModel, bos: u32, sequences: &[Vec<u32>]) -> Result<Vec<f64>> {
+pub fn sequence_log_prob<M: StepModel>(model: &mut M, bos: u32, sequences: &[Vec<u32>]) -> Result<Vec<f64>> {
+    ready(sequence_log_prob_async(model, bos, sequences))?
+}
+
+/// [`sequence_log_prob`] for models whose steps wait.
+pub async fn sequence_log_prob_async<M: StepModel>(
+    model: &mut M,
+    bos: u32,
+    sequences: &[Vec<u32>],
+) -> Result<Vec<f64>> {
     if sequences.len() != model.rows() {
         return Err(Error::Decode(format!(
             "{} sequences for a model holding {} rows",
@@ -154,7 +230,7 @@ pub fn sequence_log_prob(model: &mut dyn StepModel, bos: u32, sequences: &[Vec<u
             .iter()
             .map(|&r| if pos == 0 { bos } else { sequences[r][pos - 1] })
             .collect();
-        let logits = step_checked(model, &feed)?;
+        let logits = step_checked(model, &feed).await?;
         for (&r, row) in active.iter().zip(&logits) {
             let token = sequences[r][pos];
             let logit = row.get(token as usize).ok_or_else(|| {
@@ -170,8 +246,8 @@ pub fn sequence_log_prob(model: &mut dyn StepModel, bos: u32, sequences: &[Vec<u
 }
 
 /// Steps the model and checks that it returned one non-empty logits row per token fed.
-fn step_checked(model: &mut dyn StepModel, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
-    let logits = model.step(tokens)?;
+async fn step_checked<M: StepModel + ?Sized>(model: &mut M, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    let logits = model.step(tokens).await?;
     if logits.len() != tokens.len() {
         return Err(Error::Decode(format!(
             "model returned {} logits rows for {} tokens",
@@ -192,20 +268,23 @@ fn step_checked(model: &mut dyn StepModel, tokens: &[u32]) -> Result<Vec<Vec<f32
     Ok(logits)
 }
 
-/// Index of the largest logit: the first one on ties (plain f32 compare); NaN is never chosen.
-fn argmax(row: &[f32]) -> Option<usize> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &x) in row.iter().enumerate() {
-        if !x.is_nan() && best.is_none_or(|(_, b)| x > b) {
-            best = Some((i, x));
-        }
+/// Steps the model for each row's `k` best tokens and checks one entry came back per token fed.
+async fn step_top_checked<M: StepModel>(model: &mut M, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
+    let top = model.step_top(tokens, k).await?;
+    if top.len() != tokens.len() {
+        return Err(Error::Decode(format!(
+            "model returned {} rows of best tokens for {} tokens",
+            top.len(),
+            tokens.len()
+        )));
     }
-    best.map(|(i, _)| i)
+    Ok(top)
 }
 
 /// Log-softmax normaliser of one logits row, in f64; every strategy scores tokens through it so
 /// their scores agree to the bit.
-struct LogNorm {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogNorm {
     /// Largest non-NaN logit.
     max: f64,
     /// log p of a token with logit `x` is `x - lse` when `max` is finite.
@@ -213,8 +292,18 @@ struct LogNorm {
 }
 
 impl LogNorm {
+    /// A normaliser computed elsewhere (on a GPU): the largest logit and the log-sum-exp.
+    pub fn from_parts(max: f64, lse: f64) -> Self {
+        Self { max, lse }
+    }
+
+    /// The largest logit and the log-sum-exp.
+    pub fn parts(&self) -> (f64, f64) {
+        (self.max, self.lse)
+    }
+
     /// Computes the normaliser; NaN logits count as impossible tokens.
-    fn new(row: &[f32]) -> Self {
+    pub fn new(row: &[f32]) -> Self {
         let max = row
             .iter()
             .filter(|x| !x.is_nan())
@@ -239,7 +328,7 @@ impl LogNorm {
     }
 
     /// Log-probability of a token whose logit is `x`.
-    fn log_prob(&self, x: f32) -> f64 {
+    pub fn log_prob(&self, x: f32) -> f64 {
         let x = f64::from(x);
         if x.is_nan() {
             f64::NEG_INFINITY

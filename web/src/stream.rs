@@ -1,7 +1,7 @@
 //! Words as they are generated: a [`StepModel`] wrapper that follows each row's tokens (through
 //! beam reorderings) and reports the leading row's tokens before every step.
 
-use caption_model::decode::StepModel;
+use caption_model::decode::{StepModel, TopTokens};
 use caption_model::Result;
 
 /// Wraps a step model; `on_tokens` sees row 0's tokens so far (bos excluded) at every step.
@@ -25,12 +25,9 @@ impl<'a, M: StepModel> Streaming<'a, M> {
     }
 }
 
-impl<M: StepModel> StepModel for Streaming<'_, M> {
-    fn rows(&self) -> usize {
-        self.inner.rows()
-    }
-
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+impl<M: StepModel> Streaming<'_, M> {
+    /// Records the tokens fed and reports row 0's caption so far.
+    fn observe(&mut self, tokens: &[u32]) {
         if self.started {
             for (row, &t) in self.rows.iter_mut().zip(tokens) {
                 row.push(t);
@@ -41,7 +38,22 @@ impl<M: StepModel> StepModel for Streaming<'_, M> {
         }
         // The first call feeds bos, which is not part of the caption.
         self.started = true;
-        self.inner.step(tokens)
+    }
+}
+
+impl<M: StepModel> StepModel for Streaming<'_, M> {
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    async fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        self.observe(tokens);
+        self.inner.step(tokens).await
+    }
+
+    async fn step_top(&mut self, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
+        self.observe(tokens);
+        self.inner.step_top(tokens, k).await
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
@@ -65,7 +77,7 @@ mod tests {
         fn rows(&self) -> usize {
             self.rows
         }
-        fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        async fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
             self.step += 1;
             let best = if self.step > 3 { 0 } else { self.step };
             Ok(tokens

@@ -70,8 +70,8 @@ impl StepModel for Gaps<'_> {
     fn rows(&self) -> usize {
         self.inner.rows()
     }
-    fn step(&mut self, tokens: &[u32]) -> caption_model::Result<Vec<Vec<f32>>> {
-        let logits = self.inner.step(tokens)?;
+    async fn step(&mut self, tokens: &[u32]) -> caption_model::Result<Vec<Vec<f32>>> {
+        let logits = self.inner.step(tokens).await?;
         let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
         for &x in &logits[0] {
             if x > a {

@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use super::{step_checked, DecodeOptions, Generated, LogNorm, StepModel};
+use super::{step_top_checked, DecodeOptions, Generated, StepModel, TopTokens};
 use crate::{Error, Result};
 
 /// A partial caption still being extended.
@@ -87,19 +87,18 @@ fn rank(a: &Candidate, b: &Candidate) -> Ordering {
         .then(a.token.cmp(&b.token))
 }
 
-/// The best `count` candidates over all beams of one image, best first; NaN logits are skipped.
-fn top_candidates(beams: &[Beam], logits: &[Vec<f32>], count: usize) -> Vec<Candidate> {
-    let mut all = Vec::with_capacity(beams.len() * logits.first().map_or(0, Vec::len));
-    for (b, (beam, row)) in beams.iter().zip(logits).enumerate() {
-        let norm = LogNorm::new(row);
-        for (token, &logit) in row.iter().enumerate().filter(|(_, x)| !x.is_nan()) {
-            let score = beam.sum + norm.log_prob(logit);
-            // step_checked made sure the vocabulary fits in u32.
+/// The best `count` candidates over all beams of one image, best first, from each beam's
+/// `count` best tokens (enough: within a beam the score grows with the logit, and equal logits
+/// rank by token id in both orders).
+fn top_candidates(beams: &[Beam], rows: &[TopTokens], count: usize) -> Vec<Candidate> {
+    let mut all = Vec::with_capacity(beams.len() * count);
+    for (b, (beam, row)) in beams.iter().zip(rows).enumerate() {
+        for &(token, logit) in &row.best {
             all.push(Candidate {
-                score,
+                score: beam.sum + row.norm.log_prob(logit),
                 beam: b,
                 logit,
-                token: token as u32,
+                token,
             });
         }
     }
@@ -119,8 +118,8 @@ struct Search {
 }
 
 /// Beam search of `width` beams per image; rows are images × live beams, in image order.
-pub(super) fn generate(
-    model: &mut dyn StepModel,
+pub(super) async fn generate<M: StepModel>(
+    model: &mut M,
     opts: &DecodeOptions,
     width: usize,
 ) -> Result<Vec<Generated>> {
@@ -137,7 +136,8 @@ pub(super) fn generate(
         .collect();
     let mut feed = vec![opts.bos; n];
     for step in 1..=opts.max_length {
-        let logits = step_checked(model, &feed)?;
+        // As in HF, 2 × width candidates always hold `width` non-eos ones when any exist.
+        let logits = step_top_checked(model, &feed, 2 * width).await?;
         // Row of the model each next row continues, and the token it is fed.
         let mut select = Vec::with_capacity(feed.len());
         feed.clear();
@@ -146,7 +146,6 @@ pub(super) fn generate(
             let rows = &logits[offset..offset + search.live.len()];
             let mut live = Vec::with_capacity(width);
             let mut parents = Vec::with_capacity(width);
-            // As in HF, 2 × width candidates always hold `width` non-eos ones when any exist.
             for (r, c) in top_candidates(&search.live, rows, 2 * width)
                 .into_iter()
                 .enumerate()

@@ -1,20 +1,54 @@
 //! Greedy decoding, and the row-by-row loop it shares with nucleus sampling.
 
-use super::{argmax, step_checked, DecodeOptions, Generated, LogNorm, StepModel};
+use super::{step_checked, step_top_checked, DecodeOptions, Generated, LogNorm, StepModel};
 use crate::{Error, Result};
 
-/// Greedy decoding: the argmax token each step.
-pub(super) fn generate(model: &mut dyn StepModel, opts: &DecodeOptions) -> Result<Vec<Generated>> {
-    extend_rows(model, opts, |row| Ok(argmax(row)))
+/// Picks a token from a whole logits row (None: none can be).
+pub(super) type RowChooser<'a> = Box<dyn FnMut(&[f32]) -> Result<Option<usize>> + 'a>;
+
+/// How each row's next token is picked.
+pub(super) enum Pick<'a> {
+    /// The most likely token (first index on ties), selected where the logits live.
+    Argmax,
+    /// A token chosen by the function from the whole logits row (None: none can be).
+    FromRow(RowChooser<'a>),
 }
 
-/// Extends every row by the token `choose` picks from its logits (None: no token can be picked)
-/// until it picks eos or `max_length` tokens are generated. Rows that finish are dropped from the
-/// model so later steps run on the live rows only; scores are summed model log-probs.
-pub(super) fn extend_rows(
-    model: &mut dyn StepModel,
+/// Greedy decoding: the argmax token each step.
+pub(super) async fn generate<M: StepModel>(model: &mut M, opts: &DecodeOptions) -> Result<Vec<Generated>> {
+    extend_rows(model, opts, Pick::Argmax).await
+}
+
+/// Each row's picked token and its log-prob (None: no token can be picked), for one step.
+async fn pick_tokens<M: StepModel>(
+    model: &mut M,
+    feed: &[u32],
+    pick: &mut Pick<'_>,
+) -> Result<Vec<Option<(u32, f64)>>> {
+    Ok(match pick {
+        Pick::Argmax => step_top_checked(model, feed, 1)
+            .await?
+            .into_iter()
+            .map(|top| top.best.first().map(|&(t, logit)| (t, top.norm.log_prob(logit))))
+            .collect(),
+        Pick::FromRow(choose) => {
+            let mut picked = Vec::with_capacity(feed.len());
+            for row in step_checked(model, feed).await? {
+                // step_checked made sure the vocabulary fits in u32.
+                picked.push(choose(&row)?.map(|t| (t as u32, LogNorm::new(&row).log_prob(row[t]))));
+            }
+            picked
+        }
+    })
+}
+
+/// Extends every row by the token `pick` picks until it picks eos or `max_length` tokens are
+/// generated. Rows that finish are dropped from the model so later steps run on the live rows
+/// only; scores are summed model log-probs.
+pub(super) async fn extend_rows<M: StepModel>(
+    model: &mut M,
     opts: &DecodeOptions,
-    mut choose: impl FnMut(&[f32]) -> Result<Option<usize>>,
+    mut pick: Pick<'_>,
 ) -> Result<Vec<Generated>> {
     let n = model.rows();
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); n];
@@ -23,15 +57,13 @@ pub(super) fn extend_rows(
     let mut active: Vec<usize> = (0..n).collect();
     let mut feed = vec![opts.bos; n];
     for step in 1..=opts.max_length {
-        let logits = step_checked(model, &feed)?;
+        let picked = pick_tokens(model, &feed, &mut pick).await?;
         let mut keep = Vec::with_capacity(active.len());
-        for (pos, (&r, row)) in active.iter().zip(&logits).enumerate() {
-            let token = choose(row)?.ok_or_else(|| {
+        for (pos, (&r, choice)) in active.iter().zip(picked).enumerate() {
+            let (token, log_prob) = choice.ok_or_else(|| {
                 Error::Decode(format!("no token can be chosen for row {r}: every logit is NaN"))
             })?;
-            sums[r] += LogNorm::new(row).log_prob(row[token]);
-            // step_checked made sure the vocabulary fits in u32.
-            let token = token as u32;
+            sums[r] += log_prob;
             tokens[r].push(token);
             if token != opts.eos {
                 keep.push(pos);

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::greedy::extend_rows;
+use super::greedy::{extend_rows, Pick};
 use super::{DecodeOptions, Generated, StepModel};
 use crate::Result;
 
@@ -21,16 +21,15 @@ pub(super) struct Cut {
 
 /// Samples each row's next token from its nucleus; one RNG draw per live row per step, rows in
 /// their original order, so the same seed gives the same captions.
-pub(super) fn generate(
-    model: &mut dyn StepModel,
+pub(super) async fn generate<M: StepModel>(
+    model: &mut M,
     opts: &DecodeOptions,
     cut: &Cut,
     seed: u64,
 ) -> Result<Vec<Generated>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    extend_rows(model, opts, |row| {
-        Ok(sample(&nucleus(row, cut), rng.random::<f64>()))
-    })
+    let choose = move |row: &[f32]| Ok(sample(&nucleus(row, cut), rng.random::<f64>()));
+    extend_rows(model, opts, Pick::FromRow(Box::new(choose))).await
 }
 
 /// The kept tokens, most likely first, with unnormalised probabilities (the largest is 1).

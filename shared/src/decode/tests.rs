@@ -60,7 +60,7 @@ impl StepModel for Broken {
     fn rows(&self) -> usize {
         2
     }
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    async fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
         Ok((self.0)(tokens.len()))
     }
     fn select_rows(&mut self, _: &[usize]) -> Result<()> {

@@ -51,7 +51,7 @@ impl StepModel for ToyModel {
         self.rows.len()
     }
 
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    async fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
         if tokens.len() != self.rows.len() {
             return Err(Error::Config(format!(
                 "toy: {} tokens for {} rows",
