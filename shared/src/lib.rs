@@ -10,6 +10,8 @@ pub mod dropout;
 pub mod error;
 pub mod fused;
 pub mod gpt2;
+#[cfg(feature = "webgpu")]
+pub mod gpu;
 pub mod mapper;
 pub mod model;
 pub mod nn;

@@ -1,0 +1,145 @@
+//! [`Backend`] for [`GpuTensor`]: the model's layers running on WebGPU.
+
+use candle_core::{DType, Result, Tensor};
+
+use super::device::{gpu_err, GpuDevice};
+use super::matrix::GpuMatrix;
+use super::tensor::{GpuIds, GpuTensor};
+use crate::backend::{Backend, Weight};
+use crate::dropout::Dropout;
+use crate::nn::Activation;
+
+impl Backend for GpuTensor {
+    type Device = GpuDevice;
+    type Matrix = GpuMatrix;
+    type Ids = GpuIds;
+
+    fn from_candle(t: &Tensor, device: &GpuDevice) -> Result<Self> {
+        let vals = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        GpuTensor::from_vec(&vals, t.dims(), device)
+    }
+
+    fn matrix_from_candle(w: Weight, device: &GpuDevice) -> Result<GpuMatrix> {
+        GpuMatrix::from_weight(&w, device)
+    }
+
+    fn tied_embedding(dense: &Tensor, head: Weight, device: &GpuDevice) -> Result<(GpuMatrix, GpuMatrix)> {
+        // One copy serves both: the head's blocks when quantized (the dense table is their
+        // expansion), else the dense table.
+        let m = match head {
+            Weight::Quantized(_) => GpuMatrix::from_weight(&head, device)?,
+            Weight::Dense(_) => GpuMatrix::from_dense(dense, device)?,
+        };
+        Ok((m.clone(), m))
+    }
+
+    fn embedding(dense: &Tensor, device: &GpuDevice) -> Result<GpuMatrix> {
+        GpuMatrix::from_dense(dense, device)
+    }
+
+    fn from_f32(data: Vec<f32>, dims: &[usize], like: &Self) -> Result<Self> {
+        GpuTensor::from_vec(&data, dims, &like.dev)
+    }
+
+    fn ids(ids: &[u32], dims: &[usize], device: &GpuDevice) -> Result<GpuIds> {
+        GpuIds::new(ids, dims, device)
+    }
+
+    fn to_candle(&self) -> Result<Tensor> {
+        self.to_cpu()
+    }
+
+    fn device(&self) -> GpuDevice {
+        self.dev.clone()
+    }
+
+    fn dims(&self) -> Vec<usize> {
+        self.dims.clone()
+    }
+
+    fn reshape(&self, dims: &[usize]) -> Result<Self> {
+        // Contiguous storage: a new shape shares the buffer.
+        if dims.iter().product::<usize>() != self.elem_count() {
+            return Err(gpu_err(format!("reshape of {:?} to {dims:?}", self.dims)));
+        }
+        Ok(GpuTensor {
+            buf: self.buf.clone(),
+            dims: dims.to_vec(),
+            dev: self.dev.clone(),
+        })
+    }
+
+    fn permute(&self, order: &[usize]) -> Result<Self> {
+        GpuTensor::permute(self, order)
+    }
+
+    fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Self> {
+        GpuTensor::narrow(self, dim, start, len)
+    }
+
+    fn cat(parts: &[&Self], dim: usize) -> Result<Self> {
+        GpuTensor::cat(parts, dim)
+    }
+
+    fn broadcast_as(&self, dims: &[usize]) -> Result<Self> {
+        GpuTensor::broadcast_as(self, dims)
+    }
+
+    fn index_select(&self, ids: &GpuIds) -> Result<Self> {
+        GpuTensor::index_select(self, ids)
+    }
+
+    fn gather_rows(table: &GpuMatrix, ids: &GpuIds) -> Result<Self> {
+        GpuTensor::gather_rows(table, ids)
+    }
+
+    fn add(&self, other: &Self) -> Result<Self> {
+        GpuTensor::add(self, other)
+    }
+
+    fn broadcast_add(&self, other: &Self) -> Result<Self> {
+        GpuTensor::broadcast_add(self, other)
+    }
+
+    fn broadcast_mul(&self, other: &Self) -> Result<Self> {
+        GpuTensor::broadcast_mul(self, other)
+    }
+
+    fn affine(&self, mul: f64, add: f64) -> Result<Self> {
+        GpuTensor::affine(self, mul, add)
+    }
+
+    fn mean_dim(&self, dim: usize) -> Result<Self> {
+        GpuTensor::mean_dim(self, dim)
+    }
+
+    fn linear(&self, w: &GpuMatrix, bias: Option<&Self>) -> Result<Self> {
+        GpuTensor::linear(self, w, bias)
+    }
+
+    fn layer_norm(&self, weight: &Self, bias: &Self, eps: f64) -> Result<Self> {
+        GpuTensor::layer_norm(self, weight, bias, eps)
+    }
+
+    fn activation(&self, act: Activation) -> Result<Self> {
+        GpuTensor::activation(self, act)
+    }
+
+    fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self> {
+        if drop.is_active() {
+            return Err(gpu_err(
+                "the WebGPU engine is inference-only: attention dropout is switched on",
+            ));
+        }
+        GpuTensor::attention(q, k, v, bias)
+    }
+
+    fn dropout(&self, drop: &Dropout) -> Result<Self> {
+        if drop.is_active() {
+            return Err(gpu_err(
+                "the WebGPU engine is inference-only: dropout is switched on",
+            ));
+        }
+        Ok(self.clone())
+    }
+}

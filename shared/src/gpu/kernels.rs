@@ -1,0 +1,68 @@
+//! The WGSL kernel families and how their sources are assembled.
+
+/// Bindings and helpers every kernel starts with.
+const COMMON: &str = include_str!("shaders/common.wgsl");
+/// The weight-matrix binding and decoders, for the kernels that read matrices.
+const WEIGHTS: &str = include_str!("shaders/weights.wgsl");
+
+/// One WGSL module (a kernel family, one `.wgsl` file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    /// Activations and affine.
+    Elementwise,
+    /// Broadcast add / mul.
+    Binary,
+    /// Strided copies and row selection.
+    Copy,
+    /// Embedding rows from a weight table.
+    Gather,
+    /// `x W^T + b`.
+    Matmul,
+    /// Layer normalisation.
+    LayerNorm,
+    /// Mean over a dimension.
+    Mean,
+    /// Per-head attention.
+    Attention,
+    /// Argmax and log-sum-exp over the last dimension.
+    Argmax,
+}
+
+impl Kernel {
+    /// The module's label.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kernel::Elementwise => "elementwise",
+            Kernel::Binary => "binary",
+            Kernel::Copy => "copy",
+            Kernel::Gather => "gather",
+            Kernel::Matmul => "matmul",
+            Kernel::LayerNorm => "layer_norm",
+            Kernel::Mean => "mean",
+            Kernel::Attention => "attention",
+            Kernel::Argmax => "argmax",
+        }
+    }
+
+    /// Whether the module reads a weight matrix (and so takes the `FMT` constant).
+    pub(crate) fn reads_weights(self) -> bool {
+        matches!(self, Kernel::Gather | Kernel::Matmul)
+    }
+
+    /// The full WGSL source.
+    pub(crate) fn source(self) -> String {
+        let body = match self {
+            Kernel::Elementwise => include_str!("shaders/elementwise.wgsl"),
+            Kernel::Binary => include_str!("shaders/binary.wgsl"),
+            Kernel::Copy => include_str!("shaders/copy.wgsl"),
+            Kernel::Gather => include_str!("shaders/gather.wgsl"),
+            Kernel::Matmul => include_str!("shaders/matmul.wgsl"),
+            Kernel::LayerNorm => include_str!("shaders/layer_norm.wgsl"),
+            Kernel::Mean => include_str!("shaders/mean.wgsl"),
+            Kernel::Attention => include_str!("shaders/attention.wgsl"),
+            Kernel::Argmax => include_str!("shaders/argmax.wgsl"),
+        };
+        let weights = if self.reads_weights() { WEIGHTS } else { "" };
+        format!("{COMMON}\n{weights}\n{body}")
+    }
+}

@@ -1,0 +1,310 @@
+//! Arithmetic: elementwise and broadcast ops, reductions, linear maps, layer norm,
+//! attention and the argmax used by greedy decoding.
+
+use candle_core::Result;
+
+use super::device::{gpu_err, grid, MAX_GROUPS};
+use super::kernels::Kernel;
+use super::layout::{broadcast_strides, MAX_RANK};
+use super::matrix::GpuMatrix;
+use super::tensor::{elem_count, GpuIds, GpuTensor};
+use crate::nn::Activation;
+
+/// Rows up to which `linear` uses the reduction kernel (decode steps) rather than tiles.
+const SMALL_ROWS: usize = 8;
+/// Output tile of the tiled matmul (rows and columns).
+const TILE: usize = 64;
+
+/// The argmax of each row of the last dimension, with what log-probabilities need.
+#[derive(Debug, Clone)]
+pub struct ArgMax {
+    /// Index of each row's largest value (the first on ties): the leading dims.
+    pub ids: GpuIds,
+    /// Per row, the max and log(sum(exp(x))): [leading dims.., 2]; log p(i) = x_i - lse.
+    pub max_lse: GpuTensor,
+}
+
+/// The elementwise kernel's op code for an activation.
+fn act_code(act: Activation) -> u32 {
+    match act {
+        Activation::Gelu => 0,
+        Activation::GeluNew => 1,
+        Activation::QuickGelu => 2,
+        Activation::Relu => 3,
+        Activation::SqRelu => 4,
+        Activation::Tanh => 5,
+    }
+}
+
+/// numpy's broadcast shape of `a` and `b`.
+fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let at = |d: &[usize], i: usize| {
+        if i + d.len() >= rank {
+            d[i + d.len() - rank]
+        } else {
+            1
+        }
+    };
+    (0..rank)
+        .map(|i| match (at(a, i), at(b, i)) {
+            (x, y) if x == y || y == 1 => Ok(x),
+            (1, y) => Ok(y),
+            _ => Err(gpu_err(format!("shapes {a:?} and {b:?} do not broadcast"))),
+        })
+        .collect()
+}
+
+impl GpuTensor {
+    /// The elementwise kernel with op `code` (see `shaders/elementwise.wgsl`).
+    fn unary(&self, code: u32, mul: f32, add: f32) -> Result<Self> {
+        let out = GpuTensor::empty(&self.dev, &self.dims)?;
+        let n = self.elem_count();
+        let p = [n as u32, code, mul.to_bits(), add.to_bits()];
+        self.dev.dispatch(
+            Kernel::Elementwise,
+            "unary",
+            0,
+            &p,
+            &[&self.buf, &out.buf],
+            grid(n.div_ceil(256)),
+        )?;
+        Ok(out)
+    }
+
+    /// An activation function, elementwise.
+    pub fn activation(&self, act: Activation) -> Result<Self> {
+        self.unary(act_code(act), 1.0, 0.0)
+    }
+
+    /// `x * mul + add`.
+    pub fn affine(&self, mul: f64, add: f64) -> Result<Self> {
+        self.unary(6, mul as f32, add as f32)
+    }
+
+    /// `op` (0 add, 1 mul) with numpy broadcasting.
+    fn binary(&self, other: &Self, op: u32) -> Result<Self> {
+        self.same_device(&other.dev)?;
+        let dims = broadcast_shape(&self.dims, &other.dims)?;
+        if dims.len() > MAX_RANK {
+            return Err(gpu_err(format!(
+                "rank {} above the kernels' {MAX_RANK}",
+                dims.len()
+            )));
+        }
+        let sa = broadcast_strides(&self.dims, &dims)?;
+        let sb = broadcast_strides(&other.dims, &dims)?;
+        let out = GpuTensor::empty(&self.dev, &dims)?;
+        let n = elem_count(&dims)?;
+        let mut p = vec![0u32; 32];
+        p[0] = n as u32;
+        p[1] = op;
+        p[2] = dims.len() as u32;
+        for i in 0..dims.len() {
+            p[8 + i] = dims[i] as u32;
+            p[16 + i] = sa[i] as u32;
+            p[24 + i] = sb[i] as u32;
+        }
+        self.dev.dispatch(
+            Kernel::Binary,
+            "binary",
+            0,
+            &p,
+            &[&self.buf, &other.buf, &out.buf],
+            grid(n.div_ceil(256)),
+        )?;
+        Ok(out)
+    }
+
+    /// Elementwise sum of two tensors of the same shape.
+    pub fn add(&self, other: &Self) -> Result<Self> {
+        if self.dims != other.dims {
+            return Err(gpu_err(format!("add of {:?} and {:?}", self.dims, other.dims)));
+        }
+        self.binary(other, 0)
+    }
+
+    /// Sum with numpy broadcasting.
+    pub fn broadcast_add(&self, other: &Self) -> Result<Self> {
+        self.binary(other, 0)
+    }
+
+    /// Product with numpy broadcasting.
+    pub fn broadcast_mul(&self, other: &Self) -> Result<Self> {
+        self.binary(other, 1)
+    }
+
+    /// Mean over dimension `dim`, which is removed.
+    pub fn mean_dim(&self, dim: usize) -> Result<Self> {
+        if dim >= self.dims.len() {
+            return Err(gpu_err(format!("mean over {dim} of a tensor {:?}", self.dims)));
+        }
+        let mut dims = self.dims.clone();
+        let n = dims.remove(dim);
+        let inner: usize = self.dims[dim + 1..].iter().product();
+        let out = GpuTensor::empty(&self.dev, &dims)?;
+        let count = elem_count(&dims)?;
+        let p = [count as u32, n as u32, inner as u32];
+        self.dev.dispatch(
+            Kernel::Mean,
+            "mean_dim",
+            0,
+            &p,
+            &[&self.buf, &out.buf],
+            grid(count.div_ceil(256)),
+        )?;
+        Ok(out)
+    }
+
+    /// `x W^T + b` over the last dimension (any leading dims).
+    pub fn linear(&self, w: &GpuMatrix, bias: Option<&Self>) -> Result<Self> {
+        let m = w.data();
+        let (lead, last) = self.dims.split_at(self.dims.len().saturating_sub(1));
+        if last != [m.cols] {
+            return Err(gpu_err(format!("linear of {:?} by a {:?}", self.dims, w)));
+        }
+        let rows: usize = lead.iter().product();
+        let mut dims = lead.to_vec();
+        dims.push(m.rows);
+        let out = GpuTensor::empty(&self.dev, &dims)?;
+        // A bias of `out` values is added inside the kernel; any other shape afterwards.
+        let fused = bias.filter(|b| b.dims == [m.rows]);
+        let p = [
+            rows as u32,
+            m.cols as u32,
+            m.rows as u32,
+            fused.is_some() as u32,
+            m.scale_offset,
+        ];
+        let (entry, groups) = if rows <= SMALL_ROWS {
+            ("small", grid(m.rows.div_ceil(4)))
+        } else {
+            let g = (m.rows.div_ceil(TILE), rows.div_ceil(TILE));
+            if g.0 > MAX_GROUPS as usize || g.1 > MAX_GROUPS as usize {
+                return Err(gpu_err(format!(
+                    "linear of {rows} rows by a {w:?}: grid too large"
+                )));
+            }
+            ("tiled", (g.0 as u32, g.1 as u32))
+        };
+        // The kernel binds a bias even when there is none (and the output cannot alias it).
+        let bias_buf = match fused {
+            Some(b) => b.buf.clone(),
+            None => self.dev.storage(4, "a placeholder bias")?,
+        };
+        self.dev.dispatch(
+            Kernel::Matmul,
+            entry,
+            w.fmt_code(),
+            &p,
+            &[&m.buf, &self.buf, &bias_buf, &out.buf],
+            groups,
+        )?;
+        match bias {
+            Some(b) if fused.is_none() => out.broadcast_add(b),
+            _ => Ok(out),
+        }
+    }
+
+    /// Layer normalisation over the last dimension.
+    pub fn layer_norm(&self, weight: &Self, bias: &Self, eps: f64) -> Result<Self> {
+        let d = *self
+            .dims
+            .last()
+            .ok_or_else(|| gpu_err("layer_norm of a scalar"))?;
+        if weight.elem_count() != d || bias.elem_count() != d {
+            return Err(gpu_err(format!(
+                "layer_norm of {:?} with weight {:?}, bias {:?}",
+                self.dims, weight.dims, bias.dims
+            )));
+        }
+        let rows = self.elem_count() / d.max(1);
+        let out = GpuTensor::empty(&self.dev, &self.dims)?;
+        let p = [rows as u32, d as u32, (eps as f32).to_bits()];
+        self.dev.dispatch(
+            Kernel::LayerNorm,
+            "layer_norm",
+            0,
+            &p,
+            &[&self.buf, &weight.buf, &bias.buf, &out.buf],
+            grid(rows),
+        )?;
+        Ok(out)
+    }
+
+    /// `softmax(q k^T + bias) v` per head (see `Backend::attention`), without dropout.
+    pub fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>) -> Result<Self> {
+        let (qd, kd) = (&q.dims, &k.dims);
+        if qd.len() != 4
+            || kd.len() != 4
+            || v.dims != *kd
+            || qd[0] != kd[0]
+            || qd[1] != kd[1]
+            || qd[3] != kd[3]
+        {
+            return Err(gpu_err(format!(
+                "attention of q {qd:?}, k {kd:?}, v {:?}",
+                v.dims
+            )));
+        }
+        let (b, h, sq, sk, dh) = (qd[0], qd[1], qd[2], kd[2], qd[3]);
+        let rows = b * h * sq;
+        let out = GpuTensor::empty(&q.dev, qd)?;
+        let scratch = q
+            .dev
+            .storage(elem_count(&[rows, sk])? as u64 * 4, "attention scores")?;
+        let mut p = vec![0u32; 12];
+        p[..5].copy_from_slice(&[rows as u32, h as u32, sq as u32, sk as u32, dh as u32]);
+        let bias_buf = match bias {
+            Some(bt) => {
+                bt.same_device(&q.dev)?;
+                let s = broadcast_strides(&bt.dims, &[b, h, sq, sk])?;
+                p[5] = 1;
+                for i in 0..4 {
+                    p[8 + i] = s[i] as u32;
+                }
+                bt.buf.clone()
+            }
+            // The kernel binds a bias even when there is none.
+            None => q.dev.storage(4, "a placeholder bias")?,
+        };
+        q.dev.dispatch(
+            Kernel::Attention,
+            "attention",
+            0,
+            &p,
+            &[&q.buf, &k.buf, &v.buf, &bias_buf, &scratch, &out.buf],
+            grid(rows),
+        )?;
+        Ok(out)
+    }
+
+    /// Per row of the last dimension: the argmax (first on ties), the max and log-sum-exp.
+    pub fn argmax_last(&self) -> Result<ArgMax> {
+        let (lead, last) = self.dims.split_at(self.dims.len().saturating_sub(1));
+        let n = *last.first().ok_or_else(|| gpu_err("argmax of a scalar"))?;
+        if n == 0 {
+            return Err(gpu_err("argmax over an empty dimension"));
+        }
+        let rows: usize = lead.iter().product();
+        let idx = self.dev.storage(rows as u64 * 4, "argmax ids")?;
+        let mut stat_dims = lead.to_vec();
+        stat_dims.push(2);
+        let max_lse = GpuTensor::empty(&self.dev, &stat_dims)?;
+        let p = [rows as u32, n as u32];
+        self.dev.dispatch(
+            Kernel::Argmax,
+            "argmax",
+            0,
+            &p,
+            &[&self.buf, &idx, &max_lse.buf],
+            grid(rows),
+        )?;
+        let ids = GpuIds {
+            buf: idx,
+            dims: lead.to_vec(),
+            dev: self.dev.clone(),
+        };
+        Ok(ArgMax { ids, max_lse })
+    }
+}

@@ -1,0 +1,608 @@
+#![cfg(feature = "webgpu")]
+//! Every op of the WebGPU engine against the candle backend (the CPU reference), on random
+//! inputs with odd sizes. Fails when no adapter is found (lavapipe runs them on the CPU),
+//! unless `CAPTION_GPU_TESTS=skip`.
+
+use std::sync::OnceLock;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Tensor};
+use caption_model::backend::{merge_heads, split_heads, Backend, Weight};
+use caption_model::dropout::{Dropout, DropoutRng};
+use caption_model::gpu::{GpuDevice, GpuTensor};
+use caption_model::nn::Activation;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The shared device, or `None` when the tests are switched off.
+fn dev() -> Option<GpuDevice> {
+    static DEV: OnceLock<Option<GpuDevice>> = OnceLock::new();
+    DEV.get_or_init(|| {
+        if std::env::var("CAPTION_GPU_TESTS").as_deref() == Ok("skip") {
+            eprintln!("CAPTION_GPU_TESTS=skip: GPU tests skipped");
+            return None;
+        }
+        let d = GpuDevice::new_blocking().expect("a WebGPU adapter (set CAPTION_GPU_TESTS=skip to skip)");
+        let info = d.adapter_info();
+        eprintln!(
+            "adapter: {} ({:?}, {}), max binding {} bytes",
+            info.name,
+            info.backend,
+            info.driver,
+            d.max_binding_bytes()
+        );
+        Some(d)
+    })
+    .clone()
+}
+
+/// `n` uniform values in [-scale, scale) from a seeded generator.
+fn rand_vec(n: usize, scale: f32, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+/// The same random values on both backends.
+fn pair(dims: &[usize], seed: u64, d: &GpuDevice) -> (Tensor, GpuTensor) {
+    let n = dims.iter().product();
+    let v = rand_vec(n, 1.0, seed);
+    let c = Tensor::from_vec(v.clone(), dims, &Device::Cpu).unwrap();
+    let g = GpuTensor::from_vec(&v, dims, d).unwrap();
+    (c, g)
+}
+
+/// Asserts equal shapes and |got - want| <= atol + rtol |want| everywhere.
+fn assert_close(got: &GpuTensor, want: &Tensor, rtol: f64, atol: f64, what: &str) {
+    let g = Backend::to_candle(got).unwrap();
+    assert_eq!(g.dims(), want.dims(), "{what}: shape");
+    let g = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w = want
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let mut worst = 0f64;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        let err = (*a as f64 - *b as f64).abs();
+        assert!(
+            a.is_finite() && err <= atol + rtol * (*b as f64).abs(),
+            "{what}: element {i}: got {a}, want {b}"
+        );
+        worst = worst.max(err);
+    }
+    eprintln!("{what}: max abs error {worst:.3e}");
+}
+
+/// The f32 tolerance.
+fn assert_f32(got: &GpuTensor, want: &Tensor, what: &str) {
+    assert_close(got, want, 1e-5, 1e-4, what);
+}
+
+#[test]
+fn adapter_and_roundtrip() {
+    let Some(d) = dev() else { return };
+    let (c, g) = pair(&[3, 5, 7], 1, &d);
+    assert_f32(&g, &c, "roundtrip");
+    let like = g.clone();
+    let g2 = <GpuTensor as Backend>::from_f32(vec![1.0, 2.0, 3.0], &[3], &like).unwrap();
+    assert_eq!(g2.to_vec().unwrap(), vec![1.0, 2.0, 3.0]);
+    let r = Backend::reshape(&g, &[15, 7]).unwrap();
+    assert_f32(&r, &c.reshape((15, 7)).unwrap(), "reshape");
+    assert!(Backend::reshape(&g, &[4, 4]).is_err());
+    let ids = <GpuTensor as Backend>::ids(&[4, 0, 9], &[3], &d).unwrap();
+    assert_eq!(ids.to_vec().unwrap(), vec![4, 0, 9]);
+}
+
+/// A dense weight as the model hands it over: W^T [in, out] (a transposed view).
+fn dense_weight(out: usize, inp: usize, seed: u64) -> (Tensor, Weight) {
+    let w = Tensor::from_vec(rand_vec(out * inp, 0.5, seed), (out, inp), &Device::Cpu).unwrap();
+    let wt = w.t().unwrap();
+    (w, Weight::Dense(wt))
+}
+
+const LINEAR_SHAPES: &[(&[usize], usize)] = &[
+    (&[1, 96], 96),
+    (&[3, 37], 53),
+    (&[7, 768], 130),
+    (&[1, 8, 96], 3072),
+    (&[9, 33], 65),
+    (&[2, 35, 96], 130),
+    (&[130, 768], 200),
+    (&[3, 3072], 768),
+];
+
+#[test]
+fn linear_f32() {
+    let Some(d) = dev() else { return };
+    for (i, &(xd, out)) in LINEAR_SHAPES.iter().enumerate() {
+        let inp = *xd.last().unwrap();
+        let (cx, gx) = pair(xd, 10 + i as u64, &d);
+        let (_, w) = dense_weight(out, inp, 20 + i as u64);
+        let (cb, gb) = pair(&[out], 30 + i as u64, &d);
+        let gm = <GpuTensor as Backend>::matrix_from_candle(w.clone(), &d).unwrap();
+        for bias in [false, true] {
+            let want = Backend::linear(&cx, &w, bias.then_some(&cb)).unwrap();
+            let got = Backend::linear(&gx, &gm, bias.then_some(&gb)).unwrap();
+            assert_f32(&got, &want, &format!("linear f32 {xd:?} x {out} bias {bias}"));
+        }
+    }
+    // A GPT-2 Conv1D weight arrives as a contiguous [in, out] tensor.
+    let (cx, gx) = pair(&[5, 40], 41, &d);
+    let wt = Tensor::from_vec(rand_vec(40 * 24, 0.5, 42), (40, 24), &Device::Cpu).unwrap();
+    let gm = <GpuTensor as Backend>::matrix_from_candle(Weight::Dense(wt.clone()), &d).unwrap();
+    let want = Backend::linear(&cx, &Weight::Dense(wt), None).unwrap();
+    assert_f32(
+        &Backend::linear(&gx, &gm, None).unwrap(),
+        &want,
+        "linear conv1d layout",
+    );
+    // Wrong inner size is an error.
+    assert!(Backend::linear(
+        &gx,
+        &<GpuTensor as Backend>::matrix_from_candle(dense_weight(3, 41, 1).1, &d).unwrap(),
+        None
+    )
+    .is_err());
+}
+
+#[test]
+fn linear_f16() {
+    let Some(d) = dev() else { return };
+    for (i, &(xd, out)) in LINEAR_SHAPES.iter().enumerate() {
+        let inp = *xd.last().unwrap();
+        let (cx, gx) = pair(xd, 50 + i as u64, &d);
+        let (w, _) = dense_weight(out, inp, 60 + i as u64);
+        let w16 = w.to_dtype(DType::F16).unwrap();
+        let gm = <GpuTensor as Backend>::matrix_from_candle(Weight::Dense(w16.t().unwrap()), &d).unwrap();
+        assert_eq!(gm.format_name(), "f16");
+        // Reference: the f16-rounded weights in f32.
+        let wr = Weight::Dense(w16.to_dtype(DType::F32).unwrap().t().unwrap());
+        let (cb, gb) = pair(&[out], 70 + i as u64, &d);
+        let want = Backend::linear(&cx, &wr, Some(&cb)).unwrap();
+        let got = Backend::linear(&gx, &gm, Some(&gb)).unwrap();
+        assert_f32(&got, &want, &format!("linear f16 {xd:?} x {out}"));
+    }
+}
+
+/// x · W^T in f64, W given [out, in].
+fn matmul_f64(x: &Tensor, w: &Tensor) -> Tensor {
+    let x64 = x.to_dtype(DType::F64).unwrap();
+    let inp = *x.dims().last().unwrap();
+    let rows = x.elem_count() / inp;
+    let y = x64
+        .reshape((rows, inp))
+        .unwrap()
+        .matmul(&w.to_dtype(DType::F64).unwrap().t().unwrap())
+        .unwrap();
+    let mut dims = x.dims().to_vec();
+    *dims.last_mut().unwrap() = w.dim(0).unwrap();
+    y.reshape(dims).unwrap()
+}
+
+fn linear_quantized(dtype: GgmlDType, seed: u64) {
+    let Some(d) = dev() else { return };
+    let shapes: &[(&[usize], usize)] = &[
+        (&[1, 32], 1),
+        (&[3, 96], 53),
+        (&[7, 768], 130),
+        (&[8, 96], 3072),
+        (&[9, 64], 65),
+        (&[2, 35, 768], 130),
+    ];
+    for (i, &(xd, out)) in shapes.iter().enumerate() {
+        let inp = *xd.last().unwrap();
+        let (cx, gx) = pair(xd, seed + i as u64, &d);
+        let (w, _) = dense_weight(out, inp, seed + 100 + i as u64);
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let wdeq = q.dequantize(&Device::Cpu).unwrap();
+        let weight = Weight::Quantized(QMatMul::from_qtensor(q).unwrap());
+        let gm = <GpuTensor as Backend>::matrix_from_candle(weight.clone(), &d).unwrap();
+        let got = Backend::linear(&gx, &gm, None).unwrap();
+        // Exact reference: the dequantized weights in f64.
+        let exact = matmul_f64(&cx, &wdeq);
+        assert_close(
+            &got,
+            &exact,
+            1e-5,
+            1e-4,
+            &format!("linear {dtype:?} {xd:?} x {out} vs f64"),
+        );
+        // candle's kernel also quantizes the activations (to q8): only loosely equal.
+        let loose = Backend::linear(&cx, &weight, None).unwrap();
+        let scale = (inp as f64).sqrt() * 0.5;
+        assert_close(
+            &got,
+            &loose,
+            0.0,
+            0.05 * scale,
+            &format!("linear {dtype:?} {xd:?} x {out} vs candle"),
+        );
+    }
+}
+
+#[test]
+fn linear_q8_0() {
+    linear_quantized(GgmlDType::Q8_0, 200);
+}
+
+#[test]
+fn linear_q4_0() {
+    linear_quantized(GgmlDType::Q4_0, 300);
+}
+
+#[test]
+fn gather_rows_all_formats() {
+    let Some(d) = dev() else { return };
+    let (vocab, width) = (50257, 64);
+    let dense = Tensor::from_vec(rand_vec(vocab * width, 1.0, 400), (vocab, width), &Device::Cpu).unwrap();
+    let ids = [0u32, 50256, 17, 17, 4242, 1];
+    let cids = Tensor::from_slice(&ids, (2, 3), &Device::Cpu).unwrap();
+    let gids = <GpuTensor as Backend>::ids(&ids, &[2, 3], &d).unwrap();
+    // f32 table (untied embedding).
+    let table = <GpuTensor as Backend>::embedding(&dense, &d).unwrap();
+    let want = <Tensor as Backend>::gather_rows(
+        &<Tensor as Backend>::embedding(&dense, &Device::Cpu).unwrap(),
+        &cids,
+    )
+    .unwrap();
+    assert_f32(
+        &<GpuTensor as Backend>::gather_rows(&table, &gids).unwrap(),
+        &want,
+        "gather f32",
+    );
+    // f16 table.
+    let d16 = dense.to_dtype(DType::F16).unwrap();
+    let t16 = <GpuTensor as Backend>::embedding(&d16, &d).unwrap();
+    let want16 = want.to_dtype(DType::F16).unwrap().to_dtype(DType::F32).unwrap();
+    assert_f32(
+        &<GpuTensor as Backend>::gather_rows(&t16, &gids).unwrap(),
+        &want16,
+        "gather f16",
+    );
+    // Quantized tables, tied to the head: gathers decode the head's blocks.
+    for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+        let q = QTensor::quantize(&dense, dtype).unwrap();
+        let deq = q.dequantize(&Device::Cpu).unwrap();
+        let head = Weight::Quantized(QMatMul::from_qtensor(q).unwrap());
+        let (ct, _) = <Tensor as Backend>::tied_embedding(&deq, head.clone(), &Device::Cpu).unwrap();
+        let (gt, gh) = <GpuTensor as Backend>::tied_embedding(&deq, head, &d).unwrap();
+        let want = <Tensor as Backend>::gather_rows(&ct, &cids).unwrap();
+        let got = <GpuTensor as Backend>::gather_rows(&gt, &gids).unwrap();
+        assert_f32(&got, &want, &format!("gather {dtype:?}"));
+        // The same table as the tied head: logits over the full vocabulary.
+        let (cx, gx) = pair(&[2, width], 401, &d);
+        let exact = matmul_f64(&cx, &deq);
+        let logits = Backend::linear(&gx, &gh, None).unwrap();
+        assert_close(&logits, &exact, 1e-5, 1e-4, &format!("tied head {dtype:?}"));
+    }
+}
+
+#[test]
+fn layer_norm() {
+    let Some(d) = dev() else { return };
+    for (i, dims) in [
+        vec![1, 96],
+        vec![3, 768],
+        vec![7, 37],
+        vec![2, 5, 3072],
+        vec![300, 64],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let n = *dims.last().unwrap();
+        // An offset mean checks the two-pass variance.
+        let v: Vec<f32> = rand_vec(dims.iter().product(), 2.0, 500 + i as u64)
+            .iter()
+            .map(|x| x + 3.0)
+            .collect();
+        let cx = Tensor::from_vec(v.clone(), dims.as_slice(), &Device::Cpu).unwrap();
+        let gx = GpuTensor::from_vec(&v, dims, &d).unwrap();
+        let (cw, gw) = pair(&[n], 510 + i as u64, &d);
+        let (cb, gb) = pair(&[n], 520 + i as u64, &d);
+        let want = Backend::layer_norm(&cx, &cw, &cb, 1e-5).unwrap();
+        let got = Backend::layer_norm(&gx, &gw, &gb, 1e-5).unwrap();
+        assert_f32(&got, &want, &format!("layer_norm {dims:?}"));
+    }
+}
+
+#[test]
+fn activations() {
+    let Some(d) = dev() else { return };
+    let n = 4099;
+    let v: Vec<f32> = rand_vec(n, 8.0, 600);
+    let cx = Tensor::from_vec(v.clone(), n, &Device::Cpu).unwrap();
+    let gx = GpuTensor::from_vec(&v, &[n], &d).unwrap();
+    for act in [
+        Activation::Gelu,
+        Activation::GeluNew,
+        Activation::QuickGelu,
+        Activation::Relu,
+        Activation::SqRelu,
+        Activation::Tanh,
+    ] {
+        let want = Backend::activation(&cx, act).unwrap();
+        let got = Backend::activation(&gx, act).unwrap();
+        assert_f32(&got, &want, &format!("{act:?}"));
+    }
+    // Extremes stay finite.
+    let big = GpuTensor::from_vec(&[-1e30, -100.0, 100.0, 1e30], &[4], &d).unwrap();
+    for act in [
+        Activation::Gelu,
+        Activation::GeluNew,
+        Activation::QuickGelu,
+        Activation::Tanh,
+    ] {
+        let out = Backend::activation(&big, act).unwrap().to_vec().unwrap();
+        assert!(out.iter().all(|x| x.is_finite()), "{act:?} on extremes: {out:?}");
+    }
+}
+
+#[test]
+fn binary_and_affine() {
+    let Some(d) = dev() else { return };
+    let (ca, ga) = pair(&[2, 3, 4, 5], 700, &d);
+    let (cb, gb) = pair(&[2, 3, 4, 5], 701, &d);
+    assert_f32(
+        &Backend::add(&ga, &gb).unwrap(),
+        &Backend::add(&ca, &cb).unwrap(),
+        "add",
+    );
+    assert!(Backend::add(&ga, &pair(&[5], 0, &d).1).is_err());
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[2, 3, 4, 5], &[5]),
+        (&[2, 1, 4, 1], &[3, 1, 5]),
+        (&[4, 1], &[1, 7]),
+        (&[1], &[3, 2]),
+        (&[2, 12, 7, 9], &[2, 1, 1, 9]),
+        (&[3, 1000], &[1000]),
+    ];
+    for (i, &(a, b)) in cases.iter().enumerate() {
+        let (ca, ga) = pair(a, 710 + i as u64, &d);
+        let (cb, gb) = pair(b, 720 + i as u64, &d);
+        let what = format!("{a:?} with {b:?}");
+        assert_f32(
+            &Backend::broadcast_add(&ga, &gb).unwrap(),
+            &Backend::broadcast_add(&ca, &cb).unwrap(),
+            &format!("add {what}"),
+        );
+        assert_f32(
+            &Backend::broadcast_mul(&ga, &gb).unwrap(),
+            &Backend::broadcast_mul(&ca, &cb).unwrap(),
+            &format!("mul {what}"),
+        );
+        assert_f32(
+            &Backend::broadcast_add(&gb, &ga).unwrap(),
+            &Backend::broadcast_add(&cb, &ca).unwrap(),
+            &format!("add swapped {what}"),
+        );
+    }
+    assert!(Backend::broadcast_add(&pair(&[3, 4], 0, &d).1, &pair(&[3], 0, &d).1).is_err());
+    let (cx, gx) = pair(&[7, 33], 730, &d);
+    assert_f32(
+        &Backend::affine(&gx, 0.125, -2.5).unwrap(),
+        &Backend::affine(&cx, 0.125, -2.5).unwrap(),
+        "affine",
+    );
+}
+
+#[test]
+fn layout_ops() {
+    let Some(d) = dev() else { return };
+    let (c, g) = pair(&[2, 3, 4, 5], 800, &d);
+    for order in [[0, 2, 1, 3], [3, 1, 0, 2], [0, 1, 2, 3]] {
+        assert_f32(
+            &Backend::permute(&g, &order).unwrap(),
+            &Backend::permute(&c, &order).unwrap(),
+            &format!("permute {order:?}"),
+        );
+    }
+    assert!(Backend::permute(&g, &[0, 0, 1, 2]).is_err());
+    for (dim, start, len) in [(0, 1, 1), (1, 1, 2), (2, 0, 3), (3, 2, 3), (3, 4, 1)] {
+        assert_f32(
+            &Backend::narrow(&g, dim, start, len).unwrap(),
+            &Backend::narrow(&c, dim, start, len).unwrap(),
+            &format!("narrow {dim} {start} {len}"),
+        );
+    }
+    assert!(Backend::narrow(&g, 3, 4, 2).is_err());
+    for dim in 0..3 {
+        let mut a = vec![2, 3, 4];
+        let mut b = a.clone();
+        a[dim] = 1;
+        b[dim] = 5;
+        let (ca, ga) = pair(&a, 810 + dim as u64, &d);
+        let (cb, gb) = pair(&b, 820 + dim as u64, &d);
+        let (cc, gc) = pair(&[2, 3, 4], 830 + dim as u64, &d);
+        assert_f32(
+            &<GpuTensor as Backend>::cat(&[&ga, &gb, &gc], dim).unwrap(),
+            &<Tensor as Backend>::cat(&[&ca, &cb, &cc], dim).unwrap(),
+            &format!("cat {dim}"),
+        );
+    }
+    for (from, to) in [
+        (vec![3, 1], vec![2, 3, 4]),
+        (vec![1, 5], vec![4, 5]),
+        (vec![7], vec![2, 1, 7]),
+    ] {
+        let (cf, gf) = pair(&from, 840, &d);
+        assert_f32(
+            &Backend::broadcast_as(&gf, &to).unwrap(),
+            &Backend::broadcast_as(&cf, &to).unwrap(),
+            &format!("broadcast_as {from:?} {to:?}"),
+        );
+    }
+    assert!(Backend::broadcast_as(&pair(&[3, 2], 0, &d).1, &[3, 4]).is_err());
+    let (c, g) = pair(&[5, 7, 3], 850, &d);
+    let ids = [3u32, 0, 3, 4, 1];
+    let cids = Tensor::from_slice(&ids, 5, &Device::Cpu).unwrap();
+    let gids = <GpuTensor as Backend>::ids(&ids, &[5], &d).unwrap();
+    assert_f32(
+        &Backend::index_select(&g, &gids).unwrap(),
+        &Backend::index_select(&c, &cids).unwrap(),
+        "index_select",
+    );
+    // The attention layout helpers.
+    let (c, g) = pair(&[2, 7, 96], 860, &d);
+    let (ch, gh) = (split_heads(&c, 12).unwrap(), split_heads(&g, 12).unwrap());
+    assert_f32(&gh, &ch, "split_heads");
+    assert_f32(
+        &merge_heads(&gh).unwrap(),
+        &merge_heads(&ch).unwrap(),
+        "merge_heads",
+    );
+}
+
+#[test]
+fn mean_dim() {
+    let Some(d) = dev() else { return };
+    let (c, g) = pair(&[3, 5, 7], 900, &d);
+    for dim in 0..3 {
+        assert_f32(
+            &Backend::mean_dim(&g, dim).unwrap(),
+            &Backend::mean_dim(&c, dim).unwrap(),
+            &format!("mean_dim {dim}"),
+        );
+    }
+    let (c, g) = pair(&[2, 257, 768], 901, &d);
+    assert_f32(
+        &Backend::mean_dim(&g, 1).unwrap(),
+        &Backend::mean_dim(&c, 1).unwrap(),
+        "mean_dim tokens",
+    );
+}
+
+#[test]
+fn attention() {
+    let Some(d) = dev() else { return };
+    let none = Dropout::new(0.1);
+    for (i, &(b, h, sq, sk, dh)) in [
+        (2, 3, 1, 5, 64),
+        (1, 12, 7, 77, 64),
+        (2, 2, 9, 9, 32),
+        (1, 1, 3, 130, 100),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let s = 900 + 10 * i as u64;
+        let (cq, gq) = pair(&[b, h, sq, dh], s, &d);
+        let (ck, gk) = pair(&[b, h, sk, dh], s + 1, &d);
+        let (cv, gv) = pair(&[b, h, sk, dh], s + 2, &d);
+        let what = format!("attention {:?}", (b, h, sq, sk, dh));
+        let want = <Tensor as Backend>::attention(&cq, &ck, &cv, None, &none).unwrap();
+        assert_f32(
+            &<GpuTensor as Backend>::attention(&gq, &gk, &gv, None, &none).unwrap(),
+            &want,
+            &what,
+        );
+        // A causal-style mask [B, 1, Sq, Sk] with the most negative f32; the last query row of
+        // the first batch entry fully masked (it must stay finite).
+        let mut mask = vec![0f32; b * sq * sk];
+        for bi in 0..b {
+            for qi in 0..sq {
+                for kj in 0..sk {
+                    if kj > qi + sk - sq || (bi == 0 && qi == sq - 1) {
+                        mask[(bi * sq + qi) * sk + kj] = f32::MIN;
+                    }
+                }
+            }
+        }
+        let cm = Tensor::from_vec(mask.clone(), (b, 1, sq, sk), &Device::Cpu).unwrap();
+        let gm = GpuTensor::from_vec(&mask, &[b, 1, sq, sk], &d).unwrap();
+        let want = <Tensor as Backend>::attention(&cq, &ck, &cv, Some(&cm), &none).unwrap();
+        let got = <GpuTensor as Backend>::attention(&gq, &gk, &gv, Some(&gm), &none).unwrap();
+        assert_f32(&got, &want, &format!("{what} masked"));
+        // A key-padding bias [1, 1, 1, Sk].
+        let (cp, gp) = pair(&[1, 1, 1, sk], s + 3, &d);
+        let want = <Tensor as Backend>::attention(&cq, &ck, &cv, Some(&cp), &none).unwrap();
+        let got = <GpuTensor as Backend>::attention(&gq, &gk, &gv, Some(&gp), &none).unwrap();
+        assert_f32(&got, &want, &format!("{what} key bias"));
+    }
+    // Active dropout is refused (inference only).
+    let mut drop = Dropout::new(0.1);
+    drop.enable(&DropoutRng::new(0));
+    let (_, g) = pair(&[1, 1, 2, 4], 990, &d);
+    assert!(<GpuTensor as Backend>::attention(&g, &g, &g, None, &drop).is_err());
+    assert!(Backend::dropout(&g, &drop).is_err());
+    assert_f32(
+        &Backend::dropout(&g, &none).unwrap(),
+        &Backend::to_candle(&g).unwrap(),
+        "dropout off",
+    );
+}
+
+#[test]
+fn argmax_with_log_sum_exp() {
+    let Some(d) = dev() else { return };
+    let (rows, vocab) = (3, 50257);
+    let mut v = rand_vec(rows * vocab, 10.0, 1000);
+    // Row 0: a tie at 7 and 40000 (first wins); row 1: maximum at the last index.
+    v[7] = 20.0;
+    v[40000] = 20.0;
+    v[vocab + vocab - 1] = 30.0;
+    let g = GpuTensor::from_vec(&v, &[1, rows, vocab], &d).unwrap();
+    let am = g.argmax_last().unwrap();
+    assert_eq!(am.ids.dims(), &[1, rows]);
+    let ids = am.ids.to_vec().unwrap();
+    let stats = am.max_lse.to_vec().unwrap();
+    for r in 0..rows {
+        let row = &v[r * vocab..(r + 1) * vocab];
+        let (mut bi, mut bv) = (0, row[0]);
+        for (j, &x) in row.iter().enumerate() {
+            if x > bv {
+                (bi, bv) = (j, x);
+            }
+        }
+        let lse = bv as f64 + row.iter().map(|&x| ((x - bv) as f64).exp()).sum::<f64>().ln();
+        assert_eq!(ids[r] as usize, bi, "row {r}");
+        assert_eq!(stats[2 * r], bv, "row {r} max");
+        assert!(
+            (stats[2 * r + 1] as f64 - lse).abs() < 1e-4,
+            "row {r} lse {} vs {lse}",
+            stats[2 * r + 1]
+        );
+    }
+    assert_eq!(ids[0], 7);
+    assert_eq!(ids[1] as usize, vocab - 1);
+}
+
+#[test]
+fn two_dimensional_grids() {
+    let Some(d) = dev() else { return };
+    // More than 65535 workgroups of 256 threads.
+    let n = 65535 * 256 + 1000;
+    let v: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+    let g = GpuTensor::from_vec(&v, &[n], &d).unwrap();
+    let out = Backend::affine(&g, 2.0, 1.0).unwrap().to_vec().unwrap();
+    assert!(out
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| x == 2.0 * (i % 1000) as f32 + 1.0));
+    // More than 65535 rows of layer norm (one workgroup per row).
+    let rows = 70000;
+    let (c, g) = pair(&[rows, 3], 1100, &d);
+    let (cw, gw) = pair(&[3], 1101, &d);
+    let (cb, gb) = pair(&[3], 1102, &d);
+    assert_close(
+        &Backend::layer_norm(&g, &gw, &gb, 1e-5).unwrap(),
+        &Backend::layer_norm(&c, &cw, &cb, 1e-5).unwrap(),
+        1e-4,
+        1e-3,
+        "layer_norm 70000 rows",
+    );
+}
+
+#[test]
+fn buffer_limits_are_reported() {
+    let Some(d) = dev() else { return };
+    let limit = d.max_binding_bytes();
+    let err = d.check_size(limit + 4, "a test matrix").unwrap_err().to_string();
+    assert!(
+        err.contains("a test matrix") && err.contains(&(limit + 4).to_string()),
+        "{err}"
+    );
+    assert!(d.check_size(limit, "fits").is_ok());
+}
