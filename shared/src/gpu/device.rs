@@ -9,6 +9,7 @@ use candle_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
 use super::kernels::Kernel;
+use super::pool::{size_class, GpuBuffer, PoolRef};
 
 /// Dispatches recorded before the pending encoder is submitted even without a readback, so
 /// that the GPU starts working during long forward passes.
@@ -33,6 +34,7 @@ struct Inner {
     modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(Kernel, &'static str, u32), wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
+    pool: PoolRef,
 }
 
 /// Compute passes recorded but not yet submitted.
@@ -90,6 +92,7 @@ impl GpuDevice {
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             pending: Mutex::default(),
+            pool: PoolRef::default(),
         })))
     }
 
@@ -133,31 +136,48 @@ impl GpuDevice {
         Ok(())
     }
 
-    /// An uninitialised storage buffer of `bytes` (at least 4: empty bindings are invalid).
-    pub(crate) fn storage(&self, bytes: u64, what: &str) -> Result<Arc<wgpu::Buffer>> {
+    /// An uninitialised storage buffer of at least `bytes` (at least 4: empty bindings are
+    /// invalid), recycled from the pool when one of its size class is free.
+    pub(crate) fn storage(&self, bytes: u64, what: &str) -> Result<Arc<GpuBuffer>> {
         self.check_size(bytes, what)?;
-        Ok(Arc::new(self.0.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes.max(4).next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })))
+        let class = size_class(bytes);
+        // Rounding up must not push a buffer that fits over the binding limit.
+        let size = if class <= self.max_binding_bytes() {
+            class
+        } else {
+            bytes.max(4).next_multiple_of(4)
+        };
+        let recycled = lock(&self.0.pool)?.take(size);
+        let buf = match recycled {
+            Some(b) => b,
+            None => self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        Ok(Arc::new(GpuBuffer::new(buf, Some(self.0.pool.clone()))))
     }
 
     /// A storage buffer holding `words` (written at creation, so no queue ordering applies).
-    pub(crate) fn upload(&self, words: &[u32], what: &str) -> Result<Arc<wgpu::Buffer>> {
+    pub(crate) fn upload(&self, words: &[u32], what: &str) -> Result<Arc<GpuBuffer>> {
         self.check_size(words.len() as u64 * 4, what)?;
         let pad = [0u32];
         let contents: &[u32] = if words.is_empty() { &pad } else { words };
-        Ok(Arc::new(self.0.device.create_buffer_init(
-            &wgpu::util::BufferInitDescriptor {
+        let buf = self
+            .0
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
                 contents: bytemuck::cast_slice(contents),
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
-            },
-        )))
+            });
+        Ok(Arc::new(GpuBuffer::new(buf, None)))
     }
 
     /// The cached pipeline for `entry` of `kernel` with the weight format constant `fmt`.
@@ -205,7 +225,7 @@ impl GpuDevice {
         entry: &'static str,
         fmt: u32,
         params: &[u32],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&GpuBuffer],
         groups: (u32, u32),
     ) -> Result<()> {
         if groups.0 == 0 || groups.1 == 0 {
