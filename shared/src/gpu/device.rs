@@ -42,6 +42,11 @@ struct Inner {
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     passes: usize,
+    /// Parameter blocks of the recorded dispatches: reusable once submitted (a queue write
+    /// lands before the next submission, so it must not touch a block still to be read).
+    uniforms_in_use: Vec<wgpu::Buffer>,
+    /// Parameter blocks free for the next dispatches.
+    uniforms_free: Vec<wgpu::Buffer>,
 }
 
 impl fmt::Debug for GpuDevice {
@@ -243,11 +248,19 @@ impl GpuDevice {
         let mut words = [0u32; PARAM_WORDS];
         words[..params.len()].copy_from_slice(params);
         let device = &self.0.device;
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let mut pending = lock(&self.0.pending)?;
+        let uniform = match pending.uniforms_free.pop() {
+            Some(u) => u,
+            None => device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: (PARAM_WORDS * 4) as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        self.0
+            .queue
+            .write_buffer(&uniform, 0, bytemuck::cast_slice(&words));
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: uniform.as_entire_binding(),
@@ -263,7 +276,6 @@ impl GpuDevice {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut pending = lock(&self.0.pending)?;
         let encoder = pending
             .encoder
             .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
@@ -273,6 +285,7 @@ impl GpuDevice {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, 1);
         }
+        pending.uniforms_in_use.push(uniform);
         pending.passes += 1;
         if pending.passes >= SUBMIT_EVERY {
             self.submit(&mut pending);
@@ -286,6 +299,8 @@ impl GpuDevice {
             self.0.queue.submit([encoder.finish()]);
         }
         pending.passes = 0;
+        let used = std::mem::take(&mut pending.uniforms_in_use);
+        pending.uniforms_free.extend(used);
     }
 
     /// Submits everything recorded so far.
