@@ -9,9 +9,11 @@ mod kernels;
 mod layout;
 mod matrix;
 mod ops;
+mod pool;
 mod tensor;
 
 pub use device::GpuDevice;
 pub use matrix::{GpuMatrix, MatrixData};
 pub use ops::ArgMax;
+pub use pool::GpuBuffer;
 pub use tensor::{GpuIds, GpuTensor};

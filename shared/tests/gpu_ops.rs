@@ -606,3 +606,42 @@ fn buffer_limits_are_reported() {
     );
     assert!(d.check_size(limit, "fits").is_ok());
 }
+
+/// A small residual block (layer norm, linear, activation, linear, residual add) run many
+/// times, so that intermediate buffers are dropped and recycled between steps.
+fn block<T: Backend>(x: &T, ln: (&T, &T), w1: &T::Matrix, w2: &T::Matrix, b1: &T) -> candle_core::Result<T> {
+    let h = x.layer_norm(ln.0, ln.1, 1e-5)?;
+    let h = h.linear(w1, Some(b1))?.activation(Activation::GeluNew)?;
+    x.add(&h.linear(w2, None)?)
+}
+
+#[test]
+fn recycled_buffers_in_a_long_chain() {
+    let Some(d) = dev() else { return };
+    let (cx, gx) = pair(&[1, 5, 96], 1200, &d);
+    let (cg, gg) = pair(&[96], 1201, &d);
+    let (cb, gb) = pair(&[96], 1202, &d);
+    let (cb1, gb1) = pair(&[384], 1203, &d);
+    let (_, w1) = dense_weight(384, 96, 1204);
+    let w2 = Weight::Quantized(
+        QMatMul::from_qtensor(QTensor::quantize(&dense_weight(96, 384, 1205).0, GgmlDType::Q8_0).unwrap())
+            .unwrap(),
+    );
+    let gw1 = <GpuTensor as Backend>::matrix_from_candle(w1.clone(), &d).unwrap();
+    let gw2 = <GpuTensor as Backend>::matrix_from_candle(w2.clone(), &d).unwrap();
+    // The reference uses the dequantized second matrix (candle's q8 kernel rounds activations).
+    let w2c = match &w2 {
+        Weight::Quantized(QMatMul::QTensor(q)) => {
+            Weight::Dense(q.dequantize(&Device::Cpu).unwrap().t().unwrap())
+        }
+        _ => unreachable!(),
+    };
+    let (mut c, mut g) = (cx, gx);
+    for step in 0..40 {
+        c = block(&c, (&cg, &cb), &w1, &w2c, &cb1).unwrap();
+        g = block(&g, (&gg, &gb), &gw1, &gw2, &gb1).unwrap();
+        if step % 10 == 9 {
+            assert_close(&g, &c, 1e-4, 1e-3, &format!("chain step {step}"));
+        }
+    }
+}

@@ -9,6 +9,7 @@ use candle_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
 use super::kernels::Kernel;
+use super::pool::{size_class, GpuBuffer, PoolRef};
 
 /// Dispatches recorded before the pending encoder is submitted even without a readback, so
 /// that the GPU starts working during long forward passes.
@@ -33,6 +34,7 @@ struct Inner {
     modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(Kernel, &'static str, u32), wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
+    pool: PoolRef,
 }
 
 /// Compute passes recorded but not yet submitted.
@@ -40,6 +42,11 @@ struct Inner {
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     passes: usize,
+    /// Parameter blocks of the recorded dispatches: reusable once submitted (a queue write
+    /// lands before the next submission, so it must not touch a block still to be read).
+    uniforms_in_use: Vec<wgpu::Buffer>,
+    /// Parameter blocks free for the next dispatches.
+    uniforms_free: Vec<wgpu::Buffer>,
 }
 
 impl fmt::Debug for GpuDevice {
@@ -90,6 +97,7 @@ impl GpuDevice {
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             pending: Mutex::default(),
+            pool: PoolRef::default(),
         })))
     }
 
@@ -133,31 +141,48 @@ impl GpuDevice {
         Ok(())
     }
 
-    /// An uninitialised storage buffer of `bytes` (at least 4: empty bindings are invalid).
-    pub(crate) fn storage(&self, bytes: u64, what: &str) -> Result<Arc<wgpu::Buffer>> {
+    /// An uninitialised storage buffer of at least `bytes` (at least 4: empty bindings are
+    /// invalid), recycled from the pool when one of its size class is free.
+    pub(crate) fn storage(&self, bytes: u64, what: &str) -> Result<Arc<GpuBuffer>> {
         self.check_size(bytes, what)?;
-        Ok(Arc::new(self.0.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes.max(4).next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })))
+        let class = size_class(bytes);
+        // Rounding up must not push a buffer that fits over the binding limit.
+        let size = if class <= self.max_binding_bytes() {
+            class
+        } else {
+            bytes.max(4).next_multiple_of(4)
+        };
+        let recycled = lock(&self.0.pool)?.take(size);
+        let buf = match recycled {
+            Some(b) => b,
+            None => self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        Ok(Arc::new(GpuBuffer::new(buf, Some(self.0.pool.clone()))))
     }
 
     /// A storage buffer holding `words` (written at creation, so no queue ordering applies).
-    pub(crate) fn upload(&self, words: &[u32], what: &str) -> Result<Arc<wgpu::Buffer>> {
+    pub(crate) fn upload(&self, words: &[u32], what: &str) -> Result<Arc<GpuBuffer>> {
         self.check_size(words.len() as u64 * 4, what)?;
         let pad = [0u32];
         let contents: &[u32] = if words.is_empty() { &pad } else { words };
-        Ok(Arc::new(self.0.device.create_buffer_init(
-            &wgpu::util::BufferInitDescriptor {
+        let buf = self
+            .0
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
                 contents: bytemuck::cast_slice(contents),
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
-            },
-        )))
+            });
+        Ok(Arc::new(GpuBuffer::new(buf, None)))
     }
 
     /// The cached pipeline for `entry` of `kernel` with the weight format constant `fmt`.
@@ -205,7 +230,7 @@ impl GpuDevice {
         entry: &'static str,
         fmt: u32,
         params: &[u32],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&GpuBuffer],
         groups: (u32, u32),
     ) -> Result<()> {
         if groups.0 == 0 || groups.1 == 0 {
@@ -223,11 +248,19 @@ impl GpuDevice {
         let mut words = [0u32; PARAM_WORDS];
         words[..params.len()].copy_from_slice(params);
         let device = &self.0.device;
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let mut pending = lock(&self.0.pending)?;
+        let uniform = match pending.uniforms_free.pop() {
+            Some(u) => u,
+            None => device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: (PARAM_WORDS * 4) as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        self.0
+            .queue
+            .write_buffer(&uniform, 0, bytemuck::cast_slice(&words));
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: uniform.as_entire_binding(),
@@ -243,7 +276,6 @@ impl GpuDevice {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut pending = lock(&self.0.pending)?;
         let encoder = pending
             .encoder
             .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
@@ -253,6 +285,7 @@ impl GpuDevice {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, 1);
         }
+        pending.uniforms_in_use.push(uniform);
         pending.passes += 1;
         if pending.passes >= SUBMIT_EVERY {
             self.submit(&mut pending);
@@ -266,6 +299,8 @@ impl GpuDevice {
             self.0.queue.submit([encoder.finish()]);
         }
         pending.passes = 0;
+        let used = std::mem::take(&mut pending.uniforms_in_use);
+        pending.uniforms_free.extend(used);
     }
 
     /// Submits everything recorded so far.

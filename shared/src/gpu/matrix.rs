@@ -7,6 +7,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Result, Tensor};
 
 use super::device::{gpu_err, GpuDevice};
+use super::pool::GpuBuffer;
 use crate::nn::Weight;
 
 /// Elements per GGML q8_0 / q4_0 block.
@@ -20,7 +21,7 @@ pub struct MatrixData {
     /// Columns (input features, or the embedding width).
     pub cols: usize,
     /// The stored words (see `shaders/weights.wgsl` for each layout).
-    pub buf: Arc<wgpu::Buffer>,
+    pub buf: Arc<GpuBuffer>,
     /// Where the block scales start, in words (quantized formats; 0 otherwise).
     pub scale_offset: u32,
 }

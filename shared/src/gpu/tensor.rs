@@ -5,12 +5,13 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor};
 
 use super::device::{gpu_err, GpuDevice};
+use super::pool::GpuBuffer;
 
 /// An f32 tensor in a storage buffer, contiguous row-major; clones share the buffer
 /// (tensors are never written after their kernel ran, so sharing is safe).
 #[derive(Clone)]
 pub struct GpuTensor {
-    pub(crate) buf: Arc<wgpu::Buffer>,
+    pub(crate) buf: Arc<GpuBuffer>,
     pub(crate) dims: Vec<usize>,
     pub(crate) dev: GpuDevice,
 }
@@ -18,7 +19,7 @@ pub struct GpuTensor {
 /// u32 ids (token ids, row indices) in a storage buffer.
 #[derive(Clone)]
 pub struct GpuIds {
-    pub(crate) buf: Arc<wgpu::Buffer>,
+    pub(crate) buf: Arc<GpuBuffer>,
     pub(crate) dims: Vec<usize>,
     pub(crate) dev: GpuDevice,
 }

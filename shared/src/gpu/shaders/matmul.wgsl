@@ -73,6 +73,11 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     }
 }
 
+// Four consecutive activations from index i.
+fn x4(i: u32) -> vec4<f32> {
+    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+
 // Partial sums: 256 threads x up to 8 rows.
 var<workgroup> red: array<f32, 2048>;
 
@@ -89,7 +94,35 @@ fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let lane = li % 64u;
     let col = wg_linear(wid, nwg) * 4u + li / 64u;
     var acc: array<f32, 8>;
-    if col < out {
+    if col < out && FMT == 2u {
+        // q8_0: a word is 4 quants of one block; rows are whole blocks, 8 words each.
+        let wpr = inner / 4u;
+        for (var wi = lane; wi < wpr; wi += 64u) {
+            let word = bitcast<i32>(wq[col * wpr + wi]);
+            let s = block_scale(col * (inner / 32u) + wi / 8u, soff);
+            let w = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)),
+                              f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u))) * s;
+            for (var r = 0u; r < rows; r++) {
+                acc[r] += dot(w, x4(r * inner + wi * 4u));
+            }
+        }
+    } else if col < out && FMT == 3u {
+        // q4_0: a word is bytes 4i..4i+3 of a block: elements 4i.. (low nibbles) and
+        // 16+4i.. (high nibbles); 4 words per block.
+        let wpr = inner / 8u;
+        for (var wi = lane; wi < wpr; wi += 64u) {
+            let word = wq[col * wpr + wi];
+            let s = block_scale(col * (inner / 32u) + wi / 4u, soff);
+            let lo = vec4<f32>(f32(extractBits(word, 0u, 4u)), f32(extractBits(word, 8u, 4u)),
+                               f32(extractBits(word, 16u, 4u)), f32(extractBits(word, 24u, 4u)));
+            let hi = vec4<f32>(f32(extractBits(word, 4u, 4u)), f32(extractBits(word, 12u, 4u)),
+                               f32(extractBits(word, 20u, 4u)), f32(extractBits(word, 28u, 4u)));
+            let k = (wi / 4u) * 32u + (wi % 4u) * 4u;
+            for (var r = 0u; r < rows; r++) {
+                acc[r] += (dot(lo - 8.0, x4(r * inner + k)) + dot(hi - 8.0, x4(r * inner + k + 16u))) * s;
+            }
+        }
+    } else if col < out {
         for (var k = lane; k < inner; k += 64u) {
             let w = load_w(col, k, inner, soff);
             for (var r = 0u; r < rows; r++) {

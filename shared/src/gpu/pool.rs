@@ -1,0 +1,88 @@
+//! Reuse of intermediate buffers: a forward pass allocates one output per op, and
+//! creating GPU buffers costs far more than the small kernels of a decode step. Dropped
+//! outputs go back to a free list by size class and are handed out again. Reuse is safe
+//! because all work runs in one queue, in order: a later kernel writing a recycled buffer
+//! runs after every earlier kernel that read it.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+/// Most bytes kept in free lists (beyond that, dropped buffers are freed).
+const MAX_POOLED_BYTES: u64 = 512 << 20;
+
+/// Free buffers by size.
+#[derive(Default)]
+pub(crate) struct Pool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes: u64,
+}
+
+/// Shared handle to a device's pool.
+pub(crate) type PoolRef = Arc<Mutex<Pool>>;
+
+/// The size class of a request: rounded up to a quarter of its power of two (at most 25%
+/// waste), so that buffers of nearby sizes (a growing key cache) are shared.
+pub(crate) fn size_class(bytes: u64) -> u64 {
+    let bytes = bytes.max(256);
+    let step = (bytes.next_power_of_two() / 8).max(4);
+    bytes.next_multiple_of(step)
+}
+
+impl Pool {
+    /// A free buffer of exactly `size` bytes, if any.
+    pub(crate) fn take(&mut self, size: u64) -> Option<wgpu::Buffer> {
+        let b = self.free.get_mut(&size)?.pop()?;
+        self.bytes -= size;
+        Some(b)
+    }
+}
+
+/// A storage buffer that returns to its device's pool when dropped (weights and other
+/// uploads are not pooled).
+pub struct GpuBuffer {
+    buf: Option<wgpu::Buffer>,
+    pool: Option<PoolRef>,
+}
+
+impl GpuBuffer {
+    /// Wraps `buf`; it goes back to `pool` on drop when one is given.
+    pub(crate) fn new(buf: wgpu::Buffer, pool: Option<PoolRef>) -> Self {
+        Self { buf: Some(buf), pool }
+    }
+}
+
+impl Deref for GpuBuffer {
+    type Target = wgpu::Buffer;
+
+    fn deref(&self) -> &wgpu::Buffer {
+        // Only `drop` takes the buffer out.
+        self.buf.as_ref().expect("buffer present until dropped")
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.take()) else {
+            return;
+        };
+        let Ok(mut p) = pool.lock() else {
+            return;
+        };
+        let size = buf.size();
+        if p.bytes + size <= MAX_POOLED_BYTES {
+            p.bytes += size;
+            p.free.entry(size).or_default().push(buf);
+        }
+    }
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GpuBuffer({} bytes)",
+            self.buf.as_ref().map_or(0, |b| b.size())
+        )
+    }
+}
