@@ -2,7 +2,8 @@
 # Installs what the browser app needs to build, serve and test, at the versions that work here
 # (../shared/TOOLCHAIN.md): the wasm32 target, trunk 0.21.14, wasm-bindgen-cli 0.2.130 (the
 # version web/Cargo.toml pins), binaryen 132's wasm-opt and playwright-core 1.65.1 (npm, in
-# web/tests/node_modules), and Debian's chromium (skipped with --no-browser). Idempotent.
+# web/tests/node_modules), Debian's chromium (skipped with --no-browser) and mesa-vulkan-drivers
+# (lavapipe, for the WebGPU engine's native tests). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -19,6 +20,10 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "0\.2\.130"; then
 fi
 if [ ! -x web/tests/node_modules/.bin/wasm-opt ] || [ ! -d web/tests/node_modules/playwright-core ]; then
   (cd web/tests && npm ci --no-audit --no-fund)
+fi
+# lavapipe, Mesa's Vulkan driver on the CPU: the WebGPU engine's native tests run on it.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers >/dev/null
 fi
 if [ "${1:-}" != "--no-browser" ] && [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
+use caption_model::backend::Backend;
 use caption_model::decode::{generate, DecodeOptions, Strategy};
 use caption_model::tokenizer::GPT2_TOKENIZER_JSON;
 use caption_model::weights::{export_folder, load_folder, random_tensors, var_builder, Quant, RandomInit};
@@ -39,8 +40,25 @@ pub fn bench_caption(iters: usize, tokens: usize, beam_width: usize, quant: Quan
         start.elapsed().as_secs_f64()
     );
     let pixels = Tensor::randn(0f32, 1.0, (1, 1, 3, 224, 224), &device)?;
-    let mask = CaptionModel::frame_mask(&[1], 1, &device)?;
-    let vocab = cfg.text_config()?.vocab_size as u32;
+    // candle's own pool follows CANDLE_NUM_THREADS (what --threads sets), then rayon's count.
+    let threads = std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(candle_core::utils::get_num_threads);
+    println!("CPU threads: {threads}; {iters} timed runs after one warm-up; {tokens} tokens per caption");
+    time_captions(&model, &pixels, iters, tokens, beam_width)
+}
+
+/// Times greedy and beam captions of `pixels` [1, 1, 3, 224, 224] and prints the figures.
+pub fn time_captions<T: Backend>(
+    model: &CaptionModel<T>,
+    pixels: &T,
+    iters: usize,
+    tokens: usize,
+    beam_width: usize,
+) -> Result<()> {
+    let mask = CaptionModel::frame_mask_like(&[1], 1, pixels)?;
+    let vocab = model.config().text_config()?.vocab_size as u32;
     // An eos outside the vocabulary is never produced: every caption has exactly `tokens` tokens.
     let opts = |strategy| DecodeOptions {
         strategy,
@@ -48,12 +66,6 @@ pub fn bench_caption(iters: usize, tokens: usize, beam_width: usize, quant: Quan
         bos: vocab - 1,
         eos: vocab,
     };
-    // candle's own pool follows CANDLE_NUM_THREADS (what --threads sets), then rayon's count.
-    let threads = std::env::var("CANDLE_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or_else(candle_core::utils::get_num_threads);
-    println!("CPU threads: {threads}; {iters} timed runs after one warm-up; {tokens} tokens per caption");
     for (name, strategy) in [
         ("greedy", Strategy::Greedy),
         ("beam", Strategy::Beam { width: beam_width }),
@@ -61,9 +73,11 @@ pub fn bench_caption(iters: usize, tokens: usize, beam_width: usize, quant: Quan
         let (mut encode_ms, mut total_ms) = (Vec::new(), Vec::new());
         for i in 0..=iters {
             let t0 = Instant::now();
-            let visual = model.visual(&pixels, &mask)?;
+            let visual = model.visual(pixels, &mask)?;
+            // The encode is timed to its end: read one value back (GPU work is asynchronous).
+            visual.prefix.narrow(2, 0, 1)?.to_candle()?;
             let t1 = Instant::now();
-            let mut captioner = Captioner::new(&model, &visual)?;
+            let mut captioner = Captioner::new(model, &visual)?;
             let out = generate(&mut captioner, &opts(strategy.clone()))?;
             anyhow::ensure!(
                 out[0].tokens.len() == tokens,
@@ -86,6 +100,50 @@ pub fn bench_caption(iters: usize, tokens: usize, beam_width: usize, quant: Quan
             "{label:<8} {med:>8.1} ms/caption (median; min {min:.1}), of which image encode {enc_med:.1} ms, \
              {:.1} ms/token",
             (med - enc_med) / tokens as f64
+        );
+    }
+    Ok(())
+}
+
+/// `bench webgpu`: ms per caption of the full-size default model (random weights) on the WebGPU
+/// engine, for each quantization, with the GPU memory its weights take.
+#[cfg(feature = "webgpu")]
+pub fn bench_webgpu(iters: usize, tokens: usize, beam_width: usize, quants: &[Quant]) -> Result<()> {
+    use caption_model::gpu::{GpuDevice, GpuTensor};
+    use caption_model::weights::load_folder_on;
+
+    let gpu = GpuDevice::new_blocking()?;
+    println!("adapter: {}", gpu.adapter_name());
+    let cfg = ModelConfig::default();
+    for &quant in quants {
+        let start = Instant::now();
+        let folder = export_folder(
+            &cfg,
+            random_tensors(&cfg, 0, &Device::Cpu)?,
+            quant,
+            GPT2_TOKENIZER_JSON,
+        )?;
+        let size = folder.manifest.len() + folder.model.len() + folder.tokenizer.len();
+        let before = gpu.allocated_bytes();
+        let model = load_folder_on::<GpuTensor>(folder.as_bytes(), &gpu)?.model;
+        let weights = gpu.allocated_bytes() - before;
+        println!(
+            "{quant}: folder {:.1} MB, weights on the GPU {:.1} MB ({:.2}x the folder), loaded in {:.1} s",
+            size as f64 / 1e6,
+            weights as f64 / 1e6,
+            weights as f64 / size as f64,
+            start.elapsed().as_secs_f64()
+        );
+        let pixels = GpuTensor::from_candle(
+            &Tensor::randn(0f32, 1.0, (1, 1, 3, 224, 224), &Device::Cpu)?,
+            &gpu,
+        )?;
+        println!("{iters} timed runs after one warm-up; {tokens} tokens per caption");
+        time_captions(&model, &pixels, iters, tokens, beam_width)?;
+        println!(
+            "{quant}: peak GPU memory {:.1} MB ({:.2}x the folder)",
+            gpu.peak_bytes() as f64 / 1e6,
+            gpu.peak_bytes() as f64 / size as f64
         );
     }
     Ok(())

@@ -188,6 +188,22 @@ pub enum BenchCommand {
         #[arg(long, default_value = "f32")]
         quant: String,
     },
+    /// ms per caption of the full-size default model (random weights) on the WebGPU engine
+    /// (Vulkan/Metal/DX12 natively), greedy and beam, with the GPU memory the weights take.
+    Webgpu {
+        /// Timed captions per strategy (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        /// Tokens generated per caption (eos is never taken, so every caption has this many).
+        #[arg(long, default_value_t = 20)]
+        tokens: usize,
+        /// Beam width of the beam-search run.
+        #[arg(long, default_value_t = 5)]
+        beam_width: usize,
+        /// Weights as exported, comma-separated: f32, f16, q8, q4.
+        #[arg(long, value_delimiter = ',', default_value = "q4,q8")]
+        quant: Vec<String>,
+    },
     /// Training throughput (images/s) of the full-size default model (random weights): PNGs
     /// decoded and CLIP run every step, or CLIP features from the feature cache; forward, loss,
     /// backward and AdamW on the bridge.

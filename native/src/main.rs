@@ -101,6 +101,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench {
             which:
+                BenchCommand::Webgpu {
+                    iters,
+                    tokens,
+                    beam_width,
+                    quant,
+                },
+        } => {
+            let quants = quant.iter().map(|q| q.parse()).collect::<Result<Vec<_>, _>>()?;
+            run_bench_webgpu(iters.max(1), tokens.max(1), beam_width, &quants)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            which:
                 BenchCommand::Train {
                     batch,
                     steps,
@@ -235,4 +248,21 @@ fn run_test(cfg: &native::train::project::ProjectConfig, device: &candle_core::D
     println!("{}", serde_json::to_string_pretty(&scores)?);
     println!("predictions and scores written to {}", dir.display());
     Ok(())
+}
+
+/// `bench webgpu`, in a build with the WebGPU engine.
+#[cfg(feature = "webgpu")]
+fn run_bench_webgpu(
+    iters: usize,
+    tokens: usize,
+    beam: usize,
+    quants: &[caption_model::weights::Quant],
+) -> anyhow::Result<()> {
+    bench::bench_webgpu(iters, tokens, beam, quants)
+}
+
+/// `bench webgpu` in a build without the engine: says how to get it.
+#[cfg(not(feature = "webgpu"))]
+fn run_bench_webgpu(_: usize, _: usize, _: usize, _: &[caption_model::weights::Quant]) -> anyhow::Result<()> {
+    anyhow::bail!("this binary was built without the WebGPU engine (build with --features webgpu)")
 }

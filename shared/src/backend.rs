@@ -14,7 +14,7 @@ use std::fmt::Debug;
 
 use candle_core::{Result, Tensor};
 
-pub use self::candle::softmax_last;
+pub use self::candle::{softmax_last, CandleMatrix};
 use crate::dropout::Dropout;
 use crate::nn::Activation;
 pub use crate::nn::Weight;

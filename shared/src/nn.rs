@@ -6,7 +6,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, ModelVb};
+use crate::backend::{Backend, CandleMatrix, ModelVb};
 use crate::dropout::Dropout;
 use crate::weights::quant::quantized_matrix;
 
@@ -78,7 +78,10 @@ impl<T: Backend> Linear<T> {
 impl Linear {
     /// Whether the matrix is held in quantized blocks.
     pub fn is_quantized(&self) -> bool {
-        matches!(self.weight, Weight::Quantized(_))
+        matches!(
+            self.weight,
+            CandleMatrix::Blocks(_) | CandleMatrix::Candle(Weight::Quantized(_))
+        )
     }
 }
 

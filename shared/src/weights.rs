@@ -1,5 +1,6 @@
 //! Loading weights into the model from every supported source, and exported model folders.
 
+mod block_matrix;
 mod folder;
 mod formats;
 mod manifest;
@@ -13,9 +14,10 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+pub use block_matrix::BlockMatrix;
 pub use folder::{
-    export_folder, load_folder, parse_manifest, sha256_hex, verify_folder, ExportedFolder, FolderBytes,
-    LoadedFolder,
+    export_folder, load_folder, load_folder_on, parse_manifest, sha256_hex, verify_folder, ExportedFolder,
+    FolderBytes, LoadedFolder,
 };
 pub use formats::*;
 pub use manifest::*;

@@ -1,10 +1,11 @@
 //! The engine seam: the page asks an [`Engine`] for captions and never sees how it computes them.
-//! [`CpuEngine`] runs the shared candle model (in the browser: wasm32 with SIMD128, one thread);
-//! the WebGPU engine (its own issue) implements the same trait and is chosen by
-//! [`Backend::WebGpu`] (`?backend=webgpu`).
+//! [`ModelEngine`] runs the shared model on one backend: candle on the CPU (in the browser:
+//! wasm32 with SIMD128, one thread) or the WebGPU engine, chosen by [`Backend::WebGpu`]
+//! (`?backend=webgpu`).
 
 use candle_core::{Device, Tensor};
-use caption_model::decode::{generate, DecodeOptions, Generated};
+use caption_model::backend::Backend as ModelBackend;
+use caption_model::decode::{generate_async, DecodeOptions, Generated};
 use caption_model::preprocess::{preprocess_bytes, preprocess_rgb, PreprocessConfig};
 use caption_model::tokenizer::Tokenizer;
 use caption_model::weights::{load_folder, FolderBytes, LoadedFolder};
@@ -18,7 +19,7 @@ use crate::stream::Streaming;
 pub enum Backend {
     /// The candle model on the CPU (wasm32 + SIMD128 in the browser).
     Cpu,
-    /// WebGPU compute shaders (not implemented yet: falls back to [`Backend::Cpu`]).
+    /// The WebGPU engine (falls back to [`Backend::Cpu`], with a notice, without an adapter).
     WebGpu,
 }
 
@@ -86,85 +87,48 @@ pub fn even_indices(n: usize, k: usize) -> Vec<usize> {
     }
 }
 
-/// A model implementation the page can caption with.
-pub trait Engine {
-    /// Shown next to each caption (e.g. "cpu (wasm32 simd128, 1 thread)").
-    fn backend_name(&self) -> String;
-    /// The loaded model's config.
-    fn config(&self) -> &ModelConfig;
-    /// The model's tokenizer.
-    fn tokenizer(&self) -> &Tokenizer;
-    /// Captions one picture or clip; `on_tokens` sees the leading hypothesis as it grows.
-    fn caption(
-        &self,
-        input: &Frames,
-        opts: &DecodeOptions,
-        on_tokens: &mut dyn FnMut(&[u32]),
-    ) -> Result<Generated>;
-
-    /// The preprocessing this model expects.
-    fn preprocess_config(&self) -> Result<PreprocessConfig> {
-        Ok(PreprocessConfig::for_image_size(
-            self.config().vision_config()?.image_size,
-        ))
-    }
-
-    /// Most frames a clip may have (the resampler's time embeddings).
-    fn max_frames(&self) -> usize {
-        self.config().resampler.num_time_embeds.max(1)
-    }
+/// A loaded model on one backend (candle on the CPU, or the WebGPU engine): the same model
+/// code, the same decoding; only where the tensors live differs.
+pub struct ModelEngine<T: ModelBackend> {
+    folder: LoadedFolder<T>,
+    name: String,
 }
 
-/// The shared candle model on the CPU.
-pub struct CpuEngine {
-    folder: LoadedFolder,
-}
-
-impl CpuEngine {
-    /// Loads a model folder (checks sizes and sha256 of every file against the manifest).
-    pub fn load(files: FolderBytes) -> Result<Self> {
-        Ok(Self {
-            folder: load_folder(files, &Device::Cpu)?,
-        })
-    }
-
-    /// The model.
-    pub fn model(&self) -> &CaptionModel {
+impl<T: ModelBackend> ModelEngine<T> {
+    /// The loaded model.
+    pub fn model(&self) -> &CaptionModel<T> {
         &self.folder.model
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &ModelConfig {
+        self.folder.model.config()
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.folder.tokenizer
     }
 
     /// The folder's quantisation scheme name (q8, q4, f16, f32).
     pub fn quant(&self) -> String {
         self.folder.manifest.quant.to_string()
     }
-}
 
-impl Engine for CpuEngine {
-    fn backend_name(&self) -> String {
-        if cfg!(target_arch = "wasm32") {
-            "cpu (wasm32 simd128, 1 thread)".into()
-        } else {
-            "cpu (native)".into()
-        }
+    /// Shown next to each caption (e.g. "cpu (wasm32 simd128, 1 thread)").
+    pub fn backend_name(&self) -> &str {
+        &self.name
     }
 
-    fn config(&self) -> &ModelConfig {
-        self.folder.model.config()
-    }
-
-    fn tokenizer(&self) -> &Tokenizer {
-        &self.folder.tokenizer
-    }
-
-    fn caption(
+    /// Captions one picture or clip; `on_tokens` sees the leading hypothesis as it grows.
+    pub async fn caption(
         &self,
         input: &Frames,
         opts: &DecodeOptions,
         on_tokens: &mut dyn FnMut(&[u32]),
     ) -> Result<Generated> {
         let model = &self.folder.model;
-        let device = model.device();
-        let s = self.preprocess_config()?.image_size;
+        let s = PreprocessConfig::for_image_size(self.config().vision_config()?.image_size).image_size;
         let t = input.frames.len();
         if t == 0 {
             return Err(caption_model::Error::Decode(
@@ -172,28 +136,132 @@ impl Engine for CpuEngine {
             ));
         }
         let flat: Vec<f32> = input.frames.iter().flat_map(|f| f.iter().copied()).collect();
-        let video = Tensor::from_vec(flat, (1, t, 3, s, s), device)?;
-        let mask = CaptionModel::frame_mask(&[t], t, device)?;
+        let video = T::from_candle(
+            &Tensor::from_vec(flat, (1, t, 3, s, s), &Device::Cpu)?,
+            model.device(),
+        )?;
+        let mask = CaptionModel::frame_mask_like(&[t], t, &video)?;
         let visual = model.visual(&video, &mask)?;
         let captioner = Captioner::new(model, &visual)?;
         let mut streaming = Streaming::new(captioner, on_tokens);
-        generate(&mut streaming, opts)?
+        generate_async(&mut streaming, opts)
+            .await?
             .into_iter()
             .next()
             .ok_or_else(|| caption_model::Error::Decode("the decoder returned no caption".into()))
     }
 }
 
-/// The engine for `backend`, and a notice for the page when another one had to be used.
-pub fn create_engine(backend: Backend, files: FolderBytes) -> Result<(Box<dyn Engine>, Option<String>)> {
-    let notice = match backend {
-        Backend::Cpu => None,
-        Backend::WebGpu => Some(
-            "The WebGPU engine is not available yet; captions run on the CPU engine (wasm) instead."
-                .to_string(),
-        ),
+/// The shared candle model on the CPU.
+pub type CpuEngine = ModelEngine<Tensor>;
+
+impl CpuEngine {
+    /// Loads a model folder (checks sizes and sha256 of every file against the manifest).
+    pub fn load(files: FolderBytes) -> Result<Self> {
+        let name = if cfg!(target_arch = "wasm32") {
+            "cpu (wasm32 simd128, 1 thread)"
+        } else {
+            "cpu (native)"
+        };
+        Ok(Self {
+            folder: load_folder(files, &Device::Cpu)?,
+            name: name.into(),
+        })
+    }
+}
+
+/// Whichever engine the page got.
+pub enum Engine {
+    /// The candle model on the CPU.
+    Cpu(CpuEngine),
+    /// The WebGPU engine.
+    #[cfg(feature = "webgpu")]
+    WebGpu(ModelEngine<caption_model::gpu::GpuTensor>),
+}
+
+/// Runs `$body` with `$e` bound to the engine inside, whichever it is.
+macro_rules! with_engine {
+    ($engine:expr, $e:ident => $body:expr) => {
+        match $engine {
+            Engine::Cpu($e) => $body,
+            #[cfg(feature = "webgpu")]
+            Engine::WebGpu($e) => $body,
+        }
     };
-    Ok((Box::new(CpuEngine::load(files)?), notice))
+}
+
+impl Engine {
+    /// Shown next to each caption.
+    pub fn backend_name(&self) -> &str {
+        with_engine!(self, e => e.backend_name())
+    }
+
+    /// The loaded model's config.
+    pub fn config(&self) -> &ModelConfig {
+        with_engine!(self, e => e.config())
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        with_engine!(self, e => e.tokenizer())
+    }
+
+    /// Captions one picture or clip; `on_tokens` sees the leading hypothesis as it grows.
+    pub async fn caption(
+        &self,
+        input: &Frames,
+        opts: &DecodeOptions,
+        on_tokens: &mut dyn FnMut(&[u32]),
+    ) -> Result<Generated> {
+        with_engine!(self, e => e.caption(input, opts, on_tokens).await)
+    }
+
+    /// The preprocessing this model expects.
+    pub fn preprocess_config(&self) -> Result<PreprocessConfig> {
+        Ok(PreprocessConfig::for_image_size(
+            self.config().vision_config()?.image_size,
+        ))
+    }
+
+    /// Most frames a clip may have (the resampler's time embeddings).
+    pub fn max_frames(&self) -> usize {
+        self.config().resampler.num_time_embeds.max(1)
+    }
+}
+
+/// The engine for `backend`, and a notice for the page when another one had to be used.
+pub async fn create_engine(backend: Backend, files: FolderBytes<'_>) -> Result<(Engine, Option<String>)> {
+    if backend == Backend::WebGpu {
+        match webgpu_engine(files).await {
+            Ok(engine) => return Ok((engine, None)),
+            Err(why) => {
+                let notice = format!(
+                    "WebGPU is not available here ({why}); captions run on the CPU engine (wasm) instead."
+                );
+                return Ok((Engine::Cpu(CpuEngine::load(files)?), Some(notice)));
+            }
+        }
+    }
+    Ok((Engine::Cpu(CpuEngine::load(files)?), None))
+}
+
+/// The WebGPU engine on the first adapter, or why there is none.
+#[cfg(feature = "webgpu")]
+async fn webgpu_engine(files: FolderBytes<'_>) -> std::result::Result<Engine, String> {
+    use caption_model::gpu::{GpuDevice, GpuTensor};
+    let device = GpuDevice::new().await.map_err(|e| e.to_string())?;
+    let folder =
+        caption_model::weights::load_folder_on::<GpuTensor>(files, &device).map_err(|e| e.to_string())?;
+    Ok(Engine::WebGpu(ModelEngine {
+        folder,
+        name: format!("webgpu ({})", device.adapter_info().name),
+    }))
+}
+
+/// Without the engine compiled in, WebGPU is never available.
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu_engine(_: FolderBytes<'_>) -> std::result::Result<Engine, String> {
+    Err("this build has no WebGPU engine".into())
 }
 
 #[cfg(test)]

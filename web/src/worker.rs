@@ -13,6 +13,7 @@
 //! `{type: "fatal", message}` before the worker dies (the page then restarts it).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use caption_model::weights::FolderBytes;
 use js_sys::{Array, Object, Reflect, Uint8Array};
@@ -25,7 +26,7 @@ use crate::scene::{random_scene_image, SCENE_SIZE};
 use crate::settings::Settings;
 
 thread_local! {
-    static ENGINE: RefCell<Option<Box<dyn Engine>>> = const { RefCell::new(None) };
+    static ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -79,15 +80,24 @@ pub fn start() {
 fn handle(data: JsValue) {
     let id = get(&data, "id");
     let kind = get(&data, "type").as_string().unwrap_or_default();
-    let result = match kind.as_str() {
-        "load" => load(&data, &id),
-        "caption" => caption(&data, &id),
-        "scene" => scene(&data, &id),
-        "exhaust-memory" => exhaust_memory(),
-        other => Err(format!("unknown request `{other}`")),
+    let answer_error = |id: JsValue, result: Result<(), String>| {
+        if let Err(message) = result {
+            post(&[("type", "error".into()), ("id", id), ("message", message.into())]);
+        }
     };
-    if let Err(message) = result {
-        post(&[("type", "error".into()), ("id", id), ("message", message.into())]);
+    match kind.as_str() {
+        // Loading and captioning wait for the GPU (the CPU engine never waits).
+        "load" => wasm_bindgen_futures::spawn_local(async move {
+            let result = load(&data, &id).await;
+            answer_error(id, result);
+        }),
+        "caption" => wasm_bindgen_futures::spawn_local(async move {
+            let result = caption(&data, &id).await;
+            answer_error(id, result);
+        }),
+        "scene" => answer_error(id.clone(), scene(&data, &id)),
+        "exhaust-memory" => answer_error(id, exhaust_memory()),
+        other => answer_error(id, Err(format!("unknown request `{other}`"))),
     }
 }
 
@@ -100,7 +110,7 @@ fn exhaust_memory() -> Result<(), String> {
     }
 }
 
-fn load(data: &JsValue, id: &JsValue) -> Result<(), String> {
+async fn load(data: &JsValue, id: &JsValue) -> Result<(), String> {
     let manifest = bytes(data, "manifest")?;
     let model = bytes(data, "model")?;
     let tokenizer = bytes(data, "tokenizer")?;
@@ -110,8 +120,9 @@ fn load(data: &JsValue, id: &JsValue) -> Result<(), String> {
         model: &model,
         tokenizer: &tokenizer,
     };
-    let (engine, notice) =
-        create_engine(backend, files).map_err(|e| format!("The model could not be loaded: {e}"))?;
+    let (engine, notice) = create_engine(backend, files)
+        .await
+        .map_err(|e| format!("The model could not be loaded: {e}"))?;
     let vision = engine.config().vision_config().map_err(|e| e.to_string())?;
     let text = engine.config().text_config().map_err(|e| e.to_string())?;
     let summary = format!(
@@ -132,15 +143,17 @@ fn load(data: &JsValue, id: &JsValue) -> Result<(), String> {
         ("imageSize", (vision.image_size as u32).into()),
         ("summary", summary.into()),
     ]);
-    ENGINE.with(|e| *e.borrow_mut() = Some(engine));
+    ENGINE.with(|e| *e.borrow_mut() = Some(Rc::new(engine)));
     Ok(())
 }
 
-fn caption(data: &JsValue, id: &JsValue) -> Result<(), String> {
+async fn caption(data: &JsValue, id: &JsValue) -> Result<(), String> {
     let settings_json = get(data, "settings").as_string().unwrap_or_else(|| "{}".into());
-    ENGINE.with(|cell| {
-        let guard = cell.borrow();
-        let engine = guard.as_ref().ok_or("No model is loaded yet.")?;
+    // A handle, not a borrow: the engine stays usable while this caption waits for the GPU.
+    let engine = ENGINE
+        .with(|cell| cell.borrow().clone())
+        .ok_or("No model is loaded yet.")?;
+    {
         let settings = Settings::from_json(&settings_json).map_err(|e| e.to_string())?;
         let opts = settings.options(engine.config()).map_err(|e| e.to_string())?;
         let pre = engine.preprocess_config().map_err(|e| e.to_string())?;
@@ -175,6 +188,7 @@ fn caption(data: &JsValue, id: &JsValue) -> Result<(), String> {
         };
         let generated = engine
             .caption(&input, &opts, &mut on_tokens)
+            .await
             .map_err(|e| format!("Captioning failed: {e}"))?;
         let text = tokenizer
             .decode_caption(&generated.tokens)
@@ -194,7 +208,7 @@ fn caption(data: &JsValue, id: &JsValue) -> Result<(), String> {
             ("frames", (input.frames.len() as u32).into()),
         ]);
         Ok(())
-    })
+    }
 }
 
 fn scene(data: &JsValue, id: &JsValue) -> Result<(), String> {

@@ -60,15 +60,17 @@ const origin = `http://127.0.0.1:${port}`;
 log("serving", args.dist, "at", origin);
 
 const userDir = fs.mkdtempSync(path.join(os.tmpdir(), "caption-chromium-"));
-const context = await chromium.launchPersistentContext(userDir, {
+const launch = (dir, extra) => chromium.launchPersistentContext(dir, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
   args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
     // A synthetic camera, allowed without a prompt, for the camera button.
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", ...extra],
   viewport: { width: 900, height: 1100 },
 });
+// WebGPU on SwiftShader (the CPU): the only flag it needs (../shared/TOOLCHAIN.md).
+let context = await launch(userDir, ["--enable-unsafe-webgpu"]);
 const results = { origin, images: [], outside: [], console: [] };
 context.on("request", (r) => {
   const u = r.url();
@@ -250,13 +252,35 @@ try {
     results.offline.caption = (await captionWith(page, "#file", path.join(args.images, images[0]))).caption;
     log("offline:", results.offline.status, results.offline.error);
     await new Promise((r) => server.listen(port, "127.0.0.1", r));
-    // ---- ?backend=webgpu falls back with a notice ----
+    // ---- ?backend=webgpu: the WebGPU engine captions every image ----
     await page.close();
+    const noticeOf = (p) => p.evaluate(() => (document.getElementById("notice").hidden ? null : document.getElementById("notice").textContent));
     page = await open("?backend=webgpu");
     results.webgpu = {
       state: await page.evaluate(() => document.body.dataset.state),
-      notice: await page.evaluate(() => (document.getElementById("notice").hidden ? null : document.getElementById("notice").textContent)),
+      status: await page.textContent("#model-status"),
+      notice: await noticeOf(page),
+      images: [],
     };
+    log("webgpu:", results.webgpu.status, results.webgpu.notice || "");
+    for (const f of images) {
+      const r = await captionWith(page, "#file", path.join(args.images, f));
+      log("webgpu", f, "->", r.caption || r.error, `(${Math.round(r.ms)} ms)`);
+      results.webgpu.images.push({ file: path.join(args.images, f), ...r });
+    }
+    results.webgpu.scene = await captionWith(page, "#file", results.scene.file);
+    await page.screenshot({ path: path.join(out, "screenshot-webgpu.png"), fullPage: true });
+    await page.close();
+    // ---- a browser without WebGPU: ?backend=webgpu falls back to the CPU with a notice ----
+    await context.close();
+    context = await launch(userDir, ["--disable-features=WebGPU"]);
+    page = await open("?backend=webgpu");
+    results.noWebgpu = {
+      state: await page.evaluate(() => document.body.dataset.state),
+      status: await page.textContent("#model-status"),
+      notice: await noticeOf(page),
+    };
+    log("no webgpu:", results.noWebgpu.notice);
     await page.close();
   }
 

@@ -12,7 +12,8 @@
 //!   loads by URL and from a local folder;
 //! - the second visit loads the weights from the Cache API (no request for them); with the
 //!   server stopped the page still opens and captions; the page makes no request outside its
-//!   origin; `?backend=webgpu` falls back with a notice.
+//!   origin; `?backend=webgpu` captions on the WebGPU engine exactly as the CPU engine does, and
+//!   falls back with a notice in a browser without WebGPU.
 //!
 //! A screenshot is left in `target/web-test/screenshot.png`.
 //!
@@ -325,11 +326,24 @@ fn page_captions_like_native() {
         "{}",
         results["outside"]
     );
-    assert_eq!(results["webgpu"]["state"], "ready");
-    assert!(results["webgpu"]["notice"]
-        .as_str()
-        .unwrap_or("")
-        .contains("WebGPU"));
+    // ?backend=webgpu: the WebGPU engine (SwiftShader, no shader-f16) gives the CPU engine's
+    // captions, token for token, for every shipped image and the scene.
+    let gpu = &results["webgpu"];
+    assert_eq!(gpu["state"], "ready", "{gpu}");
+    assert!(gpu["notice"].is_null(), "{gpu}");
+    assert!(gpu["status"].as_str().unwrap_or("").contains("webgpu"), "{gpu}");
+    let gpu_pages: Vec<&Value> = gpu["images"].as_array().unwrap().iter().chain([&gpu["scene"]]).collect();
+    assert_eq!(gpu_pages.len(), files.len());
+    for ((got, file), want) in gpu_pages.iter().zip(&files).zip(pages.iter().chain([&&results["scene"]])) {
+        assert_eq!(got["state"], "done", "{}: {got}", file.display());
+        assert!(got["timing"].as_str().unwrap_or("").contains("webgpu"), "{got}");
+        println!("{}: webgpu {:?}", file.display(), got["caption"]);
+        assert_eq!(got["tokens"], want["tokens"], "{}: webgpu {got}, cpu {want}", file.display());
+    }
+    // Without WebGPU the page falls back to the CPU engine and says so.
+    let plain = &results["noWebgpu"];
+    assert_eq!(plain["state"], "ready", "{plain}");
+    assert!(plain["notice"].as_str().unwrap_or("").contains("WebGPU"), "{plain}");
     assert!(out.join("screenshot.png").is_file());
     println!("screenshot: {}", out.join("screenshot.png").display());
 }

@@ -1,9 +1,13 @@
 //! candle's `Tensor` as a [`Backend`]: the CPU/CUDA engine, differentiable for training. The
 //! fused kernels are used for inference and the differentiable ops when a gradient is tracked.
 
+use std::sync::Arc;
+
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Result, Tensor, D};
 
 use super::{Backend, Weight};
+use crate::weights::BlockMatrix;
 use crate::dropout::Dropout;
 use crate::fused;
 use crate::nn::Activation;
@@ -25,26 +29,43 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// A linear map's matrix on the candle engine.
+#[derive(Debug, Clone)]
+pub enum CandleMatrix {
+    /// As the store gave it: dense `W^T`, or blocks for candle's quantized matmul (GPU devices).
+    Candle(Weight),
+    /// q8_0/q4_0 blocks on the CPU, multiplied with f32 activations ([`BlockMatrix`]).
+    Blocks(Arc<BlockMatrix>),
+}
+
 impl Backend for Tensor {
     type Device = candle_core::Device;
-    type Matrix = Weight;
+    type Matrix = CandleMatrix;
     type Ids = Tensor;
 
     fn from_candle(t: &Tensor, _device: &Self::Device) -> Result<Self> {
         Ok(t.clone())
     }
 
-    fn matrix_from_candle(w: Weight, _device: &Self::Device) -> Result<Weight> {
-        Ok(w)
+    fn matrix_from_candle(w: Weight, device: &Self::Device) -> Result<CandleMatrix> {
+        if let (true, Weight::Quantized(QMatMul::QTensor(q))) = (device.is_cpu(), &w) {
+            if let Some(b) = BlockMatrix::from_qtensor(q)? {
+                return Ok(CandleMatrix::Blocks(Arc::new(b)));
+            }
+        }
+        Ok(CandleMatrix::Candle(w))
     }
 
-    fn tied_embedding(dense: &Tensor, head: Weight, _device: &Self::Device) -> Result<(Weight, Weight)> {
+    fn tied_embedding(dense: &Tensor, head: Weight, device: &Self::Device) -> Result<(CandleMatrix, CandleMatrix)> {
         // Gathers read the dense table; the head keeps the store's blocks when quantized.
-        Ok((Weight::Dense(dense.t()?), head))
+        Ok((
+            CandleMatrix::Candle(Weight::Dense(dense.t()?)),
+            Self::matrix_from_candle(head, device)?,
+        ))
     }
 
-    fn embedding(dense: &Tensor, _device: &Self::Device) -> Result<Weight> {
-        Ok(Weight::Dense(dense.t()?))
+    fn embedding(dense: &Tensor, _device: &Self::Device) -> Result<CandleMatrix> {
+        Ok(CandleMatrix::Candle(Weight::Dense(dense.t()?)))
     }
 
     fn from_f32(data: Vec<f32>, dims: &[usize], like: &Self) -> Result<Self> {
@@ -91,14 +112,15 @@ impl Backend for Tensor {
         Tensor::index_select(self, ids, 0)
     }
 
-    fn gather_rows(table: &Weight, ids: &Tensor) -> Result<Self> {
+    fn gather_rows(table: &CandleMatrix, ids: &Tensor) -> Result<Self> {
         let table = match table {
-            Weight::Dense(wt) => wt.t()?,
-            Weight::Quantized(q) => match q {
-                candle_core::quantized::QMatMul::QTensor(q) => q.dequantize(ids.device())?,
-                candle_core::quantized::QMatMul::Tensor(t)
-                | candle_core::quantized::QMatMul::TensorF16(t) => t.clone(),
+            CandleMatrix::Candle(Weight::Dense(wt)) => wt.t()?,
+            CandleMatrix::Candle(Weight::Quantized(q)) => match q {
+                QMatMul::QTensor(q) => q.dequantize(ids.device())?,
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.clone(),
             },
+            // Tables are built dense (`tied_embedding`, `embedding`).
+            CandleMatrix::Blocks(_) => candle_core::bail!("embedding rows from a block matrix"),
         };
         let mut dims = ids.dims().to_vec();
         dims.push(table.dim(1)?);
@@ -125,16 +147,17 @@ impl Backend for Tensor {
         self.mean(dim)
     }
 
-    fn linear(&self, w: &Weight, bias: Option<&Self>) -> Result<Self> {
+    fn linear(&self, w: &CandleMatrix, bias: Option<&Self>) -> Result<Self> {
         // Flatten leading dims so one 2-D GEMM runs instead of a batched one.
         let dims = Tensor::dims(self).to_vec();
         let (lead, last) = dims.split_at(dims.len() - 1);
         let rows: usize = lead.iter().product();
         let x = Tensor::reshape(self, (rows, last[0]))?;
         let y = match w {
-            Weight::Dense(w) => x.matmul(w)?,
+            CandleMatrix::Candle(Weight::Dense(w)) => x.matmul(w)?,
             // The quantized kernels read the activations as one contiguous f32 block.
-            Weight::Quantized(q) => q.forward(&x.contiguous()?)?,
+            CandleMatrix::Candle(Weight::Quantized(q)) => q.forward(&x.contiguous()?)?,
+            CandleMatrix::Blocks(b) => b.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?,
         };
         let y = match bias {
             Some(b) => Tensor::broadcast_add(&y, b)?,

@@ -156,7 +156,8 @@ impl GpuTensor {
         Ok(out)
     }
 
-    /// `x W^T + b` over the last dimension (any leading dims).
+    /// `x W^T + b` over the last dimension (any leading dims). Quantized weights are decoded
+    /// in the kernel and the activations stay f32, as in the CPU engine's block matmul.
     pub fn linear(&self, w: &GpuMatrix, bias: Option<&Self>) -> Result<Self> {
         let m = w.data();
         let (lead, last) = self.dims.split_at(self.dims.len().saturating_sub(1));

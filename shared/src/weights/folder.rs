@@ -14,6 +14,7 @@ use super::manifest::{
 use super::quant::{encode, plan, split_quantized, stored_name, Layout, Quant, Scheme};
 use super::quant_store::{LookupFailure, QuantStore};
 use super::var_builder;
+use crate::backend::{Backend, ModelVb};
 use crate::config::ModelConfig;
 use crate::model::CaptionModel;
 use crate::tokenizer::Tokenizer;
@@ -54,9 +55,9 @@ impl ExportedFolder {
 
 /// A loaded folder: the model, its tokenizer and the manifest.
 #[derive(Debug, Clone)]
-pub struct LoadedFolder {
+pub struct LoadedFolder<T: Backend = Tensor> {
     /// The model.
-    pub model: CaptionModel,
+    pub model: CaptionModel<T>,
     /// The folder's tokenizer.
     pub tokenizer: Tokenizer,
     /// The manifest.
@@ -323,6 +324,21 @@ pub fn verify_folder(files: FolderBytes) -> Result<Manifest> {
 /// Loads a model folder after [`verify_folder`]'s checks; refuses tensors the model does not
 /// use, so that a folder never silently loads into another config.
 pub fn load_folder(files: FolderBytes, device: &Device) -> Result<LoadedFolder> {
+    load_folder_with(files, device, ModelVb::candle)
+}
+
+/// [`load_folder`] onto another backend: the tensors are read on the CPU and handed to `device`
+/// (a GPU engine keeps quantized matrices in their blocks).
+pub fn load_folder_on<T: Backend>(files: FolderBytes, device: &T::Device) -> Result<LoadedFolder<T>> {
+    load_folder_with(files, &Device::Cpu, |vb| ModelVb::new(vb, device.clone()))
+}
+
+/// Loads a folder with its tensors on `device`, building the model through `to_model_vb`.
+fn load_folder_with<'a, T: Backend>(
+    files: FolderBytes,
+    device: &Device,
+    to_model_vb: impl FnOnce(candle_nn::VarBuilder<'a>) -> ModelVb<'a, T>,
+) -> Result<LoadedFolder<T>> {
     let manifest = verify_folder(files)?;
     let tokenizer = Tokenizer::from_bytes(files.tokenizer)?;
     let entries = candle_core::safetensors::load_buffer(files.model, device)
@@ -334,9 +350,9 @@ pub fn load_folder(files: FolderBytes, device: &Device) -> Result<LoadedFolder> 
         .map(|t| Ok((t.name.clone(), plan_of(t)?)))
         .collect::<std::result::Result<HashMap<_, _>, FolderError>>()?;
     let store = QuantStore::new(entries, layouts);
-    let model = CaptionModel::new(
+    let model = CaptionModel::load(
         &manifest.model_config,
-        var_builder(store.clone(), candle_core::DType::F32, device),
+        to_model_vb(var_builder(store.clone(), candle_core::DType::F32, device)),
     );
     let model = match (model, store.failure()) {
         (Ok(m), _) => m,
