@@ -10,6 +10,7 @@ mod layout;
 mod matrix;
 mod ops;
 mod pool;
+mod readback;
 mod tensor;
 
 pub use device::GpuDevice;

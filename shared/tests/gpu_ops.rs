@@ -93,6 +93,13 @@ fn adapter_and_roundtrip() {
     assert!(Backend::reshape(&g, &[4, 4]).is_err());
     let ids = <GpuTensor as Backend>::ids(&[4, 0, 9], &[3], &d).unwrap();
     assert_eq!(ids.to_vec().unwrap(), vec![4, 0, 9]);
+    // The awaitable readers (the browser's path) give the same values.
+    assert_eq!(pollster::block_on(ids.to_vec_async()).unwrap(), vec![4, 0, 9]);
+    let sum = Backend::add(&g, &g).unwrap();
+    assert_eq!(
+        pollster::block_on(sum.to_vec_async()).unwrap(),
+        sum.to_vec().unwrap()
+    );
 }
 
 /// A dense weight as the model hands it over: W^T [in, out] (a transposed view).

@@ -310,13 +310,9 @@ impl GpuDevice {
         Ok(())
     }
 
-    /// The first `bytes` of `buffer`, after all recorded work (blocks; native only: the
-    /// browser cannot block on the GPU).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn read(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
+    /// A mappable copy of the first `bytes` of `buffer`, taken after all recorded work;
+    /// everything recorded is submitted.
+    pub(crate) fn copy_to_staging(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<wgpu::Buffer> {
         let device = &self.0.device;
         let staging = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -324,37 +320,19 @@ impl GpuDevice {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        {
-            let mut pending = lock(&self.0.pending)?;
-            let encoder = pending
-                .encoder
-                .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-            self.submit(&mut pending);
-        }
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
-        rx.recv()
-            .map_err(|_| gpu_err("readback callback dropped"))?
-            .map_err(|e| gpu_err(format!("mapping the readback buffer: {e}")))?;
-        let data = slice
-            .get_mapped_range()
-            .map_err(|e| gpu_err(format!("reading the readback buffer: {e}")))?
-            .to_vec();
-        staging.unmap();
-        Ok(data)
+        let mut pending = lock(&self.0.pending)?;
+        let encoder = pending
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.submit(&mut pending);
+        Ok(staging)
     }
 
-    /// Readback is blocking and the browser cannot block: not available on wasm32 yet.
-    #[cfg(target_arch = "wasm32")]
-    pub(crate) fn read(&self, _buffer: &wgpu::Buffer, _bytes: u64) -> Result<Vec<u8>> {
-        Err(gpu_err("blocking readback is not available in the browser"))
+    /// The wgpu device (natively, for waiting on mapped buffers).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn wgpu_device(&self) -> &wgpu::Device {
+        &self.0.device
     }
 }
 
