@@ -37,9 +37,12 @@ struct Inner {
     pool: PoolRef,
 }
 
-/// Compute passes recorded but not yet submitted.
+/// Dispatches recorded but not yet submitted.
 #[derive(Default)]
 struct Pending {
+    /// The open compute pass: consecutive dispatches share one (wgpu orders them); it is
+    /// ended before copies and submission. Declared first so it drops before the encoder.
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     passes: usize,
     /// Parameter blocks of the recorded dispatches: reusable once submitted (a queue write
@@ -276,11 +279,13 @@ impl GpuDevice {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let encoder = pending
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
+        if pending.pass.is_none() {
+            let encoder = pending
+                .encoder
+                .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
+            pending.pass = Some(encoder.begin_compute_pass(&Default::default()).forget_lifetime());
+        }
+        if let Some(pass) = pending.pass.as_mut() {
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, 1);
@@ -295,6 +300,7 @@ impl GpuDevice {
 
     /// Submits the recorded passes.
     fn submit(&self, pending: &mut Pending) {
+        pending.pass = None;
         if let Some(encoder) = pending.encoder.take() {
             self.0.queue.submit([encoder.finish()]);
         }
@@ -321,6 +327,8 @@ impl GpuDevice {
             mapped_at_creation: false,
         });
         let mut pending = lock(&self.0.pending)?;
+        // A copy cannot be recorded inside a compute pass.
+        pending.pass = None;
         let encoder = pending
             .encoder
             .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
