@@ -652,3 +652,79 @@ fn recycled_buffers_in_a_long_chain() {
         }
     }
 }
+
+/// Timing of a GPT-2-small-shaped decode step (12 layers, one token, q8_0 weights, a
+/// 64-token key cache): `cargo test ... -- --ignored --nocapture bench`. Not a correctness
+/// test; on lavapipe it measures the CPU rasteriser, on a GPU mostly dispatch overhead.
+#[test]
+#[ignore]
+fn bench_decode_step() {
+    let Some(d) = dev() else { return };
+    let (dm, heads, ctx) = (768, 12, 64);
+    let q8 = |out: usize, inp: usize, seed: u64| {
+        let w = dense_weight(out, inp, seed).0;
+        let q = Weight::Quantized(
+            QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap(),
+        );
+        <GpuTensor as Backend>::matrix_from_candle(q, &d).unwrap()
+    };
+    let (qkv, proj, fc, out) = (
+        q8(3 * dm, dm, 1),
+        q8(dm, dm, 2),
+        q8(4 * dm, dm, 3),
+        q8(dm, 4 * dm, 4),
+    );
+    let (_, ln_w) = pair(&[dm], 5, &d);
+    let (_, ln_b) = pair(&[dm], 6, &d);
+    let (_, kc) = pair(&[1, heads, ctx, dm / heads], 7, &d);
+    let (_, x0) = pair(&[1, 1, dm], 8, &d);
+    let none = Dropout::new(0.0);
+    let step = |x: &GpuTensor| {
+        let mut x = x.clone();
+        for _ in 0..12 {
+            let h = Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap();
+            let h = Backend::linear(&h, &qkv, None).unwrap();
+            let q = split_heads(&Backend::narrow(&h, 2, 0, dm).unwrap(), heads).unwrap();
+            let a = <GpuTensor as Backend>::attention(&q, &kc, &kc, None, &none).unwrap();
+            let a = Backend::linear(&merge_heads(&a).unwrap(), &proj, None).unwrap();
+            x = Backend::add(&x, &a).unwrap();
+            let h = Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap();
+            let h =
+                Backend::activation(&Backend::linear(&h, &fc, None).unwrap(), Activation::GeluNew).unwrap();
+            x = Backend::add(&x, &Backend::linear(&h, &out, None).unwrap()).unwrap();
+        }
+        x.argmax_last().unwrap().ids.to_vec().unwrap()
+    };
+    step(&x0);
+    // The same step's other kernels alone (what the matmuls cost is the difference).
+    let t = std::time::Instant::now();
+    for _ in 0..10 {
+        let mut x = x0.clone();
+        for _ in 0..12 {
+            let h = Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap();
+            let h = Backend::activation(&h, Activation::GeluNew).unwrap();
+            let q = split_heads(
+                &Backend::narrow(&Backend::cat(&[&h, &h, &h], 2).unwrap(), 2, 0, dm).unwrap(),
+                heads,
+            )
+            .unwrap();
+            let a = <GpuTensor as Backend>::attention(&q, &kc, &kc, None, &none).unwrap();
+            x = Backend::add(&x, &merge_heads(&a).unwrap()).unwrap();
+            x = Backend::add(&x, &Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap()).unwrap();
+        }
+        x.argmax_last().unwrap().ids.to_vec().unwrap();
+    }
+    eprintln!(
+        "decode step without matmuls: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / 10.0
+    );
+    let n = 10;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        step(&x0);
+    }
+    eprintln!(
+        "decode step (12 layers, q8_0, 1 token): {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+}
