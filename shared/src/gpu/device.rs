@@ -27,6 +27,7 @@ struct Inner {
     // Kept alive for the device's lifetime (the adapter and device borrow nothing from it,
     // but dropping the instance first is not guaranteed safe on every backend).
     _instance: wgpu::Instance,
+    adapter: wgpu::Adapter,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     device: wgpu::Device,
@@ -93,6 +94,7 @@ impl GpuDevice {
             .map_err(|e| gpu_err(format!("WebGPU device on {}: {e}", info.name)))?;
         Ok(Self(Arc::new(Inner {
             _instance: instance,
+            adapter,
             info,
             limits,
             device,
@@ -113,6 +115,11 @@ impl GpuDevice {
     /// The adapter's description (name, backend, driver).
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.0.info
+    }
+
+    /// The adapter the device was opened on.
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.0.adapter
     }
 
     /// The limits the device was created with (the adapter's own).
