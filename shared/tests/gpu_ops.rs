@@ -728,3 +728,78 @@ fn bench_decode_step() {
         t.elapsed().as_secs_f64() * 1e3 / n as f64
     );
 }
+
+/// The weights of one GPT-2-style block on some backend.
+struct BlockWeights<T: Backend> {
+    ln: (T, T),
+    qkv: T::Matrix,
+    qkv_b: T,
+    proj: T::Matrix,
+    fc: T::Matrix,
+    out: T::Matrix,
+}
+
+impl<T: Backend> BlockWeights<T> {
+    /// The same random weights (q4_0 for the MLP's second matrix) on `device`.
+    fn new(dm: usize, device: &T::Device) -> Self {
+        let t = |dims: &[usize], seed: u64| {
+            let c = Tensor::from_vec(rand_vec(dims.iter().product(), 0.5, seed), dims, &Device::Cpu).unwrap();
+            T::from_candle(&c, device).unwrap()
+        };
+        let m = |w: Weight| T::matrix_from_candle(w, device).unwrap();
+        let q4 = QTensor::quantize(&dense_weight(dm, 4 * dm, 1305).0, GgmlDType::Q4_0).unwrap();
+        Self {
+            ln: (t(&[dm], 1300), t(&[dm], 1301)),
+            qkv: m(dense_weight(3 * dm, dm, 1302).1),
+            qkv_b: t(&[3 * dm], 1303),
+            proj: m(Weight::Dense(
+                dense_weight(dm, dm, 1304)
+                    .0
+                    .to_dtype(DType::F16)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .t()
+                    .unwrap(),
+            )),
+            fc: m(dense_weight(4 * dm, dm, 1306).1),
+            // Dequantized, so that candle's reference does not round the activations.
+            out: m(Weight::Dense(q4.dequantize(&Device::Cpu).unwrap().t().unwrap())),
+        }
+    }
+}
+
+/// A pre-norm transformer block with causal self-attention, written once for any backend.
+fn transformer_block<T: Backend>(x: &T, w: &BlockWeights<T>, heads: usize) -> candle_core::Result<T> {
+    let d = x.dims();
+    let (s, dm) = (d[1], d[2]);
+    let h = x
+        .layer_norm(&w.ln.0, &w.ln.1, 1e-5)?
+        .linear(&w.qkv, Some(&w.qkv_b))?;
+    let scale = 1.0 / ((dm / heads) as f64).sqrt();
+    let q = split_heads(&h.narrow(2, 0, dm)?, heads)?.affine(scale, 0.0)?;
+    let k = split_heads(&h.narrow(2, dm, dm)?, heads)?;
+    let v = split_heads(&h.narrow(2, 2 * dm, dm)?, heads)?;
+    let mask: Vec<f32> = (0..s * s)
+        .map(|i| if i % s > i / s { f32::MIN } else { 0.0 })
+        .collect();
+    let mask = T::from_f32(mask, &[1, 1, s, s], x)?;
+    let a = T::attention(&q, &k, &v, Some(&mask), &Dropout::new(0.1))?;
+    let x = x.add(&merge_heads(&a)?.linear(&w.proj, None)?)?;
+    let h = x
+        .layer_norm(&w.ln.0, &w.ln.1, 1e-5)?
+        .linear(&w.fc, None)?
+        .activation(Activation::GeluNew)?;
+    x.add(&h.linear(&w.out, None)?)
+}
+
+#[test]
+fn transformer_block_matches_candle() {
+    let Some(d) = dev() else { return };
+    let (cx, gx) = pair(&[2, 7, 96], 1310, &d);
+    let cw = BlockWeights::<Tensor>::new(96, &Device::Cpu);
+    let gw = BlockWeights::<GpuTensor>::new(96, &d);
+    let want = transformer_block(&cx, &cw, 4).unwrap();
+    let got = transformer_block(&gx, &gw, 4).unwrap();
+    assert_close(&got, &want, 1e-4, 1e-4, "transformer block");
+}
