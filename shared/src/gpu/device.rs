@@ -33,9 +33,17 @@ struct Inner {
     device: wgpu::Device,
     queue: wgpu::Queue,
     modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(Kernel, &'static str, u32), wgpu::ComputePipeline>>,
+    /// Pipelines with their (derived) bind group layout, by kernel, entry point and format.
+    pipelines: Mutex<HashMap<(Kernel, &'static str, u32), Pipeline>>,
     pending: Mutex<Pending>,
     pool: PoolRef,
+}
+
+/// A compute pipeline and its bind group layout (looked up once, not per dispatch).
+#[derive(Clone)]
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
 }
 
 /// Dispatches recorded but not yet submitted.
@@ -196,7 +204,7 @@ impl GpuDevice {
     }
 
     /// The cached pipeline for `entry` of `kernel` with the weight format constant `fmt`.
-    fn pipeline(&self, kernel: Kernel, entry: &'static str, fmt: u32) -> Result<wgpu::ComputePipeline> {
+    fn pipeline(&self, kernel: Kernel, entry: &'static str, fmt: u32) -> Result<Pipeline> {
         let key = (kernel, entry, fmt);
         if let Some(p) = lock(&self.0.pipelines)?.get(&key) {
             return Ok(p.clone());
@@ -228,8 +236,10 @@ impl GpuDevice {
                 },
                 cache: None,
             });
-        lock(&self.0.pipelines)?.insert(key, pipeline.clone());
-        Ok(pipeline)
+        let layout = pipeline.get_bind_group_layout(0);
+        let p = Pipeline { pipeline, layout };
+        lock(&self.0.pipelines)?.insert(key, p.clone());
+        Ok(p)
     }
 
     /// Records one dispatch of `groups` workgroups (x, y) with `params` at binding 0 and
@@ -283,7 +293,7 @@ impl GpuDevice {
         }
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.layout,
             entries: &entries,
         });
         if pending.pass.is_none() {
@@ -293,7 +303,7 @@ impl GpuDevice {
             pending.pass = Some(encoder.begin_compute_pass(&Default::default()).forget_lifetime());
         }
         if let Some(pass) = pending.pass.as_mut() {
-            pass.set_pipeline(&pipeline);
+            pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, 1);
         }
