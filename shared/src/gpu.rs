@@ -1,7 +1,13 @@
 //! The WebGPU compute engine (feature `webgpu`): [`GpuTensor`] implements
 //! [`crate::backend::Backend`] with WGSL kernels on wgpu, so the model's layers run on a GPU
-//! natively (Vulkan) and, later, in the browser. Inference only: f32 activations, weights in
-//! their stored precision (f32, f16, q8_0, q4_0) decoded inside the kernels.
+//! natively (Vulkan; lavapipe in the tests) and in the browser (wgpu's `webgpu` backend).
+//!
+//! Inference only: activations are f32, contiguous and row-major; weight matrices keep their
+//! stored precision (f32, f16 packed in words, GGML q8_0 / q4_0 blocks) and are decoded
+//! inside the matmul and gather kernels, so no shader feature (shader-f16) is needed.
+//! Kernels are recorded into one open compute pass and submitted at a readback (or every 64
+//! dispatches); intermediate buffers and parameter blocks are recycled. Every buffer is
+//! checked against the adapter's binding limits, whose full values are requested.
 
 mod backend;
 mod device;
@@ -10,6 +16,7 @@ mod layout;
 mod matrix;
 mod ops;
 mod pool;
+mod readback;
 mod tensor;
 
 pub use device::GpuDevice;

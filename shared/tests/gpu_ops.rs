@@ -93,6 +93,13 @@ fn adapter_and_roundtrip() {
     assert!(Backend::reshape(&g, &[4, 4]).is_err());
     let ids = <GpuTensor as Backend>::ids(&[4, 0, 9], &[3], &d).unwrap();
     assert_eq!(ids.to_vec().unwrap(), vec![4, 0, 9]);
+    // The awaitable readers (the browser's path) give the same values.
+    assert_eq!(pollster::block_on(ids.to_vec_async()).unwrap(), vec![4, 0, 9]);
+    let sum = Backend::add(&g, &g).unwrap();
+    assert_eq!(
+        pollster::block_on(sum.to_vec_async()).unwrap(),
+        sum.to_vec().unwrap()
+    );
 }
 
 /// A dense weight as the model hands it over: W^T [in, out] (a transposed view).
@@ -644,4 +651,155 @@ fn recycled_buffers_in_a_long_chain() {
             assert_close(&g, &c, 1e-4, 1e-3, &format!("chain step {step}"));
         }
     }
+}
+
+/// Timing of a GPT-2-small-shaped decode step (12 layers, one token, q8_0 weights, a
+/// 64-token key cache): `cargo test ... -- --ignored --nocapture bench`. Not a correctness
+/// test; on lavapipe it measures the CPU rasteriser, on a GPU mostly dispatch overhead.
+#[test]
+#[ignore]
+fn bench_decode_step() {
+    let Some(d) = dev() else { return };
+    let (dm, heads, ctx) = (768, 12, 64);
+    let q8 = |out: usize, inp: usize, seed: u64| {
+        let w = dense_weight(out, inp, seed).0;
+        let q = Weight::Quantized(
+            QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap(),
+        );
+        <GpuTensor as Backend>::matrix_from_candle(q, &d).unwrap()
+    };
+    let (qkv, proj, fc, out) = (
+        q8(3 * dm, dm, 1),
+        q8(dm, dm, 2),
+        q8(4 * dm, dm, 3),
+        q8(dm, 4 * dm, 4),
+    );
+    let (_, ln_w) = pair(&[dm], 5, &d);
+    let (_, ln_b) = pair(&[dm], 6, &d);
+    let (_, kc) = pair(&[1, heads, ctx, dm / heads], 7, &d);
+    let (_, x0) = pair(&[1, 1, dm], 8, &d);
+    let none = Dropout::new(0.0);
+    let step = |x: &GpuTensor| {
+        let mut x = x.clone();
+        for _ in 0..12 {
+            let h = Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap();
+            let h = Backend::linear(&h, &qkv, None).unwrap();
+            let q = split_heads(&Backend::narrow(&h, 2, 0, dm).unwrap(), heads).unwrap();
+            let a = <GpuTensor as Backend>::attention(&q, &kc, &kc, None, &none).unwrap();
+            let a = Backend::linear(&merge_heads(&a).unwrap(), &proj, None).unwrap();
+            x = Backend::add(&x, &a).unwrap();
+            let h = Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap();
+            let h =
+                Backend::activation(&Backend::linear(&h, &fc, None).unwrap(), Activation::GeluNew).unwrap();
+            x = Backend::add(&x, &Backend::linear(&h, &out, None).unwrap()).unwrap();
+        }
+        x.argmax_last().unwrap().ids.to_vec().unwrap()
+    };
+    step(&x0);
+    // The same step's other kernels alone (what the matmuls cost is the difference).
+    let t = std::time::Instant::now();
+    for _ in 0..10 {
+        let mut x = x0.clone();
+        for _ in 0..12 {
+            let h = Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap();
+            let h = Backend::activation(&h, Activation::GeluNew).unwrap();
+            let q = split_heads(
+                &Backend::narrow(&Backend::cat(&[&h, &h, &h], 2).unwrap(), 2, 0, dm).unwrap(),
+                heads,
+            )
+            .unwrap();
+            let a = <GpuTensor as Backend>::attention(&q, &kc, &kc, None, &none).unwrap();
+            x = Backend::add(&x, &merge_heads(&a).unwrap()).unwrap();
+            x = Backend::add(&x, &Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap()).unwrap();
+        }
+        x.argmax_last().unwrap().ids.to_vec().unwrap();
+    }
+    eprintln!(
+        "decode step without matmuls: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / 10.0
+    );
+    let n = 10;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        step(&x0);
+    }
+    eprintln!(
+        "decode step (12 layers, q8_0, 1 token): {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+}
+
+/// The weights of one GPT-2-style block on some backend.
+struct BlockWeights<T: Backend> {
+    ln: (T, T),
+    qkv: T::Matrix,
+    qkv_b: T,
+    proj: T::Matrix,
+    fc: T::Matrix,
+    out: T::Matrix,
+}
+
+impl<T: Backend> BlockWeights<T> {
+    /// The same random weights (q4_0 for the MLP's second matrix) on `device`.
+    fn new(dm: usize, device: &T::Device) -> Self {
+        let t = |dims: &[usize], seed: u64| {
+            let c = Tensor::from_vec(rand_vec(dims.iter().product(), 0.5, seed), dims, &Device::Cpu).unwrap();
+            T::from_candle(&c, device).unwrap()
+        };
+        let m = |w: Weight| T::matrix_from_candle(w, device).unwrap();
+        let q4 = QTensor::quantize(&dense_weight(dm, 4 * dm, 1305).0, GgmlDType::Q4_0).unwrap();
+        Self {
+            ln: (t(&[dm], 1300), t(&[dm], 1301)),
+            qkv: m(dense_weight(3 * dm, dm, 1302).1),
+            qkv_b: t(&[3 * dm], 1303),
+            proj: m(Weight::Dense(
+                dense_weight(dm, dm, 1304)
+                    .0
+                    .to_dtype(DType::F16)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .t()
+                    .unwrap(),
+            )),
+            fc: m(dense_weight(4 * dm, dm, 1306).1),
+            // Dequantized, so that candle's reference does not round the activations.
+            out: m(Weight::Dense(q4.dequantize(&Device::Cpu).unwrap().t().unwrap())),
+        }
+    }
+}
+
+/// A pre-norm transformer block with causal self-attention, written once for any backend.
+fn transformer_block<T: Backend>(x: &T, w: &BlockWeights<T>, heads: usize) -> candle_core::Result<T> {
+    let d = x.dims();
+    let (s, dm) = (d[1], d[2]);
+    let h = x
+        .layer_norm(&w.ln.0, &w.ln.1, 1e-5)?
+        .linear(&w.qkv, Some(&w.qkv_b))?;
+    let scale = 1.0 / ((dm / heads) as f64).sqrt();
+    let q = split_heads(&h.narrow(2, 0, dm)?, heads)?.affine(scale, 0.0)?;
+    let k = split_heads(&h.narrow(2, dm, dm)?, heads)?;
+    let v = split_heads(&h.narrow(2, 2 * dm, dm)?, heads)?;
+    let mask: Vec<f32> = (0..s * s)
+        .map(|i| if i % s > i / s { f32::MIN } else { 0.0 })
+        .collect();
+    let mask = T::from_f32(mask, &[1, 1, s, s], x)?;
+    let a = T::attention(&q, &k, &v, Some(&mask), &Dropout::new(0.1))?;
+    let x = x.add(&merge_heads(&a)?.linear(&w.proj, None)?)?;
+    let h = x
+        .layer_norm(&w.ln.0, &w.ln.1, 1e-5)?
+        .linear(&w.fc, None)?
+        .activation(Activation::GeluNew)?;
+    x.add(&h.linear(&w.out, None)?)
+}
+
+#[test]
+fn transformer_block_matches_candle() {
+    let Some(d) = dev() else { return };
+    let (cx, gx) = pair(&[2, 7, 96], 1310, &d);
+    let cw = BlockWeights::<Tensor>::new(96, &Device::Cpu);
+    let gw = BlockWeights::<GpuTensor>::new(96, &d);
+    let want = transformer_block(&cx, &cw, 4).unwrap();
+    let got = transformer_block(&gx, &gw, 4).unwrap();
+    assert_close(&got, &want, 1e-4, 1e-4, "transformer block");
 }

@@ -27,19 +27,31 @@ struct Inner {
     // Kept alive for the device's lifetime (the adapter and device borrow nothing from it,
     // but dropping the instance first is not guaranteed safe on every backend).
     _instance: wgpu::Instance,
+    adapter: wgpu::Adapter,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     device: wgpu::Device,
     queue: wgpu::Queue,
     modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(Kernel, &'static str, u32), wgpu::ComputePipeline>>,
+    /// Pipelines with their (derived) bind group layout, by kernel, entry point and format.
+    pipelines: Mutex<HashMap<(Kernel, &'static str, u32), Pipeline>>,
     pending: Mutex<Pending>,
     pool: PoolRef,
 }
 
-/// Compute passes recorded but not yet submitted.
+/// A compute pipeline and its bind group layout (looked up once, not per dispatch).
+#[derive(Clone)]
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// Dispatches recorded but not yet submitted.
 #[derive(Default)]
 struct Pending {
+    /// The open compute pass: consecutive dispatches share one (wgpu orders them); it is
+    /// ended before copies and submission. Declared first so it drops before the encoder.
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     passes: usize,
     /// Parameter blocks of the recorded dispatches: reusable once submitted (a queue write
@@ -90,6 +102,7 @@ impl GpuDevice {
             .map_err(|e| gpu_err(format!("WebGPU device on {}: {e}", info.name)))?;
         Ok(Self(Arc::new(Inner {
             _instance: instance,
+            adapter,
             info,
             limits,
             device,
@@ -110,6 +123,11 @@ impl GpuDevice {
     /// The adapter's description (name, backend, driver).
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.0.info
+    }
+
+    /// The adapter the device was opened on.
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.0.adapter
     }
 
     /// The limits the device was created with (the adapter's own).
@@ -186,7 +204,7 @@ impl GpuDevice {
     }
 
     /// The cached pipeline for `entry` of `kernel` with the weight format constant `fmt`.
-    fn pipeline(&self, kernel: Kernel, entry: &'static str, fmt: u32) -> Result<wgpu::ComputePipeline> {
+    fn pipeline(&self, kernel: Kernel, entry: &'static str, fmt: u32) -> Result<Pipeline> {
         let key = (kernel, entry, fmt);
         if let Some(p) = lock(&self.0.pipelines)?.get(&key) {
             return Ok(p.clone());
@@ -218,8 +236,10 @@ impl GpuDevice {
                 },
                 cache: None,
             });
-        lock(&self.0.pipelines)?.insert(key, pipeline.clone());
-        Ok(pipeline)
+        let layout = pipeline.get_bind_group_layout(0);
+        let p = Pipeline { pipeline, layout };
+        lock(&self.0.pipelines)?.insert(key, p.clone());
+        Ok(p)
     }
 
     /// Records one dispatch of `groups` workgroups (x, y) with `params` at binding 0 and
@@ -273,15 +293,17 @@ impl GpuDevice {
         }
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.layout,
             entries: &entries,
         });
-        let encoder = pending
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
+        if pending.pass.is_none() {
+            let encoder = pending
+                .encoder
+                .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
+            pending.pass = Some(encoder.begin_compute_pass(&Default::default()).forget_lifetime());
+        }
+        if let Some(pass) = pending.pass.as_mut() {
+            pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, 1);
         }
@@ -295,6 +317,7 @@ impl GpuDevice {
 
     /// Submits the recorded passes.
     fn submit(&self, pending: &mut Pending) {
+        pending.pass = None;
         if let Some(encoder) = pending.encoder.take() {
             self.0.queue.submit([encoder.finish()]);
         }
@@ -310,13 +333,9 @@ impl GpuDevice {
         Ok(())
     }
 
-    /// The first `bytes` of `buffer`, after all recorded work (blocks; native only: the
-    /// browser cannot block on the GPU).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn read(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
+    /// A mappable copy of the first `bytes` of `buffer`, taken after all recorded work;
+    /// everything recorded is submitted.
+    pub(crate) fn copy_to_staging(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<wgpu::Buffer> {
         let device = &self.0.device;
         let staging = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -324,37 +343,21 @@ impl GpuDevice {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        {
-            let mut pending = lock(&self.0.pending)?;
-            let encoder = pending
-                .encoder
-                .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-            self.submit(&mut pending);
-        }
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
-        rx.recv()
-            .map_err(|_| gpu_err("readback callback dropped"))?
-            .map_err(|e| gpu_err(format!("mapping the readback buffer: {e}")))?;
-        let data = slice
-            .get_mapped_range()
-            .map_err(|e| gpu_err(format!("reading the readback buffer: {e}")))?
-            .to_vec();
-        staging.unmap();
-        Ok(data)
+        let mut pending = lock(&self.0.pending)?;
+        // A copy cannot be recorded inside a compute pass.
+        pending.pass = None;
+        let encoder = pending
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.submit(&mut pending);
+        Ok(staging)
     }
 
-    /// Readback is blocking and the browser cannot block: not available on wasm32 yet.
-    #[cfg(target_arch = "wasm32")]
-    pub(crate) fn read(&self, _buffer: &wgpu::Buffer, _bytes: u64) -> Result<Vec<u8>> {
-        Err(gpu_err("blocking readback is not available in the browser"))
+    /// The wgpu device (natively, for waiting on mapped buffers).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn wgpu_device(&self) -> &wgpu::Device {
+        &self.0.device
     }
 }
 

@@ -82,6 +82,15 @@ impl GpuTensor {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    /// The values, read back without blocking (what the browser needs).
+    pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        let bytes = self
+            .dev
+            .read_async(&self.buf, self.elem_count() as u64 * 4)
+            .await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
     /// The values as an f32 candle tensor on the CPU.
     pub fn to_cpu(&self) -> Result<Tensor> {
         Tensor::from_vec(self.to_vec()?, self.dims.as_slice(), &candle_core::Device::Cpu)
@@ -121,6 +130,13 @@ impl GpuIds {
     pub fn to_vec(&self) -> Result<Vec<u32>> {
         let n: usize = self.dims.iter().product();
         let bytes = self.dev.read(&self.buf, n as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The ids, read back without blocking (what the browser needs).
+    pub async fn to_vec_async(&self) -> Result<Vec<u32>> {
+        let n: usize = self.dims.iter().product();
+        let bytes = self.dev.read_async(&self.buf, n as u64 * 4).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }

@@ -130,7 +130,7 @@ fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             }
         }
     }
-    for (var r = 0u; r < 8u; r++) {
+    for (var r = 0u; r < rows; r++) {
         red[r * 256u + li] = acc[r];
     }
     workgroupBarrier();
