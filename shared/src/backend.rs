@@ -15,6 +15,7 @@ use std::fmt::Debug;
 use candle_core::{Result, Tensor};
 
 pub use self::candle::{softmax_last, CandleMatrix};
+use crate::decode::TopTokens;
 use crate::dropout::Dropout;
 use crate::nn::Activation;
 pub use crate::nn::Weight;
@@ -24,10 +25,6 @@ pub use vb::ModelVb;
 // One thread drives a model (a wasm worker's futures are not Send): no Send bound on futures.
 #[allow(async_fn_in_trait)]
 pub trait Backend: Clone + Debug + Sized {
-    /// Whether decoding should select tokens on the device ([`Backend::top_k_rows`]) and read
-    /// back only those, rather than read whole logits rows (CPU: false, reading is free).
-    const LOGITS_ON_DEVICE: bool = false;
-
     /// Where this backend's tensors live.
     type Device: Clone + Debug;
     /// A linear map's matrix as this backend holds it (dense or block-quantized).
@@ -113,23 +110,11 @@ pub trait Backend: Clone + Debug + Sized {
         self.to_candle()?.flatten_all()?.to_vec1()
     }
 
-    /// For logits [R, V]: each row's `k` best entries as [R, 2 + 2k] f32: the row's largest
-    /// non-NaN logit, its log-sum-exp, then (token id, logit) pairs, highest logit first and the
-    /// lower id first on ties; pairs past the row's non-NaN count hold id -1. Ids are exact in
-    /// f32 below 2^24.
-    fn top_k_rows(&self, k: usize) -> Result<Self> {
-        let rows = self.to_candle()?.to_vec2::<f32>()?;
-        let mut data = Vec::with_capacity(rows.len() * (2 + 2 * k));
-        for row in &rows {
-            let top = crate::decode::TopTokens::of_row(row, k);
-            let (max, lse) = top.norm.parts();
-            data.extend([max as f32, lse as f32]);
-            for i in 0..k {
-                let (id, logit) = top.best.get(i).map_or((-1.0, f32::NAN), |&(t, x)| (t as f32, x));
-                data.extend([id, logit]);
-            }
-        }
-        Self::from_f32(data, &[rows.len(), 2 + 2 * k], self)
+    /// For logits [R, V]: each row's `k` best tokens and its log-normaliser. The default reads
+    /// the rows back and selects on the host; a GPU engine selects on the device and reads
+    /// back only the winners.
+    async fn top_tokens(&self, k: usize) -> Result<Vec<TopTokens>> {
+        Ok(top_tokens_of_rows(&self.to_vec_async().await?, self.dim(1)?, k))
     }
 
     /// A keep-mask [B, Sk] (1 = visible) as an additive attention bias [B, 1, 1, Sk]: hidden
@@ -158,4 +143,11 @@ pub fn merge_heads<T: Backend>(x: &T) -> Result<T> {
     let d = x.dims();
     let (b, h, s, dh) = (d[0], d[1], d[2], d[3]);
     x.permute(&[0, 2, 1, 3])?.reshape(&[b, s, h * dh])
+}
+
+/// Each row's `k` best tokens, from logits rows of length `v` laid end to end.
+pub fn top_tokens_of_rows(flat: &[f32], v: usize, k: usize) -> Vec<TopTokens> {
+    flat.chunks(v.max(1))
+        .map(|row| TopTokens::of_row(row, k))
+        .collect()
 }

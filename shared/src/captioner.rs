@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use crate::backend::Backend;
-use crate::decode::{LogNorm, StepModel, TopTokens};
+use crate::decode::{StepModel, TopTokens};
 use crate::gpt2::KvCache;
 use crate::model::{CaptionModel, Visual};
 use crate::xattn::MediaKv;
@@ -101,23 +101,7 @@ impl<T: Backend> StepModel for Captioner<'_, T> {
 
     async fn step_top(&mut self, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
         let logits = self.next_logits(tokens)?;
-        if !T::LOGITS_ON_DEVICE {
-            let rows = logits.to_candle()?.to_vec2::<f32>()?;
-            return Ok(rows.iter().map(|row| TopTokens::of_row(row, k)).collect());
-        }
-        // Only the best tokens come back from the device.
-        let flat = logits.top_k_rows(k)?.to_vec_async().await?;
-        Ok(flat
-            .chunks(2 + 2 * k)
-            .map(|r| TopTokens {
-                norm: LogNorm::from_parts(r[0].into(), r[1].into()),
-                best: r[2..]
-                    .chunks(2)
-                    .filter(|p| p[0] >= 0.0)
-                    .map(|p| (p[0] as u32, p[1]))
-                    .collect(),
-            })
-            .collect())
+        Ok(logits.top_tokens(k).await?)
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {

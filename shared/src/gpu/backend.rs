@@ -5,7 +5,8 @@ use candle_core::{DType, Result, Tensor};
 use super::device::{gpu_err, GpuDevice};
 use super::matrix::GpuMatrix;
 use super::tensor::{GpuIds, GpuTensor};
-use crate::backend::{Backend, Weight};
+use crate::backend::{top_tokens_of_rows, Backend, Weight};
+use crate::decode::{LogNorm, TopTokens};
 use crate::dropout::Dropout;
 use crate::nn::Activation;
 
@@ -132,6 +133,30 @@ impl Backend for GpuTensor {
             ));
         }
         GpuTensor::attention(q, k, v, bias)
+    }
+
+    async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        GpuTensor::to_vec_async(self).await
+    }
+
+    async fn top_tokens(&self, k: usize) -> Result<Vec<TopTokens>> {
+        if k != 1 {
+            let v = self.dim(1)?;
+            return Ok(top_tokens_of_rows(&GpuTensor::to_vec_async(self).await?, v, k));
+        }
+        // Greedy: the argmax kernel; only ids, maxima and log-sum-exps come back.
+        let best = self.argmax_last()?;
+        let ids = best.ids.to_vec_async().await?;
+        let stats = best.max_lse.to_vec_async().await?;
+        Ok(ids
+            .iter()
+            .zip(stats.chunks(2))
+            .map(|(&id, s)| TopTokens {
+                norm: LogNorm::from_parts(s[0].into(), s[1].into()),
+                // A row of NaN logits has no token to offer.
+                best: if s[0].is_nan() { Vec::new() } else { vec![(id, s[0])] },
+            })
+            .collect())
     }
 
     fn dropout(&self, drop: &Dropout) -> Result<Self> {
