@@ -803,3 +803,26 @@ fn transformer_block_matches_candle() {
     let got = transformer_block(&gx, &gw, 4).unwrap();
     assert_close(&got, &want, 1e-4, 1e-4, "transformer block");
 }
+
+#[test]
+fn a_matrix_over_the_binding_limit_is_refused_by_name() {
+    let Some(d) = dev() else { return };
+    // GPT-2's f32 token embedding: 154 MB, over WebGPU's default 128 MiB binding.
+    let (vocab, width) = (50257, 768);
+    let bytes = (vocab * width * 4) as u64;
+    let table = Tensor::zeros((vocab, width), DType::F32, &Device::Cpu).unwrap();
+    let res = <GpuTensor as Backend>::embedding(&table, &d);
+    if bytes > d.max_binding_bytes() {
+        let err = res.unwrap_err().to_string();
+        eprintln!("{err}");
+        assert!(
+            err.contains(&bytes.to_string()) && err.contains("max_storage_buffer_binding_size"),
+            "{err}"
+        );
+        // Its f16 copy fits.
+        let half = table.to_dtype(DType::F16).unwrap();
+        assert!(<GpuTensor as Backend>::embedding(&half, &d).is_ok());
+    } else {
+        assert!(res.is_ok());
+    }
+}

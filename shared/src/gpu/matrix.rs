@@ -80,6 +80,9 @@ impl GpuMatrix {
     pub fn from_dense(t: &Tensor, device: &GpuDevice) -> Result<Self> {
         let (rows, cols) = t.dims2()?;
         let what = format!("a {rows}x{cols} {:?} matrix", t.dtype());
+        // Checked before the host copy, so a matrix that cannot fit fails fast and cheaply.
+        let elem_bytes = if t.dtype() == DType::F16 { 2 } else { 4 };
+        device.check_size(((rows * cols * elem_bytes) as u64).next_multiple_of(4), &what)?;
         if t.dtype() == DType::F16 {
             let vals = t.flatten_all()?.to_vec1::<half::f16>()?;
             let words: Vec<u32> = vals
@@ -95,7 +98,6 @@ impl GpuMatrix {
             }));
         }
         let vals = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        device.check_size(vals.len() as u64 * 4, &what)?;
         let buf = device.upload(bytemuck::cast_slice(&vals), &what)?;
         Ok(GpuMatrix::F32(MatrixData {
             rows,

@@ -12,6 +12,8 @@ use crate::nn::Activation;
 
 /// Rows up to which `linear` uses the reduction kernel (decode steps) rather than tiles.
 const SMALL_ROWS: usize = 8;
+/// Output columns per workgroup of the few-rows matmul (256 threads / `LANES` in the shader).
+const SMALL_COLS: usize = 8;
 /// Output tile of the tiled matmul (rows and columns).
 const TILE: usize = 64;
 
@@ -178,7 +180,7 @@ impl GpuTensor {
             m.scale_offset,
         ];
         let (entry, groups) = if rows <= SMALL_ROWS {
-            ("small", grid(m.rows.div_ceil(4)))
+            ("small", grid(m.rows.div_ceil(SMALL_COLS)))
         } else {
             let g = (m.rows.div_ceil(TILE), rows.div_ceil(TILE));
             if g.0 > MAX_GROUPS as usize || g.1 > MAX_GROUPS as usize {

@@ -78,12 +78,15 @@ fn x4(i: u32) -> vec4<f32> {
     return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
 }
 
+// Threads reducing each output column of `small` (256 / LANES columns per workgroup).
+const LANES: u32 = 32u;
+
 // Partial sums: 256 threads x up to 8 rows.
 var<workgroup> red: array<f32, 2048>;
 
-// Few rows (decode steps, rows <= 8): 4 output columns per workgroup, 64 threads reducing
-// over the inner dimension of each, reading the weight row contiguously; every weight is
-// read once for all rows.
+// Few rows (decode steps, rows <= 8): 8 output columns per workgroup, 32 threads (a warp
+// on most GPUs) reducing over the inner dimension of each, reading the weight row
+// contiguously; every weight is read once for all rows.
 @compute @workgroup_size(256)
 fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
@@ -91,13 +94,13 @@ fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let inner = pu(1u);
     let out = pu(2u);
     let soff = pu(4u);
-    let lane = li % 64u;
-    let col = wg_linear(wid, nwg) * 4u + li / 64u;
+    let lane = li % LANES;
+    let col = wg_linear(wid, nwg) * (256u / LANES) + li / LANES;
     var acc: array<f32, 8>;
     if col < out && FMT == 2u {
         // q8_0: a word is 4 quants of one block; rows are whole blocks, 8 words each.
         let wpr = inner / 4u;
-        for (var wi = lane; wi < wpr; wi += 64u) {
+        for (var wi = lane; wi < wpr; wi += LANES) {
             let word = bitcast<i32>(wq[col * wpr + wi]);
             let s = block_scale(col * (inner / 32u) + wi / 8u, soff);
             let w = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)),
@@ -110,7 +113,7 @@ fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         // q4_0: a word is bytes 4i..4i+3 of a block: elements 4i.. (low nibbles) and
         // 16+4i.. (high nibbles); 4 words per block.
         let wpr = inner / 8u;
-        for (var wi = lane; wi < wpr; wi += 64u) {
+        for (var wi = lane; wi < wpr; wi += LANES) {
             let word = wq[col * wpr + wi];
             let s = block_scale(col * (inner / 32u) + wi / 4u, soff);
             let lo = vec4<f32>(f32(extractBits(word, 0u, 4u)), f32(extractBits(word, 8u, 4u)),
@@ -123,7 +126,7 @@ fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             }
         }
     } else if col < out {
-        for (var k = lane; k < inner; k += 64u) {
+        for (var k = lane; k < inner; k += LANES) {
             let w = load_w(col, k, inner, soff);
             for (var r = 0u; r < rows; r++) {
                 acc[r] += x[r * inner + k] * w;
@@ -134,7 +137,7 @@ fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         red[r * 256u + li] = acc[r];
     }
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s = s / 2u) {
+    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
         if lane < s {
             for (var r = 0u; r < rows; r++) {
                 red[r * 256u + li] += red[r * 256u + li + s];
