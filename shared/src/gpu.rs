@@ -9,6 +9,10 @@
 //! dispatches); intermediate buffers and parameter blocks are recycled. Every buffer is
 //! checked against the adapter's binding limits, whose full values are requested.
 
+// In the browser wgpu's handles are not Send; the engine runs on one thread (a worker) there,
+// and the same Arc-based types serve native threads.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 mod backend;
 mod device;
 mod kernels;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
-use caption_model::backend::{merge_heads, split_heads, Backend, Weight};
+use caption_model::backend::{merge_heads, split_heads, Backend, CandleMatrix, Weight};
 use caption_model::dropout::{Dropout, DropoutRng};
 use caption_model::gpu::{GpuDevice, GpuTensor};
 use caption_model::nn::Activation;
@@ -130,7 +130,7 @@ fn linear_f32() {
         let (cb, gb) = pair(&[out], 30 + i as u64, &d);
         let gm = <GpuTensor as Backend>::matrix_from_candle(w.clone(), &d).unwrap();
         for bias in [false, true] {
-            let want = Backend::linear(&cx, &w, bias.then_some(&cb)).unwrap();
+            let want = Backend::linear(&cx, &CandleMatrix::Candle(w.clone()), bias.then_some(&cb)).unwrap();
             let got = Backend::linear(&gx, &gm, bias.then_some(&gb)).unwrap();
             assert_f32(&got, &want, &format!("linear f32 {xd:?} x {out} bias {bias}"));
         }
@@ -139,7 +139,7 @@ fn linear_f32() {
     let (cx, gx) = pair(&[5, 40], 41, &d);
     let wt = Tensor::from_vec(rand_vec(40 * 24, 0.5, 42), (40, 24), &Device::Cpu).unwrap();
     let gm = <GpuTensor as Backend>::matrix_from_candle(Weight::Dense(wt.clone()), &d).unwrap();
-    let want = Backend::linear(&cx, &Weight::Dense(wt), None).unwrap();
+    let want = Backend::linear(&cx, &CandleMatrix::Candle(Weight::Dense(wt)), None).unwrap();
     assert_f32(
         &Backend::linear(&gx, &gm, None).unwrap(),
         &want,
@@ -167,7 +167,7 @@ fn linear_f16() {
         // Reference: the f16-rounded weights in f32.
         let wr = Weight::Dense(w16.to_dtype(DType::F32).unwrap().t().unwrap());
         let (cb, gb) = pair(&[out], 70 + i as u64, &d);
-        let want = Backend::linear(&cx, &wr, Some(&cb)).unwrap();
+        let want = Backend::linear(&cx, &CandleMatrix::Candle(wr.clone()), Some(&cb)).unwrap();
         let got = Backend::linear(&gx, &gm, Some(&gb)).unwrap();
         assert_f32(&got, &want, &format!("linear f16 {xd:?} x {out}"));
     }
@@ -217,7 +217,7 @@ fn linear_quantized(dtype: GgmlDType, seed: u64) {
             &format!("linear {dtype:?} {xd:?} x {out} vs f64"),
         );
         // candle's kernel also quantizes the activations (to q8): only loosely equal.
-        let loose = Backend::linear(&cx, &weight, None).unwrap();
+        let loose = Backend::linear(&cx, &CandleMatrix::Candle(weight.clone()), None).unwrap();
         let scale = (inp as f64).sqrt() * 0.5;
         assert_close(
             &got,
@@ -645,7 +645,14 @@ fn recycled_buffers_in_a_long_chain() {
     };
     let (mut c, mut g) = (cx, gx);
     for step in 0..40 {
-        c = block(&c, (&cg, &cb), &w1, &w2c, &cb1).unwrap();
+        c = block(
+            &c,
+            (&cg, &cb),
+            &CandleMatrix::Candle(w1.clone()),
+            &CandleMatrix::Candle(w2c.clone()),
+            &cb1,
+        )
+        .unwrap();
         g = block(&g, (&gg, &gb), &gw1, &gw2, &gb1).unwrap();
         if step % 10 == 9 {
             assert_close(&g, &c, 1e-4, 1e-3, &format!("chain step {step}"));

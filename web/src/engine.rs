@@ -173,10 +173,10 @@ impl CpuEngine {
 /// Whichever engine the page got.
 pub enum Engine {
     /// The candle model on the CPU.
-    Cpu(CpuEngine),
+    Cpu(Box<CpuEngine>),
     /// The WebGPU engine.
     #[cfg(feature = "webgpu")]
-    WebGpu(ModelEngine<caption_model::gpu::GpuTensor>),
+    WebGpu(Box<ModelEngine<caption_model::gpu::GpuTensor>>),
 }
 
 /// Runs `$body` with `$e` bound to the engine inside, whichever it is.
@@ -238,11 +238,11 @@ pub async fn create_engine(backend: Backend, files: FolderBytes<'_>) -> Result<(
                 let notice = format!(
                     "WebGPU is not available here ({why}); captions run on the CPU engine (wasm) instead."
                 );
-                return Ok((Engine::Cpu(CpuEngine::load(files)?), Some(notice)));
+                return Ok((Engine::Cpu(Box::new(CpuEngine::load(files)?)), Some(notice)));
             }
         }
     }
-    Ok((Engine::Cpu(CpuEngine::load(files)?), None))
+    Ok((Engine::Cpu(Box::new(CpuEngine::load(files)?)), None))
 }
 
 /// The WebGPU engine on the first adapter, or why there is none.
@@ -252,10 +252,10 @@ async fn webgpu_engine(files: FolderBytes<'_>) -> std::result::Result<Engine, St
     let device = GpuDevice::new().await.map_err(|e| e.to_string())?;
     let folder =
         caption_model::weights::load_folder_on::<GpuTensor>(files, &device).map_err(|e| e.to_string())?;
-    Ok(Engine::WebGpu(ModelEngine {
+    Ok(Engine::WebGpu(Box::new(ModelEngine {
         folder,
-        name: format!("webgpu ({})", device.adapter_info().name),
-    }))
+        name: format!("webgpu ({})", device.adapter_name()),
+    })))
 }
 
 /// Without the engine compiled in, WebGPU is never available.

@@ -332,18 +332,35 @@ fn page_captions_like_native() {
     assert_eq!(gpu["state"], "ready", "{gpu}");
     assert!(gpu["notice"].is_null(), "{gpu}");
     assert!(gpu["status"].as_str().unwrap_or("").contains("webgpu"), "{gpu}");
-    let gpu_pages: Vec<&Value> = gpu["images"].as_array().unwrap().iter().chain([&gpu["scene"]]).collect();
+    let gpu_pages: Vec<&Value> = gpu["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&gpu["scene"]])
+        .collect();
     assert_eq!(gpu_pages.len(), files.len());
-    for ((got, file), want) in gpu_pages.iter().zip(&files).zip(pages.iter().chain([&&results["scene"]])) {
+    for ((got, file), want) in gpu_pages
+        .iter()
+        .zip(&files)
+        .zip(pages.iter().chain([&&results["scene"]]))
+    {
         assert_eq!(got["state"], "done", "{}: {got}", file.display());
         assert!(got["timing"].as_str().unwrap_or("").contains("webgpu"), "{got}");
         println!("{}: webgpu {:?}", file.display(), got["caption"]);
-        assert_eq!(got["tokens"], want["tokens"], "{}: webgpu {got}, cpu {want}", file.display());
+        assert_eq!(
+            got["tokens"],
+            want["tokens"],
+            "{}: webgpu {got}, cpu {want}",
+            file.display()
+        );
     }
     // Without WebGPU the page falls back to the CPU engine and says so.
     let plain = &results["noWebgpu"];
     assert_eq!(plain["state"], "ready", "{plain}");
-    assert!(plain["notice"].as_str().unwrap_or("").contains("WebGPU"), "{plain}");
+    assert!(
+        plain["notice"].as_str().unwrap_or("").contains("WebGPU"),
+        "{plain}"
+    );
     assert!(out.join("screenshot.png").is_file());
     println!("screenshot: {}", out.join("screenshot.png").display());
 }

@@ -7,10 +7,10 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Result, Tensor, D};
 
 use super::{Backend, Weight};
-use crate::weights::BlockMatrix;
 use crate::dropout::Dropout;
 use crate::fused;
 use crate::nn::Activation;
+use crate::weights::BlockMatrix;
 
 /// Whether a computation involving these tensors must stay differentiable.
 fn tracked(ts: &[&Tensor]) -> bool {
@@ -56,7 +56,11 @@ impl Backend for Tensor {
         Ok(CandleMatrix::Candle(w))
     }
 
-    fn tied_embedding(dense: &Tensor, head: Weight, device: &Self::Device) -> Result<(CandleMatrix, CandleMatrix)> {
+    fn tied_embedding(
+        dense: &Tensor,
+        head: Weight,
+        device: &Self::Device,
+    ) -> Result<(CandleMatrix, CandleMatrix)> {
         // Gathers read the dense table; the head keeps the store's blocks when quantized.
         Ok((
             CandleMatrix::Candle(Weight::Dense(dense.t()?)),

@@ -154,7 +154,11 @@ impl Backend for GpuTensor {
             .map(|(&id, s)| TopTokens {
                 norm: LogNorm::from_parts(s[0].into(), s[1].into()),
                 // A row of NaN logits has no token to offer.
-                best: if s[0].is_nan() { Vec::new() } else { vec![(id, s[0])] },
+                best: if s[0].is_nan() {
+                    Vec::new()
+                } else {
+                    vec![(id, s[0])]
+                },
             })
             .collect())
     }

@@ -9,7 +9,7 @@ use candle_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
 use super::kernels::Kernel;
-use super::pool::{size_class, GpuBuffer, PoolRef};
+use super::pool::{size_class, GpuBuffer, Memory, PoolRef};
 
 /// Dispatches recorded before the pending encoder is submitted even without a readback, so
 /// that the GPU starts working during long forward passes.
@@ -37,6 +37,7 @@ struct Inner {
     pipelines: Mutex<HashMap<(Kernel, &'static str, u32), Pipeline>>,
     pending: Mutex<Pending>,
     pool: PoolRef,
+    memory: Arc<Memory>,
 }
 
 /// A compute pipeline and its bind group layout (looked up once, not per dispatch).
@@ -111,6 +112,7 @@ impl GpuDevice {
             pipelines: Mutex::default(),
             pending: Mutex::default(),
             pool: PoolRef::default(),
+            memory: Arc::default(),
         })))
     }
 
@@ -118,6 +120,21 @@ impl GpuDevice {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Self> {
         pollster::block_on(Self::new())
+    }
+
+    /// The adapter's name and graphics API, e.g. "llvmpipe (LLVM 15.0.6, 256 bits), Vulkan".
+    pub fn adapter_name(&self) -> String {
+        format!("{}, {:?}", self.0.info.name, self.0.info.backend)
+    }
+
+    /// Bytes of storage buffers held now: weights, activations and the reuse pool.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.0.memory.live()
+    }
+
+    /// The most bytes of storage buffers held at once since the device was opened.
+    pub fn peak_bytes(&self) -> u64 {
+        self.0.memory.peak()
     }
 
     /// The adapter's description (name, backend, driver).
@@ -173,16 +190,23 @@ impl GpuDevice {
         let recycled = lock(&self.0.pool)?.take(size);
         let buf = match recycled {
             Some(b) => b,
-            None => self.0.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
+            None => {
+                self.0.memory.add(size);
+                self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
         };
-        Ok(Arc::new(GpuBuffer::new(buf, Some(self.0.pool.clone()))))
+        Ok(Arc::new(GpuBuffer::new(
+            buf,
+            Some(self.0.pool.clone()),
+            self.0.memory.clone(),
+        )))
     }
 
     /// A storage buffer holding `words` (written at creation, so no queue ordering applies).
@@ -200,7 +224,8 @@ impl GpuDevice {
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
             });
-        Ok(Arc::new(GpuBuffer::new(buf, None)))
+        self.0.memory.add(buf.size());
+        Ok(Arc::new(GpuBuffer::new(buf, None, self.0.memory.clone())))
     }
 
     /// The cached pipeline for `entry` of `kernel` with the weight format constant `fmt`.

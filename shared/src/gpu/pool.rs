@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most bytes kept in free lists (beyond that, dropped buffers are freed).
@@ -38,17 +39,49 @@ impl Pool {
     }
 }
 
+/// Bytes of storage buffers a device holds (weights, activations, pooled buffers), and the
+/// most it has held.
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    live: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Memory {
+    /// Counts a newly created buffer.
+    pub(crate) fn add(&self, bytes: u64) {
+        let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Bytes held now.
+    pub(crate) fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes held at once.
+    pub(crate) fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
 /// A storage buffer that returns to its device's pool when dropped (weights and other
 /// uploads are not pooled).
 pub struct GpuBuffer {
     buf: Option<wgpu::Buffer>,
     pool: Option<PoolRef>,
+    memory: Arc<Memory>,
 }
 
 impl GpuBuffer {
-    /// Wraps `buf`; it goes back to `pool` on drop when one is given.
-    pub(crate) fn new(buf: wgpu::Buffer, pool: Option<PoolRef>) -> Self {
-        Self { buf: Some(buf), pool }
+    /// Wraps `buf`, counted in `memory` until freed; it goes back to `pool` on drop when one
+    /// is given (and stays counted there).
+    pub(crate) fn new(buf: wgpu::Buffer, pool: Option<PoolRef>, memory: Arc<Memory>) -> Self {
+        Self {
+            buf: Some(buf),
+            pool,
+            memory,
+        }
     }
 }
 
@@ -63,17 +96,18 @@ impl Deref for GpuBuffer {
 
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
-        let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.take()) else {
-            return;
-        };
-        let Ok(mut p) = pool.lock() else {
+        let Some(buf) = self.buf.take() else {
             return;
         };
         let size = buf.size();
-        if p.bytes + size <= MAX_POOLED_BYTES {
-            p.bytes += size;
-            p.free.entry(size).or_default().push(buf);
+        if let Some(Ok(mut p)) = self.pool.take().as_ref().map(|p| p.lock()) {
+            if p.bytes + size <= MAX_POOLED_BYTES {
+                p.bytes += size;
+                p.free.entry(size).or_default().push(buf);
+                return;
+            }
         }
+        self.memory.live.fetch_sub(size, Ordering::Relaxed);
     }
 }
 

@@ -35,7 +35,11 @@ impl BlockMatrix {
         let data = q.data()?;
         let blocks = rows * cols / BLOCK;
         if !cols.is_multiple_of(BLOCK) || data.len() != blocks * block_bytes {
-            candle_core::bail!("{:?} matrix [{rows}, {cols}] with {} bytes of blocks", q.dtype(), data.len());
+            candle_core::bail!(
+                "{:?} matrix [{rows}, {cols}] with {} bytes of blocks",
+                q.dtype(),
+                data.len()
+            );
         }
         let mut scales = Vec::with_capacity(blocks);
         let mut quants = Vec::with_capacity(blocks * (block_bytes - 2));
@@ -114,7 +118,10 @@ impl BlockMatrix {
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().map_err(|_| candle_core::Error::Msg("a matmul thread panicked".into())))
+                    .map(|h| {
+                        h.join()
+                            .map_err(|_| candle_core::Error::Msg("a matmul thread panicked".into()))
+                    })
                     .collect::<Result<_>>()
             })?
         };
