@@ -21,6 +21,7 @@ mod matrix;
 mod ops;
 mod pool;
 mod readback;
+mod select;
 mod tensor;
 
 pub use device::GpuDevice;

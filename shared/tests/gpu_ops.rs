@@ -833,3 +833,39 @@ fn a_matrix_over_the_binding_limit_is_refused_by_name() {
         assert!(res.is_ok());
     }
 }
+
+#[test]
+fn top_k_rows_rank_like_the_host() {
+    let Some(d) = dev() else { return };
+    let (rows, vocab, k) = (4, 50257, 10);
+    // Few distinct values, so that ties are everywhere; row 2 has NaNs among its best; row 3
+    // has only 5 non-NaN values.
+    let mut v: Vec<f32> = rand_vec(rows * vocab, 10.0, 1001)
+        .iter()
+        .map(|x| (x * 0.5).round())
+        .collect();
+    v[2 * vocab + 3] = f32::NAN;
+    v[2 * vocab + 9] = f32::NAN;
+    for (j, x) in v[3 * vocab..].iter_mut().enumerate() {
+        *x = if j < 5 { j as f32 } else { f32::NAN };
+    }
+    let g = GpuTensor::from_vec(&v, &[rows, vocab], &d).unwrap();
+    let top = g.top_k_rows(k).unwrap().to_vec().unwrap();
+    for r in 0..rows {
+        let want = caption_model::decode::TopTokens::of_row(&v[r * vocab..(r + 1) * vocab], k);
+        let got = &top[r * (2 + 2 * k)..(r + 1) * (2 + 2 * k)];
+        let (max, lse) = want.norm.parts();
+        assert_eq!(got[0] as f64, max, "row {r} max");
+        assert!(
+            (got[1] as f64 - lse).abs() < 1e-4,
+            "row {r} lse {} vs {lse}",
+            got[1]
+        );
+        let pairs: Vec<(u32, f32)> = got[2..]
+            .chunks(2)
+            .filter(|p| p[0] >= 0.0)
+            .map(|p| (p[0] as u32, p[1]))
+            .collect();
+        assert_eq!(pairs, want.best, "row {r}");
+    }
+}

@@ -4,6 +4,7 @@ use candle_core::{DType, Result, Tensor};
 
 use super::device::{gpu_err, GpuDevice};
 use super::matrix::GpuMatrix;
+use super::select::MAX_TOP_K;
 use super::tensor::{GpuIds, GpuTensor};
 use crate::backend::{top_tokens_of_rows, Backend, Weight};
 use crate::decode::{LogNorm, TopTokens};
@@ -140,9 +141,24 @@ impl Backend for GpuTensor {
     }
 
     async fn top_tokens(&self, k: usize) -> Result<Vec<TopTokens>> {
-        if k != 1 {
-            let v = self.dim(1)?;
-            return Ok(top_tokens_of_rows(&GpuTensor::to_vec_async(self).await?, v, k));
+        if k > 1 {
+            // Beam search: the k best per row, chosen on the device.
+            if k > MAX_TOP_K {
+                let v = self.dim(1)?;
+                return Ok(top_tokens_of_rows(&GpuTensor::to_vec_async(self).await?, v, k));
+            }
+            let top = self.top_k_rows(k)?.to_vec_async().await?;
+            return Ok(top
+                .chunks(2 + 2 * k)
+                .map(|r| TopTokens {
+                    norm: LogNorm::from_parts(r[0].into(), r[1].into()),
+                    best: r[2..]
+                        .chunks(2)
+                        .filter(|p| p[0] >= 0.0)
+                        .map(|p| (p[0] as u32, p[1]))
+                        .collect(),
+                })
+                .collect());
         }
         // Greedy: the argmax kernel; only ids, maxima and log-sum-exps come back.
         let best = self.argmax_last()?;

@@ -26,6 +26,8 @@ pub(crate) enum Kernel {
     Attention,
     /// Argmax and log-sum-exp over the last dimension.
     Argmax,
+    /// The k largest values per row, with the log-sum-exp (beam search).
+    TopK,
 }
 
 impl Kernel {
@@ -41,6 +43,7 @@ impl Kernel {
             Kernel::Mean => "mean",
             Kernel::Attention => "attention",
             Kernel::Argmax => "argmax",
+            Kernel::TopK => "topk",
         }
     }
 
@@ -61,6 +64,7 @@ impl Kernel {
             Kernel::Mean => include_str!("shaders/mean.wgsl"),
             Kernel::Attention => include_str!("shaders/attention.wgsl"),
             Kernel::Argmax => include_str!("shaders/argmax.wgsl"),
+            Kernel::TopK => include_str!("shaders/topk.wgsl"),
         };
         let weights = if self.reads_weights() { WEIGHTS } else { "" };
         format!("{COMMON}\n{weights}\n{body}")
