@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
+use caption_model::backend::Backend;
 use caption_model::decode::{generate, DecodeOptions};
 use caption_model::preprocess::{preprocess_bytes, PreprocessConfig};
 use caption_model::tokenizer::Tokenizer;
@@ -57,8 +58,8 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Captions `files` in batches of `batch_size`; a bad image gets an error, the rest go on.
-pub fn caption_files(
-    model: &CaptionModel,
+pub fn caption_files<T: Backend>(
+    model: &CaptionModel<T>,
     tokenizer: &Tokenizer,
     files: &[PathBuf],
     opts: &DecodeOptions,
@@ -111,17 +112,17 @@ fn empty_result(file: &Path) -> CaptionResult {
 }
 
 /// Decodes captions for preprocessed images (CHW f32 each).
-pub fn caption_pixels(
-    model: &CaptionModel,
+pub fn caption_pixels<T: Backend>(
+    model: &CaptionModel<T>,
     images: &[&[f32]],
     pre: &PreprocessConfig,
     opts: &DecodeOptions,
 ) -> Result<Vec<caption_model::decode::Generated>> {
-    let device = model.device();
     let s = pre.image_size;
     let flat: Vec<f32> = images.iter().flat_map(|p| p.iter().copied()).collect();
-    let video = Tensor::from_vec(flat, (images.len(), 1, 3, s, s), device)?;
-    let mask = CaptionModel::frame_mask(&vec![1; images.len()], 1, device)?;
+    let pixels = Tensor::from_vec(flat, (images.len(), 1, 3, s, s), &candle_core::Device::Cpu)?;
+    let video = T::from_candle(&pixels, model.device())?;
+    let mask = CaptionModel::frame_mask_like(&vec![1; images.len()], 1, &video)?;
     let visual = model.visual(&video, &mask)?;
     let mut captioner = Captioner::new(model, &visual)?;
     Ok(generate(&mut captioner, opts)?)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use caption_model::backend::Backend;
 use caption_model::decode::{DecodeOptions, Strategy};
 use caption_model::CaptionModel;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -86,9 +87,22 @@ pub struct CaptionArgs {
     /// Images decoded together.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Engine: `cpu` (candle), or `webgpu` (the WGSL engine on Vulkan/Metal/DX12; model
+    /// folders only).
+    #[arg(long, value_enum, default_value_t = EngineName::Cpu)]
+    pub backend: EngineName,
     /// Decoding settings.
     #[command(flatten)]
     pub decode: DecodeArgs,
+}
+
+/// Which engine runs `caption`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineName {
+    /// candle on the CPU.
+    Cpu,
+    /// The WebGPU engine (wgpu on the first adapter).
+    Webgpu,
 }
 
 /// `train` arguments.
@@ -147,7 +161,7 @@ pub struct DecodeArgs {
 
 impl DecodeArgs {
     /// The decoder options for `model` (bos/eos from its text config).
-    pub fn options(&self, model: &CaptionModel) -> Result<DecodeOptions> {
+    pub fn options<T: Backend>(&self, model: &CaptionModel<T>) -> Result<DecodeOptions> {
         let strategy = match self.strategy {
             StrategyName::Greedy => Strategy::Greedy,
             StrategyName::Beam => Strategy::Beam {

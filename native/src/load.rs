@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
+use caption_model::backend::Backend;
 use caption_model::tokenizer::Tokenizer;
 use caption_model::weights::{
     checkpoint_config, load_folder, model_from_tensors, parse_manifest, read_original_pt,
@@ -75,6 +76,14 @@ pub fn is_model_folder(path: &Path) -> bool {
 
 /// Reads, checks and loads an exported model folder.
 pub fn load_folder_dir(dir: &Path, device: &Device) -> Result<LoadedFolder> {
+    read_folder_dir(dir, |files| load_folder(files, device))
+}
+
+/// Reads an exported model folder and loads it with `load` (onto any engine).
+pub fn read_folder_dir<T: Backend>(
+    dir: &Path,
+    load: impl FnOnce(FolderBytes) -> caption_model::Result<LoadedFolder<T>>,
+) -> Result<LoadedFolder<T>> {
     let read = |name: &str| {
         std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
     };
@@ -88,7 +97,7 @@ pub fn load_folder_dir(dir: &Path, device: &Device) -> Result<LoadedFolder> {
         model: &model,
         tokenizer: &tokenizer,
     };
-    load_folder(files, device).with_context(|| format!("loading {}", dir.display()))
+    load(files).with_context(|| format!("loading {}", dir.display()))
 }
 
 /// A model from an exported folder (with its tokenizer) or from a checkpoint (no tokenizer).

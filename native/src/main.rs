@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use caption_model::tokenizer::Tokenizer;
 use clap::Parser;
-use native::cli::{BenchCommand, CaptionArgs, Cli, Command};
+use native::cli::{BenchCommand, CaptionArgs, Cli, Command, EngineName};
 use native::{bench, caption, export, load, verify};
 
 fn main() -> ExitCode {
@@ -193,13 +193,47 @@ fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
         .as_ref()
         .or(args.checkpoint.as_ref())
         .context("pass --model <folder> or --checkpoint <file>")?;
+    if args.backend == EngineName::Webgpu {
+        return run_caption_webgpu(path, &args);
+    }
     let (model, own_tokenizer) = load::load_any(path, args.config.as_deref(), &device)?;
+    caption_with(&model, own_tokenizer, &args)
+}
+
+/// `caption --backend webgpu`: a model folder on the first WebGPU adapter.
+#[cfg(feature = "webgpu")]
+fn run_caption_webgpu(path: &std::path::Path, args: &CaptionArgs) -> Result<ExitCode> {
+    use caption_model::gpu::{GpuDevice, GpuTensor};
+    anyhow::ensure!(
+        load::is_model_folder(path),
+        "--backend webgpu takes a model folder (--model); export a checkpoint with `native export` first"
+    );
+    let gpu = GpuDevice::new_blocking()?;
+    eprintln!("WebGPU adapter: {}", gpu.adapter_name());
+    let folder = load::read_folder_dir(path, |files| {
+        caption_model::weights::load_folder_on::<GpuTensor>(files, &gpu)
+    })?;
+    caption_with(&folder.model, Some(folder.tokenizer), args)
+}
+
+/// Without the engine compiled in, `--backend webgpu` says how to get it.
+#[cfg(not(feature = "webgpu"))]
+fn run_caption_webgpu(_: &std::path::Path, _: &CaptionArgs) -> Result<ExitCode> {
+    anyhow::bail!("this binary was built without the WebGPU engine (build with --features webgpu)")
+}
+
+/// Captions the inputs of `args` with a loaded model, on whichever engine holds it.
+fn caption_with<T: caption_model::backend::Backend>(
+    model: &caption_model::CaptionModel<T>,
+    own_tokenizer: Option<Tokenizer>,
+    args: &CaptionArgs,
+) -> Result<ExitCode> {
     let tokenizer = match (&args.tokenizer, own_tokenizer) {
         (Some(path), _) => Tokenizer::from_file(path)?,
         (None, Some(t)) => t,
         (None, None) => Tokenizer::gpt2()?,
     };
-    let opts = args.decode.options(&model)?;
+    let opts = args.decode.options(model)?;
     let files = caption::collect_inputs(&args.inputs)?;
     anyhow::ensure!(!files.is_empty(), "no images found in the given inputs");
     let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
@@ -207,7 +241,7 @@ fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let json = args.json;
-    let results = caption::caption_files(&model, &tokenizer, &files, &opts, args.batch_size, |r| {
+    let results = caption::caption_files(model, &tokenizer, &files, &opts, args.batch_size, |r| {
         bar.inc(1);
         if !json {
             bar.suspend(|| match (&r.caption, &r.error) {

@@ -80,3 +80,40 @@ fn a_folder_is_expanded_to_its_images() {
     );
     assert!(files.windows(2).all(|w| w[0] < w[1]), "sorted");
 }
+
+/// `--backend webgpu` captions the shipped model folder exactly as the CPU engine does (greedy
+/// and beam), on whatever adapter wgpu finds (lavapipe in CI; `CAPTION_GPU_TESTS=skip` skips).
+#[test]
+fn webgpu_backend_captions_like_the_cpu() {
+    if std::env::var("CAPTION_GPU_TESTS").is_ok_and(|v| v == "skip") {
+        return;
+    }
+    let model = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/model"));
+    let images = shared("images");
+    let run = |backend: &str, strategy: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_native"))
+            .args([
+                "caption",
+                "--model",
+                model.to_str().unwrap(),
+                "--backend",
+                backend,
+            ])
+            .args(["--strategy", strategy, "--beam-width", "3", "--json"])
+            .arg(&images)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["file"].clone(), r["tokens"].clone()))
+            .collect::<Vec<_>>()
+    };
+    for strategy in ["greedy", "beam"] {
+        let (cpu, gpu) = (run("cpu", strategy), run("webgpu", strategy));
+        assert!(cpu.len() >= 9, "{cpu:?}");
+        assert_eq!(gpu, cpu, "{strategy}");
+    }
+}

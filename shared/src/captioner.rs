@@ -17,8 +17,12 @@ pub struct Captioner<'m, T: Backend = Tensor> {
     /// Prefix tokens, consumed by the first step.
     prefix: Option<T>,
     media: Vec<Option<MediaKv<T>>>,
+    /// The frame mask [R, T], until the first step reads it into `keep` (a browser GPU can
+    /// only read back asynchronously, so the constructor does not).
+    frame_mask: Option<T>,
     /// Keys visible to new queries, per row: the frame mask, then 1 for every fed token.
     keep: Vec<Vec<f32>>,
+    rows: usize,
     cache: Vec<KvCache<T>>,
     pos: usize,
 }
@@ -34,10 +38,22 @@ impl<'m, T: Backend> Captioner<'m, T> {
             model,
             prefix: Some(visual.prefix.clone()),
             media,
-            keep: visual.frame_mask.to_candle()?.to_vec2()?,
+            frame_mask: Some(visual.frame_mask.clone()),
+            keep: Vec::new(),
+            rows: visual.prefix.dim(0)?,
             cache: model.text().new_cache(),
             pos: 0,
         })
+    }
+
+    /// Reads the frame mask into `keep`, once.
+    async fn read_frame_mask(&mut self) -> Result<()> {
+        if let Some(mask) = self.frame_mask.take() {
+            let frames = mask.dim(1)?.max(1);
+            let values = mask.to_vec_async().await?;
+            self.keep = values.chunks(frames).map(<[f32]>::to_vec).collect();
+        }
+        Ok(())
     }
 
     /// The additive attention bias for `s` new queries over every key so far,
@@ -89,10 +105,11 @@ impl<'m, T: Backend> Captioner<'m, T> {
 
 impl<T: Backend> StepModel for Captioner<'_, T> {
     fn rows(&self) -> usize {
-        self.keep.len()
+        self.rows
     }
 
     async fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        self.read_frame_mask().await?;
         let logits = self.next_logits(tokens)?;
         let v = logits.dim(1)?;
         let flat = logits.to_vec_async().await?;
@@ -100,15 +117,16 @@ impl<T: Backend> StepModel for Captioner<'_, T> {
     }
 
     async fn step_top(&mut self, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
+        self.read_frame_mask().await?;
         let logits = self.next_logits(tokens)?;
         Ok(logits.top_tokens(k).await?)
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
-        if let Some(bad) = rows.iter().find(|&&r| r >= self.keep.len()) {
+        if let Some(bad) = rows.iter().find(|&&r| r >= self.rows) {
             return Err(crate::Error::Decode(format!(
                 "row {bad} selected from {} rows",
-                self.keep.len()
+                self.rows
             )));
         }
         let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
@@ -121,7 +139,11 @@ impl<T: Backend> StepModel for Captioner<'_, T> {
             .iter()
             .map(|m| m.as_ref().map(|m| m.select_rows(&idx)).transpose())
             .collect::<candle_core::Result<_>>()?;
-        self.keep = rows.iter().map(|&r| self.keep[r].clone()).collect();
+        match self.frame_mask.take() {
+            Some(mask) => self.frame_mask = Some(mask.index_select(&idx)?),
+            None => self.keep = rows.iter().map(|&r| self.keep[r].clone()).collect(),
+        }
+        self.rows = rows.len();
         if let Some(p) = self.prefix.take() {
             self.prefix = Some(p.index_select(&idx)?);
         }

@@ -136,6 +136,17 @@ impl Backend for GpuTensor {
         GpuTensor::attention(q, k, v, bias)
     }
 
+    fn key_bias(&self) -> Result<Self> {
+        // On the device (no readback): (1 - keep) * f32::MIN, exact for a 0/1 mask.
+        let (b, sk) = match self.dims[..] {
+            [b, sk] => (b, sk),
+            ref d => return Err(gpu_err(format!("a key mask must be [B, Sk], got {d:?}"))),
+        };
+        self.affine(-1.0, 1.0)?
+            .affine(f32::MIN as f64, 0.0)?
+            .reshape(&[b, 1, 1, sk])
+    }
+
     async fn to_vec_async(&self) -> Result<Vec<f32>> {
         GpuTensor::to_vec_async(self).await
     }

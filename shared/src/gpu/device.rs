@@ -38,6 +38,9 @@ struct Inner {
     pending: Mutex<Pending>,
     pool: PoolRef,
     memory: Arc<Memory>,
+    /// The first error the device reported on its own (validation, out of memory): wgpu's
+    /// default would panic natively and only log in the browser; readbacks return it instead.
+    error: Arc<Mutex<Option<String>>>,
 }
 
 /// A compute pipeline and its bind group layout (looked up once, not per dispatch).
@@ -101,6 +104,13 @@ impl GpuDevice {
             })
             .await
             .map_err(|e| gpu_err(format!("WebGPU device on {}: {e}", info.name)))?;
+        let error: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut first) = slot.lock() {
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }));
         Ok(Self(Arc::new(Inner {
             _instance: instance,
             adapter,
@@ -113,6 +123,7 @@ impl GpuDevice {
             pending: Mutex::default(),
             pool: PoolRef::default(),
             memory: Arc::default(),
+            error,
         })))
     }
 
@@ -122,9 +133,24 @@ impl GpuDevice {
         pollster::block_on(Self::new())
     }
 
+    /// Fails with the first error the device reported since it was opened, if any (the work
+    /// it concerns produced nothing usable).
+    pub(crate) fn check_error(&self) -> Result<()> {
+        match lock(&self.0.error)?.as_ref() {
+            Some(e) => Err(gpu_err(format!("the GPU reported an error: {e}"))),
+            None => Ok(()),
+        }
+    }
+
     /// The adapter's name and graphics API, e.g. "llvmpipe (LLVM 15.0.6, 256 bits), Vulkan".
     pub fn adapter_name(&self) -> String {
-        format!("{}, {:?}", self.0.info.name, self.0.info.backend)
+        // Browsers may hide the adapter's name; the driver or the API then says what it is.
+        let info = &self.0.info;
+        let name = [&info.name, &info.driver, &info.driver_info]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .map_or("unnamed adapter", |s| s.as_str());
+        format!("{name}, {:?}", info.backend)
     }
 
     /// Bytes of storage buffers held now: weights, activations and the reuse pool.

@@ -9,8 +9,9 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Most bytes kept in free lists (beyond that, dropped buffers are freed).
-const MAX_POOLED_BYTES: u64 = 512 << 20;
+/// Most bytes kept in free lists (beyond that, dropped buffers are freed): enough for a decode
+/// step's intermediates, small next to a model (the GPU memory budget is 1.5x the folder).
+const MAX_POOLED_BYTES: u64 = 32 << 20;
 
 /// Free buffers by size.
 #[derive(Default)]

@@ -77,6 +77,7 @@ impl GpuDevice {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
         pollster::block_on(mapped)?;
+        self.check_error()?;
         take(staging)
     }
 
@@ -101,6 +102,7 @@ impl GpuDevice {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
         mapped.await?;
+        self.check_error()?;
         take(staging)
     }
 }

@@ -13,7 +13,7 @@ pub const MAX_TOP_K: usize = 256;
 impl GpuTensor {
     /// For logits [rows, n]: per row [max, log-sum-exp, (index, value) × k], the k largest
     /// values first to last (the lower index first on ties, NaN never taken; index -1 and
-    /// value NaN once a row runs out).
+    /// value 0 once a row runs out).
     pub fn top_k_rows(&self, k: usize) -> Result<GpuTensor> {
         let (rows, n) = match self.dims[..] {
             [rows, n] => (rows, n),

@@ -17,7 +17,8 @@ fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let n = pu(1u);
     let base = row * n;
-    var best = -3.40282347e38;
+    // -f32::MAX (a decimal literal of it is refused by Chrome's WGSL compiler).
+    var best = bitcast<f32>(0xff7fffffu);
     var bi = 0xffffffffu;
     for (var j = li; j < n; j += 256u) {
         let v = x[base + j];

@@ -52,7 +52,8 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let ko = bh * sk * dh;
     let so = row * sk;
     let bo = b * pu(8u) + h * pu(9u) + i * pu(10u);
-    var m = -3.40282347e38;
+    // -f32::MAX (a decimal literal of it is refused by Chrome's WGSL compiler).
+    var m = bitcast<f32>(0xff7fffffu);
     for (var j = li; j < sk; j += WG) {
         var s = 0.0;
         for (var d = 0u; d < dh; d++) {

@@ -2,7 +2,7 @@
 // values with their indices (largest first, the lower index first on ties; NaN never taken).
 // One workgroup per row; the k winners are found one after another, each the best value
 // ranked after the previous winner. Output row: [max, lse, (index, value) x k], index -1
-// (value NaN) once a row has no more values. Words: 0 rows, 1 row length, 2 k.
+// (value 0) once a row has no more values. Words: 0 rows, 1 row length, 2 k.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
@@ -92,7 +92,7 @@ fn top_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             let o = obase + 2u * t;
             if pi == NONE {
                 out[o] = -1.0;
-                out[o + 1u] = bitcast<f32>(0x7fc00000u);
+                out[o + 1u] = 0.0;
             } else {
                 out[o] = f32(pi);
                 out[o + 1u] = pv;
@@ -103,7 +103,7 @@ fn top_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             for (var r = t + 1u; r < k + 1u; r++) {
                 if li == 0u {
                     out[obase + 2u * r] = -1.0;
-                    out[obase + 2u * r + 1u] = bitcast<f32>(0x7fc00000u);
+                    out[obase + 2u * r + 1u] = 0.0;
                 }
             }
             return;
