@@ -184,20 +184,27 @@ impl DecodeArgs {
     }
 }
 
+/// How the caption benchmarks time (`bench caption`, `bench webgpu`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct CaptionTiming {
+    /// Timed captions per strategy (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Tokens generated per caption (eos is never taken, so every caption has this many).
+    #[arg(long, default_value_t = 20)]
+    pub tokens: usize,
+    /// Beam width of the beam-search run.
+    #[arg(long, default_value_t = 5)]
+    pub beam_width: usize,
+}
+
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// ms per caption of the full-size default model (random weights, CPU): greedy and beam.
     Caption {
-        /// Timed captions per strategy (after one warm-up).
-        #[arg(long, default_value_t = 5)]
-        iters: usize,
-        /// Tokens generated per caption (eos is never taken, so every caption has this many).
-        #[arg(long, default_value_t = 20)]
-        tokens: usize,
-        /// Beam width of the beam-search run.
-        #[arg(long, default_value_t = 5)]
-        beam_width: usize,
+        #[command(flatten)]
+        timing: CaptionTiming,
         /// Weights as exported: f32, f16, q8 or q4.
         #[arg(long, default_value = "f32")]
         quant: String,
@@ -205,15 +212,8 @@ pub enum BenchCommand {
     /// ms per caption of the full-size default model (random weights) on the WebGPU engine
     /// (Vulkan/Metal/DX12 natively), greedy and beam, with the GPU memory the weights take.
     Webgpu {
-        /// Timed captions per strategy (after one warm-up).
-        #[arg(long, default_value_t = 5)]
-        iters: usize,
-        /// Tokens generated per caption (eos is never taken, so every caption has this many).
-        #[arg(long, default_value_t = 20)]
-        tokens: usize,
-        /// Beam width of the beam-search run.
-        #[arg(long, default_value_t = 5)]
-        beam_width: usize,
+        #[command(flatten)]
+        timing: CaptionTiming,
         /// Weights as exported, comma-separated: f32, f16, q8, q4.
         #[arg(long, value_delimiter = ',', default_value = "q4,q8")]
         quant: Vec<String>,

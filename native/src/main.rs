@@ -88,28 +88,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
-            which:
-                BenchCommand::Caption {
-                    iters,
-                    tokens,
-                    beam_width,
-                    quant,
-                },
+            which: BenchCommand::Caption { timing, quant },
         } => {
-            bench::bench_caption(iters.max(1), tokens.max(1), beam_width, quant.parse()?)?;
+            let t = timing;
+            bench::bench_caption(t.iters.max(1), t.tokens.max(1), t.beam_width, quant.parse()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
-            which:
-                BenchCommand::Webgpu {
-                    iters,
-                    tokens,
-                    beam_width,
-                    quant,
-                },
+            which: BenchCommand::Webgpu { timing, quant },
         } => {
             let quants = quant.iter().map(|q| q.parse()).collect::<Result<Vec<_>, _>>()?;
-            run_bench_webgpu(iters.max(1), tokens.max(1), beam_width, &quants)?;
+            let t = timing;
+            run_bench_webgpu(t.iters.max(1), t.tokens.max(1), t.beam_width, &quants)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -26,6 +26,5 @@ mod tensor;
 
 pub use device::GpuDevice;
 pub use matrix::{GpuMatrix, MatrixData};
-pub use ops::ArgMax;
 pub use pool::GpuBuffer;
 pub use tensor::{GpuIds, GpuTensor};

@@ -152,40 +152,21 @@ impl Backend for GpuTensor {
     }
 
     async fn top_tokens(&self, k: usize) -> Result<Vec<TopTokens>> {
-        if k > 1 {
-            // Beam search: the k best per row, chosen on the device.
-            if k > MAX_TOP_K {
-                let v = self.dim(1)?;
-                return Ok(top_tokens_of_rows(&GpuTensor::to_vec_async(self).await?, v, k));
-            }
-            let top = self.top_k_rows(k)?.to_vec_async().await?;
-            return Ok(top
-                .chunks(2 + 2 * k)
-                .map(|r| TopTokens {
-                    norm: LogNorm::from_parts(r[0].into(), r[1].into()),
-                    best: r[2..]
-                        .chunks(2)
-                        .filter(|p| p[0] >= 0.0)
-                        .map(|p| (p[0] as u32, p[1]))
-                        .collect(),
-                })
-                .collect());
+        if k == 0 || k > MAX_TOP_K {
+            let v = self.dim(1)?;
+            return Ok(top_tokens_of_rows(&GpuTensor::to_vec_async(self).await?, v, k));
         }
-        // Greedy: the argmax kernel; only ids, maxima and log-sum-exps come back.
-        let best = self.argmax_last()?;
-        let ids = best.ids.to_vec_async().await?;
-        let stats = best.max_lse.to_vec_async().await?;
-        Ok(ids
-            .iter()
-            .zip(stats.chunks(2))
-            .map(|(&id, s)| TopTokens {
-                norm: LogNorm::from_parts(s[0].into(), s[1].into()),
-                // A row of NaN logits has no token to offer.
-                best: if s[0].is_nan() {
-                    Vec::new()
-                } else {
-                    vec![(id, s[0])]
-                },
+        // Greedy (k = 1) and beam search: chosen on the device; 2 + 2k values per row return.
+        let top = self.top_k_rows(k)?.to_vec_async().await?;
+        Ok(top
+            .chunks(2 + 2 * k)
+            .map(|r| TopTokens {
+                norm: LogNorm::from_parts(r[0].into(), r[1].into()),
+                best: r[2..]
+                    .chunks(2)
+                    .filter(|p| p[0] >= 0.0)
+                    .map(|p| (p[0] as u32, p[1]))
+                    .collect(),
             })
             .collect())
     }

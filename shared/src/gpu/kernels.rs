@@ -24,9 +24,7 @@ pub(crate) enum Kernel {
     Mean,
     /// Per-head attention.
     Attention,
-    /// Argmax and log-sum-exp over the last dimension.
-    Argmax,
-    /// The k largest values per row, with the log-sum-exp (beam search).
+    /// The k largest values per row, with the log-sum-exp (greedy: k = 1; beam search).
     TopK,
 }
 
@@ -42,7 +40,6 @@ impl Kernel {
             Kernel::LayerNorm => "layer_norm",
             Kernel::Mean => "mean",
             Kernel::Attention => "attention",
-            Kernel::Argmax => "argmax",
             Kernel::TopK => "topk",
         }
     }
@@ -63,7 +60,6 @@ impl Kernel {
             Kernel::LayerNorm => include_str!("shaders/layer_norm.wgsl"),
             Kernel::Mean => include_str!("shaders/mean.wgsl"),
             Kernel::Attention => include_str!("shaders/attention.wgsl"),
-            Kernel::Argmax => include_str!("shaders/argmax.wgsl"),
             Kernel::TopK => include_str!("shaders/topk.wgsl"),
         };
         let weights = if self.reads_weights() { WEIGHTS } else { "" };

@@ -1,5 +1,5 @@
 //! Arithmetic: elementwise and broadcast ops, reductions, linear maps, layer norm,
-//! attention and the argmax used by greedy decoding.
+//! attention.
 
 use candle_core::Result;
 
@@ -7,7 +7,7 @@ use super::device::{gpu_err, grid, MAX_GROUPS};
 use super::kernels::Kernel;
 use super::layout::{broadcast_strides, MAX_RANK};
 use super::matrix::GpuMatrix;
-use super::tensor::{elem_count, GpuIds, GpuTensor};
+use super::tensor::{elem_count, GpuTensor};
 use crate::nn::Activation;
 
 /// Rows up to which `linear` uses the reduction kernel (decode steps) rather than tiles.
@@ -16,15 +16,6 @@ const SMALL_ROWS: usize = 8;
 const SMALL_COLS: usize = 8;
 /// Output tile of the tiled matmul (rows and columns).
 const TILE: usize = 64;
-
-/// The argmax of each row of the last dimension, with what log-probabilities need.
-#[derive(Debug, Clone)]
-pub struct ArgMax {
-    /// Index of each row's largest value (the first on ties): the leading dims.
-    pub ids: GpuIds,
-    /// Per row, the max and log(sum(exp(x))): [leading dims.., 2]; log p(i) = x_i - lse.
-    pub max_lse: GpuTensor,
-}
 
 /// The elementwise kernel's op code for an activation.
 fn act_code(act: Activation) -> u32 {
@@ -280,34 +271,5 @@ impl GpuTensor {
             grid(rows),
         )?;
         Ok(out)
-    }
-
-    /// Per row of the last dimension: the argmax (first on ties), the max and log-sum-exp.
-    pub fn argmax_last(&self) -> Result<ArgMax> {
-        let (lead, last) = self.dims.split_at(self.dims.len().saturating_sub(1));
-        let n = *last.first().ok_or_else(|| gpu_err("argmax of a scalar"))?;
-        if n == 0 {
-            return Err(gpu_err("argmax over an empty dimension"));
-        }
-        let rows: usize = lead.iter().product();
-        let idx = self.dev.storage(rows as u64 * 4, "argmax ids")?;
-        let mut stat_dims = lead.to_vec();
-        stat_dims.push(2);
-        let max_lse = GpuTensor::empty(&self.dev, &stat_dims)?;
-        let p = [rows as u32, n as u32];
-        self.dev.dispatch(
-            Kernel::Argmax,
-            "argmax",
-            0,
-            &p,
-            &[&self.buf, &idx, &max_lse.buf],
-            grid(rows),
-        )?;
-        let ids = GpuIds {
-            buf: idx,
-            dims: lead.to_vec(),
-            dev: self.dev.clone(),
-        };
-        Ok(ArgMax { ids, max_lse })
     }
 }
