@@ -144,8 +144,6 @@ fn fixture_folders_caption_on_the_gpu_as_on_the_cpu() {
                 "{variant} {quant}: GPU greedy tokens differ from the CPU's"
             );
             if quant == Quant::F32 {
-                let diff = max_logit_diff(&cpu, &gpu, (&video, &gpu_video), &lengths, &want);
-                println!("{variant} f32: max |logit difference| {diff:.2e}");
                 assert!(diff < 1e-3, "{variant}: GPU logits differ by {diff}");
             }
         }
