@@ -15,7 +15,7 @@ use std::fmt::Debug;
 use candle_core::{Result, Tensor};
 
 pub use self::candle::{softmax_last, CandleMatrix};
-use crate::decode::TopTokens;
+use crate::decode::{Cut, Nucleus, TopTokens};
 use crate::dropout::Dropout;
 use crate::nn::Activation;
 pub use crate::nn::Weight;
@@ -115,6 +115,14 @@ pub trait Backend: Clone + Debug + Sized {
     /// back only the winners.
     async fn top_tokens(&self, k: usize) -> Result<Vec<TopTokens>> {
         Ok(top_tokens_of_rows(&self.to_vec_async().await?, self.dim(1)?, k))
+    }
+
+    /// For logits [R, V]: each row's nucleus under `cut`. The default reads the rows back; a
+    /// GPU engine narrows on the device and reads back only the candidates.
+    async fn nucleus_rows(&self, cut: &Cut) -> Result<Vec<Nucleus>> {
+        let v = self.dim(1)?.max(1);
+        let flat = self.to_vec_async().await?;
+        Ok(flat.chunks(v).map(|row| Nucleus::of_row(row, cut)).collect())
     }
 
     /// A keep-mask [B, Sk] (1 = visible) as an additive attention bias [B, 1, 1, Sk]: hidden

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use crate::backend::Backend;
-use crate::decode::{StepModel, TopTokens};
+use crate::decode::{Cut, Nucleus, StepModel, TopTokens};
 use crate::gpt2::KvCache;
 use crate::model::{CaptionModel, Visual};
 use crate::xattn::MediaKv;
@@ -120,6 +120,12 @@ impl<T: Backend> StepModel for Captioner<'_, T> {
         self.read_frame_mask().await?;
         let logits = self.next_logits(tokens)?;
         Ok(logits.top_tokens(k).await?)
+    }
+
+    async fn step_nucleus(&mut self, tokens: &[u32], cut: &Cut) -> Result<Vec<Nucleus>> {
+        self.read_frame_mask().await?;
+        let logits = self.next_logits(tokens)?;
+        Ok(logits.nucleus_rows(cut).await?)
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {

@@ -13,6 +13,8 @@ use std::task::{Context, Poll, Waker};
 
 use crate::{Error, Result};
 
+pub use nucleus::{Cut, Nucleus};
+
 /// A captioning model that extends a batch of rows by one token each call, caching what came
 /// before. Steps are async because a browser GPU can only read results back asynchronously;
 /// CPU models return ready futures and are driven by the blocking [`generate`].
@@ -32,6 +34,13 @@ pub trait StepModel {
     async fn step_top(&mut self, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
         let logits = step_checked(self, tokens).await?;
         Ok(logits.iter().map(|row| TopTokens::of_row(row, k)).collect())
+    }
+    /// Feeds tokens as [`StepModel::step`] does and returns each row's nucleus under `cut`.
+    /// The default reads the whole logits row; an engine whose logits stay on the device narrows
+    /// there and reads back only the candidates where they settle the nucleus.
+    async fn step_nucleus(&mut self, tokens: &[u32], cut: &Cut) -> Result<Vec<Nucleus>> {
+        let logits = step_checked(self, tokens).await?;
+        Ok(logits.iter().map(|row| Nucleus::of_row(row, cut)).collect())
     }
     /// Rearranges the cached rows: new row i continues old row `rows[i]` (rows may repeat or be dropped).
     fn select_rows(&mut self, rows: &[usize]) -> Result<()>;
@@ -182,7 +191,7 @@ pub async fn generate_async<M: StepModel>(model: &mut M, opts: &DecodeOptions) -
             top_k,
             seed,
         } => {
-            let cut = nucleus::Cut {
+            let cut = Cut {
                 temperature,
                 top_p,
                 top_k,
@@ -247,14 +256,7 @@ pub async fn sequence_log_prob_async<M: StepModel>(
 
 /// Steps the model and checks that it returned one non-empty logits row per token fed.
 async fn step_checked<M: StepModel + ?Sized>(model: &mut M, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
-    let logits = model.step(tokens).await?;
-    if logits.len() != tokens.len() {
-        return Err(Error::Decode(format!(
-            "model returned {} logits rows for {} tokens",
-            logits.len(),
-            tokens.len()
-        )));
-    }
+    let logits = one_per_token(model.step(tokens).await?, tokens, "logits rows")?;
     // Token ids are u32, so a vocabulary must fit in one.
     if let Some(bad) = logits
         .iter()
@@ -270,15 +272,28 @@ async fn step_checked<M: StepModel + ?Sized>(model: &mut M, tokens: &[u32]) -> R
 
 /// Steps the model for each row's `k` best tokens and checks one entry came back per token fed.
 async fn step_top_checked<M: StepModel>(model: &mut M, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
-    let top = model.step_top(tokens, k).await?;
-    if top.len() != tokens.len() {
+    one_per_token(model.step_top(tokens, k).await?, tokens, "rows of best tokens")
+}
+
+/// Steps the model for each row's nucleus and checks one came back per token fed.
+async fn step_nucleus_checked<M: StepModel>(
+    model: &mut M,
+    tokens: &[u32],
+    cut: &Cut,
+) -> Result<Vec<Nucleus>> {
+    one_per_token(model.step_nucleus(tokens, cut).await?, tokens, "nuclei")
+}
+
+/// `got`, if it holds one entry per token fed.
+fn one_per_token<X>(got: Vec<X>, tokens: &[u32], what: &str) -> Result<Vec<X>> {
+    if got.len() != tokens.len() {
         return Err(Error::Decode(format!(
-            "model returned {} rows of best tokens for {} tokens",
-            top.len(),
+            "model returned {} {what} for {} tokens",
+            got.len(),
             tokens.len()
         )));
     }
-    Ok(top)
+    Ok(got)
 }
 
 /// Log-softmax normaliser of one logits row, in f64; every strategy scores tokens through it so

@@ -1,7 +1,7 @@
 //! Words as they are generated: a [`StepModel`] wrapper that follows each row's tokens (through
 //! beam reorderings) and reports the leading row's tokens before every step.
 
-use caption_model::decode::{StepModel, TopTokens};
+use caption_model::decode::{Cut, Nucleus, StepModel, TopTokens};
 use caption_model::Result;
 
 /// Wraps a step model; `on_tokens` sees row 0's tokens so far (bos excluded) at every step.
@@ -54,6 +54,11 @@ impl<M: StepModel> StepModel for Streaming<'_, M> {
     async fn step_top(&mut self, tokens: &[u32], k: usize) -> Result<Vec<TopTokens>> {
         self.observe(tokens);
         self.inner.step_top(tokens, k).await
+    }
+
+    async fn step_nucleus(&mut self, tokens: &[u32], cut: &Cut) -> Result<Vec<Nucleus>> {
+        self.observe(tokens);
+        self.inner.step_nucleus(tokens, cut).await
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {

@@ -1,17 +1,16 @@
 //! Greedy decoding, and the row-by-row loop it shares with nucleus sampling.
 
-use super::{step_checked, step_top_checked, DecodeOptions, Generated, LogNorm, StepModel};
+use super::nucleus::Cut;
+use super::{step_nucleus_checked, step_top_checked, DecodeOptions, Generated, StepModel};
 use crate::{Error, Result};
-
-/// Picks a token from a whole logits row (None: none can be).
-pub(super) type RowChooser<'a> = Box<dyn FnMut(&[f32]) -> Result<Option<usize>> + 'a>;
 
 /// How each row's next token is picked.
 pub(super) enum Pick<'a> {
     /// The most likely token (first index on ties), selected where the logits live.
     Argmax,
-    /// A token chosen by the function from the whole logits row (None: none can be).
-    FromRow(RowChooser<'a>),
+    /// A token sampled from the row's nucleus under the cut, at a uniform draw in [0, 1) from
+    /// the function.
+    Nucleus(Cut, Box<dyn FnMut() -> f64 + 'a>),
 }
 
 /// Greedy decoding: the argmax token each step.
@@ -31,14 +30,11 @@ async fn pick_tokens<M: StepModel>(
             .into_iter()
             .map(|top| top.best.first().map(|&(t, logit)| (t, top.norm.log_prob(logit))))
             .collect(),
-        Pick::FromRow(choose) => {
-            let mut picked = Vec::with_capacity(feed.len());
-            for row in step_checked(model, feed).await? {
-                // step_checked made sure the vocabulary fits in u32.
-                picked.push(choose(&row)?.map(|t| (t as u32, LogNorm::new(&row).log_prob(row[t]))));
-            }
-            picked
-        }
+        Pick::Nucleus(cut, draw) => step_nucleus_checked(model, feed, cut)
+            .await?
+            .iter()
+            .map(|nucleus| nucleus.sample(draw()))
+            .collect(),
     })
 }
 

@@ -1,6 +1,6 @@
 use super::super::toy::{logits, random, LogitsFn, ToyModel};
-use super::super::{generate, DecodeOptions, Generated, Strategy};
-use super::{nucleus, sample, Cut};
+use super::super::{generate, DecodeOptions, Generated, LogNorm, Strategy, TopTokens};
+use super::{Cut, Nucleus};
 
 fn run(f: &LogitsFn, images: usize, strategy: Strategy, max_length: usize) -> (Vec<Generated>, ToyModel) {
     let mut model = ToyModel::new(images, f.clone());
@@ -120,6 +120,15 @@ fn stops_at_eos_or_max_length() {
     }
 }
 
+/// The kept tokens of a row's nucleus with their weights.
+fn kept(row: &[f32], cut: &Cut) -> Vec<(u32, f64)> {
+    Nucleus::of_row(row, cut)
+        .kept
+        .iter()
+        .map(|e| (e.0, e.2))
+        .collect()
+}
+
 #[test]
 fn the_nucleus_skips_nan_and_impossible_tokens() {
     let cut = Cut {
@@ -127,26 +136,105 @@ fn the_nucleus_skips_nan_and_impossible_tokens() {
         top_p: 1.0,
         top_k: None,
     };
-    let kept = nucleus(&[f32::NAN, 1.0, f32::NEG_INFINITY, 1.0, 0.0], &cut);
-    assert_eq!(kept, vec![(1, 1.0), (3, 1.0), (4, (-1.0f64).exp())]);
-    let kept = nucleus(&[1.0, f32::INFINITY, f32::INFINITY, f32::NAN], &cut);
-    assert_eq!(kept, vec![(1, 1.0), (2, 1.0)]);
-    assert!(nucleus(&[f32::NAN, f32::NAN], &cut).is_empty());
+    let got = kept(&[f32::NAN, 1.0, f32::NEG_INFINITY, 1.0, 0.0], &cut);
+    assert_eq!(got, vec![(1, 1.0), (3, 1.0), (4, (-1.0f64).exp())]);
+    let got = kept(&[1.0, f32::INFINITY, f32::INFINITY, f32::NAN], &cut);
+    assert_eq!(got, vec![(1, 1.0), (2, 1.0)]);
+    assert!(kept(&[f32::NAN, f32::NAN], &cut).is_empty());
     let cut = Cut {
         temperature: 1.0,
         top_p: 0.5,
         top_k: Some(3),
     };
     // Ties keep the lower index first; one token of mass 1/3 is short of half, two reach it.
-    assert_eq!(nucleus(&[0.0, 0.0, 0.0, 0.0], &cut), vec![(0, 1.0), (1, 1.0)]);
+    assert_eq!(kept(&[0.0, 0.0, 0.0, 0.0], &cut), vec![(0, 1.0), (1, 1.0)]);
 }
 
 #[test]
 fn sampling_walks_the_cumulative_mass() {
-    let nucleus = [(3, 1.0), (5, 0.5), (7, 0.0)];
-    assert_eq!(sample(&nucleus, 0.0), Some(3));
-    assert_eq!(sample(&nucleus, 0.66), Some(3));
-    assert_eq!(sample(&nucleus, 0.67), Some(5));
-    assert_eq!(sample(&nucleus, 0.999_999_999), Some(5));
-    assert_eq!(sample(&[], 0.5), None);
+    let nucleus = Nucleus {
+        norm: LogNorm::new(&[0.0, 0.0]),
+        kept: vec![(3, 0.0, 1.0), (5, -1.0, 0.5), (7, f32::NEG_INFINITY, 0.0)],
+    };
+    let token = |u| nucleus.sample(u).map(|(t, _)| t);
+    assert_eq!(token(0.0), Some(3));
+    assert_eq!(token(0.66), Some(3));
+    assert_eq!(token(0.67), Some(5));
+    assert_eq!(token(0.999_999_999), Some(5));
+    // Scored by the row's normaliser at temperature 1: logit -1 of a two-zero row.
+    assert_eq!(nucleus.sample(0.9), Some((5, -1.0 - 2.0f64.ln())));
+    let empty = Nucleus {
+        norm: nucleus.norm,
+        kept: Vec::new(),
+    };
+    assert_eq!(empty.sample(0.5), None);
+}
+
+/// `log Σ exp((x - max) / t)` over a row's non-NaN logits, as the GPU kernel reports it.
+fn tempered(row: &[f32], t: f32) -> f64 {
+    let max = row
+        .iter()
+        .filter(|x| !x.is_nan())
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let sum: f64 = row
+        .iter()
+        .filter(|x| !x.is_nan())
+        .map(|&x| ((f64::from(x) - f64::from(max)) / f64::from(t)).exp())
+        .sum();
+    sum.ln()
+}
+
+#[test]
+fn a_few_best_tokens_settle_a_peaked_nucleus_like_the_whole_row() {
+    let mut settled = 0;
+    let mut unsettled = 0;
+    for seed in 0..200u32 {
+        // Rows of 300 logits, some flat, some with a few tokens far ahead.
+        let spread = [0.5f32, 2.0, 8.0][seed as usize % 3];
+        let row: Vec<f32> = (0..300u32)
+            .map(|i| {
+                let h = (i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 1000;
+                let x = h as f32 / 1000.0 * spread;
+                if i % 97 == (seed % 7) {
+                    x + spread
+                } else {
+                    x
+                }
+            })
+            .collect();
+        for (temperature, top_p, top_k) in [
+            (1.0, 0.9, None),
+            (0.5, 0.8, None),
+            (1.5, 0.95, Some(8)),
+            (1.0, 1.0, Some(20)),
+        ] {
+            let cut = Cut {
+                temperature,
+                top_p,
+                top_k,
+            };
+            let whole = Nucleus::of_row(&row, &cut);
+            let asked = top_k.unwrap_or(16);
+            let top = TopTokens::of_row(&row, asked);
+            match Nucleus::of_best(&top, tempered(&row, temperature), asked, &cut) {
+                Some(from_best) => {
+                    settled += 1;
+                    assert_eq!(from_best, whole, "seed {seed}, {cut:?}");
+                }
+                None => {
+                    unsettled += 1;
+                    // Only a nucleus reaching past the candidates needs the whole row.
+                    assert!(
+                        top_k.is_none() && whole.kept.len() > asked,
+                        "seed {seed}, {cut:?}"
+                    );
+                }
+            }
+        }
+    }
+    // Both outcomes occur.
+    assert!(
+        settled > 100 && unsettled > 10,
+        "{settled} settled, {unsettled} not"
+    );
 }

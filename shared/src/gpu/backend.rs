@@ -7,7 +7,7 @@ use super::matrix::GpuMatrix;
 use super::select::MAX_TOP_K;
 use super::tensor::{GpuIds, GpuTensor};
 use crate::backend::{top_tokens_of_rows, Backend, Weight};
-use crate::decode::{LogNorm, TopTokens};
+use crate::decode::{Cut, Nucleus, TopTokens};
 use crate::dropout::Dropout;
 use crate::nn::Activation;
 
@@ -156,19 +156,12 @@ impl Backend for GpuTensor {
             let v = self.dim(1)?;
             return Ok(top_tokens_of_rows(&GpuTensor::to_vec_async(self).await?, v, k));
         }
-        // Greedy (k = 1) and beam search: chosen on the device; 2 + 2k values per row return.
-        let top = self.top_k_rows(k)?.to_vec_async().await?;
-        Ok(top
-            .chunks(2 + 2 * k)
-            .map(|r| TopTokens {
-                norm: LogNorm::from_parts(r[0].into(), r[1].into()),
-                best: r[2..]
-                    .chunks(2)
-                    .filter(|p| p[0] >= 0.0)
-                    .map(|p| (p[0] as u32, p[1]))
-                    .collect(),
-            })
-            .collect())
+        // Greedy (k = 1) and beam search: chosen on the device; 3 + 2k values per row return.
+        self.top_tokens_on_device(k).await
+    }
+
+    async fn nucleus_rows(&self, cut: &Cut) -> Result<Vec<Nucleus>> {
+        self.nucleus_on_device(cut).await
     }
 
     fn dropout(&self, drop: &Dropout) -> Result<Self> {

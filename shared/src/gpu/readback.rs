@@ -89,20 +89,25 @@ impl GpuDevice {
         ))
     }
 
-    /// The first `bytes` of `buffer`, after all recorded work, without blocking.
+    /// The first `bytes` of `buffer`, after all recorded work, without blocking in the
+    /// browser. Natively it blocks and is ready at once, as the blocking decoders need: a
+    /// device shared between threads may run this mapping's callback on another thread's
+    /// poll, so a poll here does not guarantee the mapping is done when it returns.
     pub(crate) async fn read_async(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
-        let staging = self.copy_to_staging(buffer, bytes)?;
-        let mapped = map(&staging);
-        // Natively nothing drives the callbacks but a poll; the browser drives them itself.
         #[cfg(not(target_arch = "wasm32"))]
-        self.wgpu_device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
-        mapped.await?;
-        self.check_error()?;
-        take(staging)
+        {
+            self.read(buffer, bytes)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            if bytes == 0 {
+                return Ok(Vec::new());
+            }
+            let staging = self.copy_to_staging(buffer, bytes)?;
+            // The browser drives the mapping's callback itself.
+            map(&staging).await?;
+            self.check_error()?;
+            take(staging)
+        }
     }
 }

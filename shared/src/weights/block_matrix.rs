@@ -3,13 +3,24 @@
 //! matmul also quantizes the activations to 8 bits; that adds more error than the weights'
 //! quantization, and it turns float noise between engines (CPU vs GPU, x86 vs wasm) into
 //! different captions, because an activation near a rounding boundary lands on either side.
-//! Here both engines compute the same sum of the same f32 products.
+//! Here both engines multiply the same weights with the same f32 activations; only the order of
+//! the sums differs (about 1e-6 apart).
+
+use std::ops::Range;
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Tensor};
+use rayon::prelude::*;
 
 /// Values per GGML block.
 const BLOCK: usize = 32;
+/// Rows of activations from which a product decodes tiles of W to f32 and multiplies them with
+/// candle's gemm (each weight is then decoded once for many rows); fewer rows take the fused
+/// quant × activation dot.
+const GEMM_MIN_ROWS: usize = 8;
+/// Weights decoded at a time on the gemm path (16 MB of f32), so that a large matrix (the tied
+/// LM head) never exists whole in f32.
+const TILE_WEIGHTS: usize = 1 << 22;
 
 /// A [rows, cols] matrix in q8_0 or q4_0 blocks, with the scales widened to f32.
 #[derive(Debug)]
@@ -56,77 +67,123 @@ impl BlockMatrix {
         }))
     }
 
-    /// Block `b`'s 32 weights (scale times quant, exact in f32).
-    fn decode(&self, b: usize, out: &mut [f32; BLOCK]) {
-        let d = self.scales[b];
-        if self.q4 {
-            let bytes = &self.quants[b * 16..b * 16 + 16];
-            for (j, &byte) in bytes.iter().enumerate() {
-                out[j] = d * ((byte & 0x0F) as i32 - 8) as f32;
-                out[j + 16] = d * ((byte >> 4) as i32 - 8) as f32;
-            }
-        } else {
-            for (o, &q) in out.iter_mut().zip(&self.quants[b * 32..b * 32 + 32]) {
-                *o = d * (q as i8) as f32;
-            }
-        }
-    }
-
-    /// Output columns `range` of `x W^T` for `x` [m, cols], written to `y` [m, range.len()].
-    fn product_part(&self, x: &[f32], m: usize, range: std::ops::Range<usize>, y: &mut [f32]) {
-        let per_row = self.cols / BLOCK;
-        let width = range.len();
-        let mut w = [0f32; BLOCK];
-        for (c, o) in range.enumerate() {
-            for b in 0..per_row {
-                self.decode(o * per_row + b, &mut w);
-                for r in 0..m {
-                    let xs = &x[r * self.cols + b * BLOCK..r * self.cols + (b + 1) * BLOCK];
-                    let dot: f32 = w.iter().zip(xs).map(|(a, b)| a * b).sum();
-                    y[r * width + c] += dot;
+    /// Output rows `rows` of W dequantized into `out` [rows.len(), cols] (each weight is scale
+    /// times quant, exact in f32).
+    fn decode_rows(&self, rows: Range<usize>, out: &mut [f32]) {
+        let first = rows.start * self.cols / BLOCK;
+        for (i, w) in out.chunks_exact_mut(BLOCK).enumerate() {
+            let b = first + i;
+            let d = self.scales[b];
+            if self.q4 {
+                let bytes = &self.quants[b * 16..b * 16 + 16];
+                for (j, &byte) in bytes.iter().enumerate() {
+                    w[j] = d * ((byte & 0x0F) as i32 - 8) as f32;
+                    w[j + 16] = d * ((byte >> 4) as i32 - 8) as f32;
+                }
+            } else {
+                for (o, &q) in w.iter_mut().zip(&self.quants[b * 32..b * 32 + 32]) {
+                    *o = d * (q as i8) as f32;
                 }
             }
         }
     }
 
+    /// Block `b` of W dotted with 32 activations: the scale applied once to the sum of
+    /// quant × activation, accumulated in 8 lanes so that the compiler vectorises it.
+    fn block_dot(&self, b: usize, xs: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        if self.q4 {
+            let bytes = &self.quants[b * 16..b * 16 + 16];
+            for (half, lanes) in bytes.chunks_exact(8).enumerate() {
+                for (l, &byte) in lanes.iter().enumerate() {
+                    let j = half * 8 + l;
+                    acc[l] += ((byte & 0x0F) as i32 - 8) as f32 * xs[j]
+                        + ((byte >> 4) as i32 - 8) as f32 * xs[j + 16];
+                }
+            }
+        } else {
+            let quants = &self.quants[b * 32..b * 32 + 32];
+            for (qs, x8) in quants.chunks_exact(8).zip(xs.chunks_exact(8)) {
+                for l in 0..8 {
+                    acc[l] += (qs[l] as i8) as f32 * x8[l];
+                }
+            }
+        }
+        self.scales[b] * acc.iter().sum::<f32>()
+    }
+
+    /// Output columns `range` of `x W^T` for `x` [m, cols], as [m, range.len()], decoding at
+    /// most `tile_weights` weights at a time on the gemm path.
+    fn product_part(
+        &self,
+        x: &[f32],
+        m: usize,
+        range: Range<usize>,
+        tile_weights: usize,
+    ) -> Result<Vec<f32>> {
+        let width = range.len();
+        if m >= GEMM_MIN_ROWS {
+            // Many rows: decode each tile of W once and let candle's gemm multiply it.
+            let x = Tensor::from_slice(x, (m, self.cols), &Device::Cpu)?;
+            let tile_rows = (tile_weights / self.cols).max(1);
+            let mut w = vec![0f32; tile_rows.min(width) * self.cols];
+            let mut parts = Vec::new();
+            for start in range.clone().step_by(tile_rows) {
+                let rows = start..(start + tile_rows).min(range.end);
+                let tile = &mut w[..rows.len() * self.cols];
+                self.decode_rows(rows.clone(), tile);
+                let tile = Tensor::from_slice(tile, (rows.len(), self.cols), &Device::Cpu)?;
+                parts.push(x.matmul(&tile.t()?)?);
+            }
+            return Tensor::cat(&parts, 1)?.flatten_all()?.to_vec1();
+        }
+        let per_row = self.cols / BLOCK;
+        let mut y = vec![0f32; m * width];
+        for (c, o) in range.enumerate() {
+            for r in 0..m {
+                let xr = &x[r * self.cols..(r + 1) * self.cols];
+                y[r * width + c] = (0..per_row)
+                    .map(|b| self.block_dot(o * per_row + b, &xr[b * BLOCK..(b + 1) * BLOCK]))
+                    .sum();
+            }
+        }
+        Ok(y)
+    }
+
     /// `x W^T` for `x` [m, cols] (f32, on the CPU) → [m, rows].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.product(x, TILE_WEIGHTS)
+    }
+
+    /// [`BlockMatrix::forward`] with the gemm path's tile size given.
+    fn product(&self, x: &Tensor, tile_weights: usize) -> Result<Tensor> {
         let (m, k) = x.dims2()?;
         if k != self.cols {
             candle_core::bail!("[{m}, {k}] times a [{}, {}]^T block matrix", self.rows, self.cols);
         }
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        let threads = thread_count(m * self.rows * self.cols);
-        let chunk = self.rows.div_ceil(threads);
-        let parts: Vec<(std::ops::Range<usize>, Vec<f32>)> = if threads == 1 {
-            let mut y = vec![0f32; m * self.rows];
-            self.product_part(&xs, m, 0..self.rows, &mut y);
-            vec![(0..self.rows, y)]
+        // The gemm path parallelises inside candle; the fused path splits W's rows over rayon's
+        // persistent threads.
+        let threads = if m >= GEMM_MIN_ROWS {
+            1
         } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..self.rows)
-                    .step_by(chunk)
-                    .map(|start| {
-                        let range = start..(start + chunk).min(self.rows);
-                        let xs = &xs;
-                        s.spawn(move || {
-                            let mut y = vec![0f32; m * range.len()];
-                            self.product_part(xs, m, range.clone(), &mut y);
-                            (range, y)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .map_err(|_| candle_core::Error::Msg("a matmul thread panicked".into()))
-                    })
-                    .collect::<Result<_>>()
-            })?
+            thread_count(m * self.rows * self.cols)
+        };
+        let chunk = self.rows.div_ceil(threads);
+        let ranges: Vec<Range<usize>> = (0..self.rows)
+            .step_by(chunk.max(1))
+            .map(|start| start..(start + chunk).min(self.rows))
+            .collect();
+        let parts: Vec<Vec<f32>> = if ranges.len() == 1 {
+            vec![self.product_part(&xs, m, 0..self.rows, tile_weights)?]
+        } else {
+            ranges
+                .par_iter()
+                .map(|range| self.product_part(&xs, m, range.clone(), tile_weights))
+                .collect::<Result<_>>()?
         };
         let mut y = vec![0f32; m * self.rows];
-        for (range, part) in parts {
+        for (range, part) in ranges.iter().zip(parts) {
             let width = range.len();
             for r in 0..m {
                 y[r * self.rows + range.start..r * self.rows + range.end]
@@ -145,3 +202,7 @@ fn thread_count(work: usize) -> usize {
     }
     candle_core::utils::get_num_threads().clamp(1, 64)
 }
+
+#[cfg(test)]
+#[path = "block_matrix_tests.rs"]
+mod tests;

@@ -1,13 +1,15 @@
-// Beam search's candidates: per row of logits, the max, log(sum(exp(x))) and the k largest
-// values with their indices (largest first, the lower index first on ties; NaN never taken).
-// One workgroup per row; the k winners are found one after another, each the best value
-// ranked after the previous winner. Output row: [max, lse, (index, value) x k], index -1
-// (value 0) once a row has no more values. Words: 0 rows, 1 row length, 2 k.
+// Decoding's candidates: per row of logits, the max, log(sum(exp(x))), the tempered mass
+// log(sum(exp((x - max) / t))) and the k largest values with their indices (largest first, the
+// lower index first on ties; NaN never taken). One workgroup per row; the k winners are found
+// one after another, each the best value ranked after the previous winner. Output row:
+// [max, lse, tempered, (index, value) x k], index -1 (value 0) once a row has no more values.
+// Words: 0 rows, 1 row length, 2 k, 3 1 / t (f32 bits).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 var<workgroup> rv: array<f32, 256>;
 var<workgroup> ri: array<u32, 256>;
+var<workgroup> rt: array<f32, 256>;
 
 const NONE: u32 = 0xffffffffu;
 
@@ -38,7 +40,8 @@ fn top_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let n = pu(1u);
     let k = pu(2u);
     let base = row * n;
-    let obase = row * (2u + 2u * k);
+    let obase = row * (3u + 2u * k);
+    let inv_t = pf(3u);
     // The previous winner: candidates must rank after it.
     var pv = 0.0;
     var pi = NONE;
@@ -65,23 +68,28 @@ fn top_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             // The first winner is the max; the normaliser needs it before the other winners.
             m = pv;
             var e = 0.0;
+            var et = 0.0;
             for (var j = li; j < n; j += 256u) {
                 let v = x[base + j];
                 if v == v {
                     e += exp(v - m);
+                    et += exp((v - m) * inv_t);
                 }
             }
             rv[li] = e;
+            rt[li] = et;
             workgroupBarrier();
             for (var s = 128u; s > 0u; s = s / 2u) {
                 if li < s {
                     rv[li] += rv[li + s];
+                    rt[li] += rt[li + s];
                 }
                 workgroupBarrier();
             }
             if li == 0u {
                 out[obase] = m;
                 out[obase + 1u] = m + log(rv[0]);
+                out[obase + 2u] = log(rt[0]);
             }
             workgroupBarrier();
             // Start over: the max is also the first of the k winners.
@@ -89,7 +97,7 @@ fn top_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             continue;
         }
         if li == 0u {
-            let o = obase + 2u * t;
+            let o = obase + 1u + 2u * t;
             if pi == NONE {
                 out[o] = -1.0;
                 out[o + 1u] = 0.0;
@@ -102,8 +110,8 @@ fn top_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             // Nothing left: the remaining slots say so.
             for (var r = t + 1u; r < k + 1u; r++) {
                 if li == 0u {
-                    out[obase + 2u * r] = -1.0;
-                    out[obase + 2u * r + 1u] = 0.0;
+                    out[obase + 1u + 2u * r] = -1.0;
+                    out[obase + 2u + 2u * r] = 0.0;
                 }
             }
             return;
