@@ -67,49 +67,76 @@ impl BlockMatrix {
         }))
     }
 
-    /// Output rows `rows` of W dequantized into `out` [rows.len(), cols] (each weight is scale
-    /// times quant, exact in f32).
-    fn decode_rows(&self, rows: Range<usize>, out: &mut [f32]) {
-        let first = rows.start * self.cols / BLOCK;
-        for (i, w) in out.chunks_exact_mut(BLOCK).enumerate() {
-            let b = first + i;
-            let d = self.scales[b];
-            if self.q4 {
-                let bytes = &self.quants[b * 16..b * 16 + 16];
-                for (j, &byte) in bytes.iter().enumerate() {
-                    w[j] = d * ((byte & 0x0F) as i32 - 8) as f32;
-                    w[j + 16] = d * ((byte >> 4) as i32 - 8) as f32;
-                }
-            } else {
-                for (o, &q) in w.iter_mut().zip(&self.quants[b * 32..b * 32 + 32]) {
-                    *o = d * (q as i8) as f32;
-                }
+    /// Block `b` of W decoded into `w` (each weight is scale times quant, exact in f32).
+    #[inline(always)]
+    fn decode_block(&self, b: usize, w: &mut [f32]) {
+        let d = self.scales[b];
+        if self.q4 {
+            let bytes = &self.quants[b * 16..b * 16 + 16];
+            for (j, &byte) in bytes.iter().enumerate() {
+                w[j] = d * ((byte & 0x0F) as i32 - 8) as f32;
+                w[j + 16] = d * ((byte >> 4) as i32 - 8) as f32;
+            }
+        } else {
+            for (o, &q) in w.iter_mut().zip(&self.quants[b * 32..b * 32 + 32]) {
+                *o = d * (q as i8) as f32;
             }
         }
     }
 
-    /// Block `b` of W dotted with 32 activations: the scale applied once to the sum of
-    /// quant × activation, accumulated in 8 lanes so that the compiler vectorises it.
-    fn block_dot(&self, b: usize, xs: &[f32]) -> f32 {
-        let mut acc = [0f32; 8];
-        if self.q4 {
-            let bytes = &self.quants[b * 16..b * 16 + 16];
-            for (half, lanes) in bytes.chunks_exact(8).enumerate() {
-                for (l, &byte) in lanes.iter().enumerate() {
-                    let j = half * 8 + l;
-                    acc[l] += ((byte & 0x0F) as i32 - 8) as f32 * xs[j]
-                        + ((byte >> 4) as i32 - 8) as f32 * xs[j + 16];
+    /// Output rows `rows` of W decoded into `out` [rows.len(), cols].
+    fn decode_rows(&self, rows: Range<usize>, out: &mut [f32]) {
+        let first = rows.start * self.cols / BLOCK;
+        for (i, w) in out.chunks_exact_mut(BLOCK).enumerate() {
+            self.decode_block(first + i, w);
+        }
+    }
+
+    /// Output columns `range` of `x W^T` for few rows of `x`: each block decoded once, then
+    /// multiplied with every row in 8 lanes summed at the end. The lanes fix the order of the
+    /// sums, so every instruction set gives the same bits; AVX2 only makes it wider.
+    fn fused_part(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, the only feature the function enables.
+            return unsafe { self.fused_part_avx2(x, m, range) };
+        }
+        self.fused_part_portable(x, m, range)
+    }
+
+    /// [`BlockMatrix::fused_part`] compiled for AVX2 (sign extension and 8-wide lanes).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn fused_part_avx2(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
+        self.fused_part_portable(x, m, range)
+    }
+
+    /// [`BlockMatrix::fused_part`] for the build's baseline instruction set.
+    #[inline(always)]
+    fn fused_part_portable(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
+        let per_row = self.cols / BLOCK;
+        let width = range.len();
+        let mut y = vec![0f32; m * width];
+        let mut w = [0f32; BLOCK];
+        let mut acc = vec![[0f32; 8]; m];
+        for (c, o) in range.enumerate() {
+            acc.fill([0.0; 8]);
+            for b in 0..per_row {
+                self.decode_block(o * per_row + b, &mut w);
+                for (r, lanes) in acc.iter_mut().enumerate() {
+                    let xs = &x[r * self.cols + b * BLOCK..r * self.cols + (b + 1) * BLOCK];
+                    for (w8, x8) in w.chunks_exact(8).zip(xs.chunks_exact(8)) {
+                        for l in 0..8 {
+                            lanes[l] += w8[l] * x8[l];
+                        }
+                    }
                 }
             }
-        } else {
-            let quants = &self.quants[b * 32..b * 32 + 32];
-            for (qs, x8) in quants.chunks_exact(8).zip(xs.chunks_exact(8)) {
-                for l in 0..8 {
-                    acc[l] += (qs[l] as i8) as f32 * x8[l];
-                }
+            for (r, lanes) in acc.iter().enumerate() {
+                y[r * width + c] = lanes.iter().sum();
             }
         }
-        self.scales[b] * acc.iter().sum::<f32>()
+        y
     }
 
     /// Output columns `range` of `x W^T` for `x` [m, cols], as [m, range.len()], decoding at
@@ -137,17 +164,7 @@ impl BlockMatrix {
             }
             return Tensor::cat(&parts, 1)?.flatten_all()?.to_vec1();
         }
-        let per_row = self.cols / BLOCK;
-        let mut y = vec![0f32; m * width];
-        for (c, o) in range.enumerate() {
-            for r in 0..m {
-                let xr = &x[r * self.cols..(r + 1) * self.cols];
-                y[r * width + c] = (0..per_row)
-                    .map(|b| self.block_dot(o * per_row + b, &xr[b * BLOCK..(b + 1) * BLOCK]))
-                    .sum();
-            }
-        }
-        Ok(y)
+        Ok(self.fused_part(x, m, range))
     }
 
     /// `x W^T` for `x` [m, cols] (f32, on the CPU) → [m, rows].

@@ -58,3 +58,17 @@ fn a_mismatched_product_is_refused() {
     let err = blocks.forward(&x).unwrap_err().to_string();
     assert!(err.contains("[2, 32] times a [4, 64]^T"), "{err}");
 }
+
+#[test]
+fn the_fused_dot_gives_the_same_bits_on_every_instruction_set() {
+    for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+        let (blocks, _) = quantized(33, 256, dtype, 4);
+        let mut rng = StdRng::seed_from_u64(5);
+        let x: Vec<f32> = (0..3 * 256).map(|_| rng.random_range(-2.0..2.0)).collect();
+        // The dispatching entry (AVX2 where the CPU has it) against the baseline build.
+        let wide = blocks.fused_part(&x, 3, 0..33);
+        let portable = blocks.fused_part_portable(&x, 3, 0..33);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&wide), bits(&portable), "{dtype:?}");
+    }
+}
