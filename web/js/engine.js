@@ -4,7 +4,8 @@
 import { showError } from "./ui.js";
 
 const params = new URLSearchParams(location.search);
-const backendParam = params.get("backend") || "cpu";
+// No `?backend=`: the WebGPU engine where the browser has an adapter, else the CPU engine.
+const backendParam = params.get("backend") || "auto";
 
 let worker = null;
 let workerReady = null;

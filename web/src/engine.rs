@@ -1,7 +1,7 @@
 //! The engine seam: the page asks an [`Engine`] for captions and never sees how it computes them.
 //! [`ModelEngine`] runs the shared model on one backend: candle on the CPU (in the browser:
-//! wasm32 with SIMD128, one thread) or the WebGPU engine, chosen by [`Backend::WebGpu`]
-//! (`?backend=webgpu`).
+//! wasm32 with SIMD128, one thread) or the WebGPU engine ([`Backend::WebGpu`], the default;
+//! `?backend=cpu` forces the CPU).
 
 use candle_core::{Device, Tensor};
 use caption_model::backend::Backend as ModelBackend;
@@ -24,11 +24,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The `?backend=` query value: `cpu` or `webgpu` (anything else, or none, is `cpu`).
+    /// The `?backend=` query value: `cpu` forces the CPU engine; anything else (none, `auto`,
+    /// `webgpu`) asks for WebGPU, which falls back to the CPU with a notice without an adapter.
     pub fn from_query(value: Option<&str>) -> Self {
         match value.map(|v| v.trim().to_ascii_lowercase()) {
-            Some(v) if v == "webgpu" || v == "gpu" => Backend::WebGpu,
-            _ => Backend::Cpu,
+            Some(v) if v == "cpu" => Backend::Cpu,
+            _ => Backend::WebGpu,
         }
     }
 }
@@ -270,10 +271,11 @@ mod tests {
 
     #[test]
     fn backend_query() {
-        assert_eq!(Backend::from_query(None), Backend::Cpu);
-        assert_eq!(Backend::from_query(Some("cpu")), Backend::Cpu);
+        assert_eq!(Backend::from_query(None), Backend::WebGpu);
+        assert_eq!(Backend::from_query(Some("auto")), Backend::WebGpu);
+        assert_eq!(Backend::from_query(Some(" CPU ")), Backend::Cpu);
         assert_eq!(Backend::from_query(Some("WebGPU")), Backend::WebGpu);
-        assert_eq!(Backend::from_query(Some("tpu")), Backend::Cpu);
+        assert_eq!(Backend::from_query(Some("tpu")), Backend::WebGpu);
     }
 
     #[test]

@@ -77,6 +77,10 @@ context.on("request", (r) => {
   if (!u.startsWith(origin) && !u.startsWith("blob:") && !u.startsWith("data:")) results.outside.push(u);
 });
 
+// The CPU engine, forced: the page's own checks run on it (fast, and compared with native);
+// without a query the page picks WebGPU where the browser has it.
+const CPU = "?backend=cpu";
+
 async function open(query = "") {
   const page = await context.newPage();
   page.on("console", (m) => results.console.push(`${m.type()}: ${m.text()}`));
@@ -119,7 +123,7 @@ try {
   if (!args["skip-checks"]) {
     // ---- first visit: the model comes from the network ----
     requests.length = 0;
-    let page = await open();
+    let page = await open(CPU);
     results.firstVisit = {
       state: await page.evaluate(() => document.body.dataset.state),
       status: await page.textContent("#model-status"),
@@ -227,7 +231,7 @@ try {
 
     // ---- second visit: the model comes from the Cache API ----
     requests.length = 0;
-    page = await open();
+    page = await open(CPU);
     results.secondVisit = {
       state: await page.evaluate(() => document.body.dataset.state),
       status: await page.textContent("#model-status"),
@@ -243,7 +247,7 @@ try {
       server.close(r);
       server.closeAllConnections();
     });
-    page = await open();
+    page = await open(CPU);
     results.offline = {
       state: await page.evaluate(() => document.body.dataset.state),
       status: await page.textContent("#model-status"),
@@ -252,10 +256,10 @@ try {
     results.offline.caption = (await captionWith(page, "#file", path.join(args.images, images[0]))).caption;
     log("offline:", results.offline.status, results.offline.error);
     await new Promise((r) => server.listen(port, "127.0.0.1", r));
-    // ---- ?backend=webgpu: the WebGPU engine captions every image ----
+    // ---- no query in a browser with WebGPU: the WebGPU engine captions every image ----
     await page.close();
     const noticeOf = (p) => p.evaluate(() => (document.getElementById("notice").hidden ? null : document.getElementById("notice").textContent));
-    page = await open("?backend=webgpu");
+    page = await open();
     results.webgpu = {
       state: await page.evaluate(() => document.body.dataset.state),
       status: await page.textContent("#model-status"),
@@ -271,10 +275,10 @@ try {
     results.webgpu.scene = await captionWith(page, "#file", results.scene.file);
     await page.screenshot({ path: path.join(out, "screenshot-webgpu.png"), fullPage: true });
     await page.close();
-    // ---- a browser without WebGPU: ?backend=webgpu falls back to the CPU with a notice ----
+    // ---- a browser without WebGPU: the page falls back to the CPU with a notice ----
     await context.close();
     context = await launch(userDir, ["--disable-features=WebGPU"]);
-    page = await open("?backend=webgpu");
+    page = await open();
     results.noWebgpu = {
       state: await page.evaluate(() => document.body.dataset.state),
       status: await page.textContent("#model-status"),
@@ -297,10 +301,10 @@ try {
       const timed = times.slice(1).sort((a, b) => a - b);
       return { status, warmup_ms: times[0], median_ms: timed[Math.floor(timed.length / 2)], times };
     };
-    results.bench = { tokens, runs, default: await bench("") };
-    log("bench default:", results.bench.default.median_ms, "ms");
+    results.bench = { tokens, runs, cpu: await bench(CPU) };
+    log("bench default model, CPU engine:", results.bench.cpu.median_ms, "ms");
     if (args["bench-model"]) {
-      results.bench.fullSize = await bench("?model=/bench-model/");
+      results.bench.fullSize = await bench(`${CPU}&model=/bench-model/`);
       log("bench full size:", results.bench.fullSize.median_ms, "ms", results.bench.fullSize.status);
     }
   }

@@ -12,8 +12,9 @@
 //!   loads by URL and from a local folder;
 //! - the second visit loads the weights from the Cache API (no request for them); with the
 //!   server stopped the page still opens and captions; the page makes no request outside its
-//!   origin; `?backend=webgpu` captions on the WebGPU engine exactly as the CPU engine does, and
-//!   falls back with a notice in a browser without WebGPU.
+//!   origin (these checks force the CPU engine, `?backend=cpu`); without a query the page
+//!   captions on the WebGPU engine exactly as the CPU engine does, and falls back with a notice
+//!   in a browser without WebGPU.
 //!
 //! A screenshot is left in `target/web-test/screenshot.png`.
 //!
@@ -326,8 +327,8 @@ fn page_captions_like_native() {
         "{}",
         results["outside"]
     );
-    // ?backend=webgpu: the WebGPU engine (SwiftShader, no shader-f16) gives the CPU engine's
-    // captions, token for token, for every shipped image and the scene.
+    // The default page picks the WebGPU engine (SwiftShader, no shader-f16), which gives the CPU
+    // engine's captions, token for token, for every shipped image and the scene.
     let gpu = &results["webgpu"];
     assert_eq!(gpu["state"], "ready", "{gpu}");
     assert!(gpu["notice"].is_null(), "{gpu}");
@@ -365,7 +366,8 @@ fn page_captions_like_native() {
     println!("screenshot: {}", out.join("screenshot.png").display());
 }
 
-/// ms per caption in headless Chromium (wasm CPU, one thread), greedy, 20 tokens, eos never taken.
+/// ms per caption in headless Chromium on the CPU engine (wasm, one thread), greedy, 20 tokens,
+/// eos never taken.
 #[test]
 #[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored bench"]
 fn bench_ms_per_caption() {

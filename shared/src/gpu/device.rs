@@ -68,7 +68,14 @@ impl GpuDevice {
                 ..Default::default()
             })
             .await
-            .map_err(|e| gpu_err(format!("no WebGPU adapter: {e}")))?;
+            .map_err(|e| {
+                // wgpu lists every backend it was built without; in a browser only one matters.
+                if cfg!(target_arch = "wasm32") {
+                    gpu_err("no WebGPU adapter: this browser has no WebGPU, or it is switched off")
+                } else {
+                    gpu_err(format!("no WebGPU adapter: {e}"))
+                }
+            })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = adapter
