@@ -164,3 +164,53 @@ fn exported_folders_caption_like_the_checkpoint_and_damage_is_refused() {
         String::from_utf8_lossy(&err.stderr)
     );
 }
+
+/// Fine-tuning a scratch model from its checkpoint (here with quantization-aware training)
+/// keeps the frozen random vision tower in the new checkpoint, which therefore exports; the
+/// tower is unchanged.
+#[test]
+fn a_fine_tuned_scratch_model_keeps_its_frozen_tower() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synth_images(&data, 64, 8, 8, 9);
+    let exp = tmp.path().join("runs");
+    let train = |extra: &[String]| {
+        let mut args = vec!["--threads".to_string(), "1".into()];
+        args.extend(common::synth_train_args(&data, &exp, extra));
+        common::run_native(&args);
+    };
+    train(&["trainer.epochs=1".into()]);
+    let first = exp.join("synth/checkpoints/last.safetensors");
+    train(&[
+        "name=tuned".into(),
+        "trainer.epochs=1".into(),
+        format!("pretrained_name={}", first.display()),
+        "+trainer.quant_aware=q4".into(),
+    ]);
+    let tuned = exp.join("tuned/checkpoints/last.safetensors");
+    let losses = common::logged(&exp.join("tuned"), "train_loss");
+    assert!(
+        !losses.is_empty() && losses.values().all(|l| l.is_finite()),
+        "{losses:?}"
+    );
+    let out = tmp.path().join("tuned-q4");
+    ok(&native(&[
+        "export",
+        "--checkpoint",
+        tuned.to_str().unwrap(),
+        "--tokenizer",
+        data.join("tokenizer.json").to_str().unwrap(),
+        "--quant",
+        "q4",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let read = |p: &Path| caption_model::weights::read_safetensors(p, &Device::Cpu).unwrap();
+    let (a, b) = (read(&first), read(&tuned));
+    let tower: Vec<&String> = a.keys().filter(|k| k.starts_with("vision_encoder.")).collect();
+    assert!(!tower.is_empty());
+    for k in tower {
+        let same = (&a[k] - &b[k]).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(same.to_scalar::<f32>().unwrap(), 0.0, "{k} changed");
+    }
+}

@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use caption_model::CaptionModel;
+use caption_model::weights::Quant;
+use caption_model::{caption_loss, fake_quant, CaptionModel};
 
 use super::feature_cache::FeatureCache;
 use crate::data::{BatchBuilder, Sample, Skipped};
@@ -65,4 +66,74 @@ pub fn batch_logits(
         rows: cached.kept.len(),
     };
     Ok((Some(out), skipped))
+}
+
+/// The export scheme quantization-aware training rounds to: `trainer.quant_aware`, q8 or q4.
+pub fn quant_aware_scheme(setting: Option<&str>) -> Result<Option<Quant>> {
+    match setting.map(str::parse::<Quant>).transpose()? {
+        Some(Quant::F32 | Quant::F16) => {
+            anyhow::bail!("trainer.quant_aware rounds to q8 or q4; f32 and f16 need no training")
+        }
+        quant => Ok(quant),
+    }
+}
+
+/// A training batch's loss: the differentiable total and the f32 model's caption loss.
+pub struct TrainingLoss {
+    /// What the optimizer minimises.
+    pub loss: Tensor,
+    /// The caption loss of the model as it is (what the log reports).
+    pub value: f64,
+    /// Rows that made it into the batch.
+    pub rows: usize,
+}
+
+/// The caption loss of a batch, plus, under quantization-aware training (`quant_aware`), the
+/// loss of the same batch with the linear layers rounded to that export's blocks and how far
+/// the rounded model's predictions are from the model's ([`consistency`]).
+pub fn training_loss(
+    model: &CaptionModel,
+    builder: &BatchBuilder,
+    cache: Option<&FeatureCache>,
+    (samples, picks): (&[&Sample], &[usize]),
+    dtype: DType,
+    quant_aware: Option<Quant>,
+) -> Result<(Option<TrainingLoss>, Vec<Skipped>)> {
+    let (out, skipped) = batch_logits(model, builder, cache, samples, picks, dtype)?;
+    let Some(out) = out else {
+        return Ok((None, skipped));
+    };
+    let loss = caption_loss(&out.logits, &out.tokens)?;
+    let value = f64::from(loss.to_scalar::<f32>()?);
+    let loss = match quant_aware {
+        Some(quant) => {
+            let rounded = fake_quant::scoped(Some(quant), || {
+                batch_logits(model, builder, cache, samples, picks, dtype)
+            })?;
+            // The same samples as above: a sample unreadable now was unreadable then.
+            match rounded.0 {
+                Some(r) => {
+                    let kl = consistency(&out.logits, &r.logits, &out.tokens)?;
+                    ((loss + caption_loss(&r.logits, &r.tokens)?)? + kl)?
+                }
+                None => loss,
+            }
+        }
+        None => loss,
+    };
+    let rows = out.rows;
+    Ok((Some(TrainingLoss { loss, value, rows }), skipped))
+}
+
+/// Mean KL(p || q) over the caption positions: how far the rounded model's next-token
+/// distributions (`rounded`) are from the model's own (`reference`, not differentiated).
+fn consistency(reference: &Tensor, rounded: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+    use candle_core::D;
+    let p = candle_nn::ops::log_softmax(&reference.detach(), D::Minus1)?;
+    let q = candle_nn::ops::log_softmax(rounded, D::Minus1)?;
+    let kl = (p.exp()? * (p - q)?)?.sum(D::Minus1)?;
+    let mask = tokens.ne(0u32)?.to_dtype(DType::F32)?;
+    Ok((kl * &mask)?
+        .sum_all()?
+        .div(&mask.sum_all()?.clamp(1f32, f32::MAX)?)?)
 }

@@ -1,6 +1,6 @@
 //! The training loop: data order, steps, validation, checkpoints and exact resume.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +13,7 @@ use caption_model::{caption_loss, CaptionModel, ModelConfig};
 
 use super::checkpoint::{self, LoopState};
 use super::feature_cache::{self, FeatureCache};
-use super::forward::batch_logits;
+use super::forward::{batch_logits, quant_aware_scheme, training_loss, TrainingLoss};
 use super::optim::{Adam, AdamConfig, Moments, OptimizerKind};
 use super::precision::{ComputeModel, Precision};
 use super::project::ProjectConfig;
@@ -37,6 +37,8 @@ pub struct Trainer {
     builder: BatchBuilder,
     /// Compute precision, and the bf16 model builder when it is bf16.
     precision: Precision,
+    /// Quantization-aware training's export scheme, if on.
+    quant_aware: Option<caption_model::weights::Quant>,
     compute: Option<ComputeModel>,
     /// CLIP features of the training and validation samples, when the vision tower is frozen.
     cache: Option<FeatureCache>,
@@ -78,6 +80,7 @@ impl Trainer {
             .then(|| feature_cache::fingerprint(&tensors, &settings))
             .transpose()?;
         let precision = Precision::parse(&cfg.trainer.precision)?;
+        let quant_aware = quant_aware_scheme(cfg.trainer.quant_aware.as_deref())?;
         let compute = (precision == Precision::Bf16)
             .then(|| ComputeModel::new(&model_cfg, &tensors, device))
             .transpose()?;
@@ -141,6 +144,7 @@ impl Trainer {
             val,
             builder,
             precision,
+            quant_aware,
             compute,
             cache,
             dropout: DropoutRng::new(0),
@@ -239,15 +243,22 @@ impl Trainer {
         }
         let model = &bf16.as_ref().unwrap_or(&self.model).with_dropout(&self.dropout);
         let dtype = self.precision.dtype();
-        let (out, skipped) =
-            batch_logits(model, &self.builder, self.cache.as_ref(), &samples, &picks, dtype)?;
+        let batch = (&samples[..], &picks[..]);
+        let (out, skipped) = training_loss(
+            model,
+            &self.builder,
+            self.cache.as_ref(),
+            batch,
+            dtype,
+            self.quant_aware,
+        )?;
         self.state.skipped += skipped.len();
         for s in &skipped {
             eprintln!("warning: skipped {}: {}", s.entry, s.reason);
         }
-        let Some(out) = out else { return Ok(None) };
-        let loss = caption_loss(&out.logits, &out.tokens)?;
-        let value = loss.to_scalar::<f32>()? as f64;
+        let Some(TrainingLoss { loss, value, rows }) = out else {
+            return Ok(None);
+        };
         if !value.is_finite() {
             bail!("the loss is {value} at step {} (epoch {}): stopping before the update would corrupt the weights", self.state.step, self.state.epoch);
         }
@@ -255,7 +266,7 @@ impl Trainer {
         let lr = self.schedule.lr(self.state.step);
         self.opt.step(&grads, lr)?;
         self.state.step += 1;
-        Ok(Some((value, out.rows)))
+        Ok(Some((value, rows)))
     }
 
     /// Mean caption loss over a dataset (no gradient).
@@ -356,6 +367,7 @@ fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device
     if !is_scratch(&model_cfg.text.pretrained_name) {
         loaded.extend(crate::hub::text_tensors(model_cfg, device)?);
     }
+    let from_hub: HashSet<String> = loaded.keys().cloned().collect();
     let mut resume = None;
     if let Some(path) = &cfg.pretrained_name {
         let ckpt = checkpoint::load(Path::new(path), device)?;
@@ -373,12 +385,13 @@ fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device
         gate: cfg.trainer.gate_init,
         std: cfg.trainer.init_std.clone(),
     };
-    let (tensors, fresh) = init::initial_tensors(model_cfg, loaded, &fresh_init, device)?;
-    // Frozen tensors with no pretrained source exist only here: checkpoints must carry them.
-    let extra = fresh
-        .into_iter()
-        .filter(|n| !model_cfg.is_trainable(n))
-        .filter_map(|n| tensors.get(&n).map(|t| (n, t.clone())))
+    let (tensors, _fresh) = init::initial_tensors(model_cfg, loaded, &fresh_init, device)?;
+    // Frozen tensors not from the hub (fresh, or from a checkpoint of a scratch backbone) exist
+    // only here: checkpoints must carry them.
+    let extra = tensors
+        .iter()
+        .filter(|(n, _)| !model_cfg.is_trainable(n) && !from_hub.contains(*n))
+        .map(|(n, t)| (n.clone(), t.clone()))
         .collect();
     Ok((tensors, extra, resume))
 }
