@@ -8,7 +8,6 @@ pub mod config;
 pub mod decode;
 pub mod dropout;
 pub mod error;
-pub mod fake_quant;
 pub mod fused;
 pub mod gpt2;
 #[cfg(feature = "webgpu")]

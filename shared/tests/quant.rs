@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Device, Tensor};
 use caption_model::tokenizer::GPT2_TOKENIZER_JSON;
-use caption_model::weights::quant::{plan, split_quantized, stored_name};
+use caption_model::weights::quant::{plan, round_trip, split_quantized, stored_name};
 use caption_model::weights::{
     export_folder, load_folder, model_tensors, read_safetensors, verify_folder, ExportedFolder, FolderError,
     Quant, Scheme,
@@ -320,4 +320,29 @@ fn q4_search_blocks_decode_in_candle_and_beat_ggml_rounding() {
     println!("q4 squared error: searched {e_ours:.2}, GGML rounding {e_ggml:.2}");
     // About 10 % less squared error on bell-shaped blocks (measured 44.2 vs 48.9).
     assert!(e_ours < 0.93 * e_ggml, "searched {e_ours} vs GGML {e_ggml}");
+}
+
+#[test]
+fn round_tripped_tensors_compute_what_the_folder_computes() {
+    // What quantization-aware training multiplies with is what the exported folder holds.
+    for variant in VARIANTS {
+        let (cfg, tensors) = seed(variant);
+        for quant in [Quant::F16, Quant::Q8, Quant::Q4] {
+            let folder = load_folder(export(&cfg, &tensors, quant).as_bytes(), &Device::Cpu).unwrap();
+            let rounded: HashMap<String, Tensor> = tensors
+                .iter()
+                .map(|(n, t)| (n.clone(), round_trip(n, t, quant).unwrap()))
+                .collect();
+            let changed = rounded
+                .iter()
+                .filter(|(n, t)| max_abs(t, &tensors[*n]) > 0.0)
+                .count();
+            assert!(changed > 0, "{variant} {quant}: nothing was rounded");
+            let model = caption_model::weights::model_from_tensors(&cfg, rounded, &Device::Cpu).unwrap();
+            let (got, want) = (logits(&model, variant), logits(&folder.model, variant));
+            // Dense f32 products against the folder's block products: only the summation order differs.
+            let diff = max_abs(&got, &want);
+            assert!(diff < 1e-4, "{variant} {quant}: {diff}");
+        }
+    }
 }

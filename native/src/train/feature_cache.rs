@@ -66,10 +66,11 @@ pub struct FeatureCache {
 }
 
 /// Whether to train from cached features, from `trainer.feature_cache` (`auto` caches when the
-/// vision tower is frozen; `true` insists and needs it frozen; `false`).
-pub fn enabled(setting: &str, vision_trainable: bool) -> Result<bool> {
+/// vision tower is frozen, unless quantization-aware training must see it rounded; `true`
+/// insists and needs it frozen; `false`).
+pub fn enabled(setting: &str, vision_trainable: bool, quant_aware: bool) -> Result<bool> {
     match (setting, vision_trainable) {
-        ("auto", trainable) => Ok(!trainable),
+        ("auto", trainable) => Ok(!trainable && !quant_aware),
         ("false", _) => Ok(false),
         ("true", false) => Ok(true),
         ("true", true) => anyhow::bail!(
@@ -338,13 +339,16 @@ mod tests {
 
     #[test]
     fn the_setting_follows_the_vision_tower() {
-        assert!(enabled("auto", false).is_ok_and(|on| on));
-        assert!(enabled("auto", true).is_ok_and(|on| !on));
-        assert!(enabled("false", false).is_ok_and(|on| !on));
-        assert!(enabled("true", false).is_ok_and(|on| on));
-        let err = enabled("true", true).map_err(|e| e.to_string());
+        assert!(enabled("auto", false, false).is_ok_and(|on| on));
+        assert!(enabled("auto", true, false).is_ok_and(|on| !on));
+        // Quantization-aware training must see the frozen tower rounded: not from the cache.
+        assert!(enabled("auto", false, true).is_ok_and(|on| !on));
+        assert!(enabled("true", false, true).is_ok_and(|on| on));
+        assert!(enabled("false", false, false).is_ok_and(|on| !on));
+        assert!(enabled("true", false, false).is_ok_and(|on| on));
+        let err = enabled("true", true, false).map_err(|e| e.to_string());
         assert!(err.is_err_and(|e| e.contains("frozen vision tower")));
-        assert!(enabled("yes", false).is_err());
+        assert!(enabled("yes", false, false).is_err());
     }
 
     #[test]

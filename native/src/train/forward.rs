@@ -3,8 +3,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use caption_model::weights::Quant;
-use caption_model::{caption_loss, fake_quant, CaptionModel};
+use caption_model::{caption_loss, CaptionModel};
 
 use super::feature_cache::FeatureCache;
 use crate::data::{BatchBuilder, Sample, Skipped};
@@ -68,16 +67,6 @@ pub fn batch_logits(
     Ok((Some(out), skipped))
 }
 
-/// The export scheme quantization-aware training rounds to: `trainer.quant_aware`, q8 or q4.
-pub fn quant_aware_scheme(setting: Option<&str>) -> Result<Option<Quant>> {
-    match setting.map(str::parse::<Quant>).transpose()? {
-        Some(Quant::F32 | Quant::F16) => {
-            anyhow::bail!("trainer.quant_aware rounds to q8 or q4; f32 and f16 need no training")
-        }
-        quant => Ok(quant),
-    }
-}
-
 /// A training batch's loss: the differentiable total and the f32 model's caption loss.
 pub struct TrainingLoss {
     /// What the optimizer minimises.
@@ -88,16 +77,16 @@ pub struct TrainingLoss {
     pub rows: usize,
 }
 
-/// The caption loss of a batch, plus, under quantization-aware training (`quant_aware`), the
-/// loss of the same batch with the linear layers rounded to that export's blocks and how far
-/// the rounded model's predictions are from the model's ([`consistency`]).
+/// The caption loss of a batch, plus, under quantization-aware training, the loss of the same
+/// batch through `rounded` (the model as its export will hold it) and how far the rounded
+/// model's predictions are from the model's ([`consistency`]).
 pub fn training_loss(
     model: &CaptionModel,
+    rounded: Option<&CaptionModel>,
     builder: &BatchBuilder,
     cache: Option<&FeatureCache>,
     (samples, picks): (&[&Sample], &[usize]),
     dtype: DType,
-    quant_aware: Option<Quant>,
 ) -> Result<(Option<TrainingLoss>, Vec<Skipped>)> {
     let (out, skipped) = batch_logits(model, builder, cache, samples, picks, dtype)?;
     let Some(out) = out else {
@@ -105,13 +94,10 @@ pub fn training_loss(
     };
     let loss = caption_loss(&out.logits, &out.tokens)?;
     let value = f64::from(loss.to_scalar::<f32>()?);
-    let loss = match quant_aware {
-        Some(quant) => {
-            let rounded = fake_quant::scoped(Some(quant), || {
-                batch_logits(model, builder, cache, samples, picks, dtype)
-            })?;
+    let loss = match rounded {
+        Some(rounded) => {
             // The same samples as above: a sample unreadable now was unreadable then.
-            match rounded.0 {
+            match batch_logits(rounded, builder, cache, samples, picks, dtype)?.0 {
                 Some(r) => {
                     let kl = consistency(&out.logits, &r.logits, &out.tokens)?;
                     ((loss + caption_loss(&r.logits, &r.tokens)?)? + kl)?

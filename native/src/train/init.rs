@@ -1,14 +1,19 @@
 //! Initial weights for training: pretrained backbones where the config names them, fresh
 //! values (initialised as the original's modules initialise themselves) everywhere else.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use caption_model::weights::{var_builder, ShapeRecorder};
 use caption_model::{CaptionModel, ModelConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use super::checkpoint::{self, LoopState};
+use super::optim::Moments;
+use super::project::ProjectConfig;
 
 /// How a fresh tensor is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,6 +168,57 @@ pub fn initial_tensors(
         };
     }
     Ok((out, fresh))
+}
+
+/// Initial weights, the frozen tensors that only a checkpoint can restore, and, when
+/// resuming, the optimizer moments and loop state.
+pub type Initial = (
+    HashMap<String, Tensor>,
+    BTreeMap<String, Tensor>,
+    Option<(BTreeMap<String, Moments>, LoopState)>,
+);
+
+/// The weights a run starts from (see [`Initial`]).
+pub fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device) -> Result<Initial> {
+    let mut loaded = HashMap::new();
+    if !is_scratch(&model_cfg.vision.pretrained_name) {
+        loaded.extend(crate::hub::vision_tensors(model_cfg, device)?);
+    }
+    if !is_scratch(&model_cfg.text.pretrained_name) {
+        loaded.extend(crate::hub::text_tensors(model_cfg, device)?);
+    }
+    let from_hub: HashSet<String> = loaded.keys().cloned().collect();
+    let mut resume = None;
+    if let Some(path) = &cfg.pretrained_name {
+        let ckpt = checkpoint::load(Path::new(path), device)?;
+        loaded.extend(ckpt.weights);
+        if cfg.resume_pretrained_state {
+            let state = ckpt
+                .state
+                .with_context(|| format!("{path} has no training state to resume"))?;
+            resume = Some((ckpt.moments, state));
+        }
+    }
+    super::session::resize_embeddings(&mut loaded, model_cfg, cfg.trainer.seed)?;
+    let fresh_init = FreshInit {
+        seed: cfg.trainer.seed,
+        gate: cfg.trainer.gate_init,
+        std: cfg.trainer.init_std.clone(),
+    };
+    let (tensors, _fresh) = initial_tensors(model_cfg, loaded, &fresh_init, device)?;
+    // Frozen tensors not from the hub (fresh, or from a checkpoint of a scratch backbone) exist
+    // only here: checkpoints must carry them.
+    let extra = tensors
+        .iter()
+        .filter(|(n, _)| !model_cfg.is_trainable(n) && !from_hub.contains(*n))
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    Ok((tensors, extra, resume))
+}
+
+/// A backbone trained from scratch (no pretrained weights).
+pub fn is_scratch(name: &str) -> bool {
+    name.is_empty() || name == "scratch"
 }
 
 #[cfg(test)]

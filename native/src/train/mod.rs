@@ -12,6 +12,7 @@ pub mod params;
 pub mod plot;
 pub mod precision;
 pub mod project;
+pub mod rounded;
 pub mod run;
 pub mod schedule;
 pub mod session;

@@ -134,10 +134,11 @@ pub struct TrainerConfig {
     /// `position_embedding: 0.3`), replacing the Hugging Face / PyTorch init for them.
     #[serde(default)]
     pub init_std: BTreeMap<String, f32>,
-    /// Quantization-aware training, `q8` or `q4`: each step's loss also counts the batch with
-    /// the linear layers rounded as that export will hold them (straight-through gradient) and
-    /// the KL divergence of that rounded model's next-token distributions from the model's own,
-    /// so that the export keeps the f32 model's captions. Off when absent.
+    /// Quantization-aware training, `q8` or `q4`: each step's loss also counts the batch
+    /// through the model with every tensor rounded as that export will store it
+    /// (straight-through gradient) and the KL divergence of that rounded model's next-token
+    /// distributions from the model's own, so that the export keeps the f32 model's captions.
+    /// Off when absent.
     #[serde(default)]
     pub quant_aware: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! The training loop: data order, steps, validation, checkpoints and exact resume.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,17 +9,19 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use caption_model::dropout::DropoutRng;
 use caption_model::preprocess::PreprocessConfig;
-use caption_model::{caption_loss, CaptionModel, ModelConfig};
+use caption_model::{caption_loss, CaptionModel};
 
 use super::checkpoint::{self, LoopState};
 use super::feature_cache::{self, FeatureCache};
-use super::forward::{batch_logits, quant_aware_scheme, training_loss, TrainingLoss};
-use super::optim::{Adam, AdamConfig, Moments, OptimizerKind};
+use super::forward::{batch_logits, training_loss, TrainingLoss};
+use super::init::initial_weights;
+use super::optim::{Adam, AdamConfig, OptimizerKind};
+use super::params::trainable_model;
 use super::precision::{ComputeModel, Precision};
 use super::project::ProjectConfig;
+use super::rounded::{quant_aware_scheme, RoundedModel};
 use super::schedule::Schedule;
 use super::session::{load_split, tokenizer_for, Split};
-use super::{init, params::trainable_model};
 use crate::data::{caption_index, epoch_order, step_seed, BatchBuilder, Dataset, Sample};
 
 /// A training run in progress.
@@ -37,8 +39,8 @@ pub struct Trainer {
     builder: BatchBuilder,
     /// Compute precision, and the bf16 model builder when it is bf16.
     precision: Precision,
-    /// Quantization-aware training's export scheme, if on.
-    quant_aware: Option<caption_model::weights::Quant>,
+    /// Quantization-aware training's model builder (the export's rounding), if on.
+    rounded: Option<RoundedModel>,
     compute: Option<ComputeModel>,
     /// CLIP features of the training and validation samples, when the vision tower is frozen.
     cache: Option<FeatureCache>,
@@ -76,11 +78,19 @@ impl Trainer {
         let (tensors, extra, resume) = initial_weights(&cfg, &model_cfg, device)?;
         let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
         let settings = format!("{pre:?} {:?}", cfg.dataset.max_frames);
-        let cache_key = feature_cache::enabled(&cfg.trainer.feature_cache, model_cfg.vision.trainable)?
+        let quant_aware = quant_aware_scheme(cfg.trainer.quant_aware.as_deref())?;
+        let cached = feature_cache::enabled(
+            &cfg.trainer.feature_cache,
+            model_cfg.vision.trainable,
+            quant_aware.is_some(),
+        )?;
+        let cache_key = cached
             .then(|| feature_cache::fingerprint(&tensors, &settings))
             .transpose()?;
         let precision = Precision::parse(&cfg.trainer.precision)?;
-        let quant_aware = quant_aware_scheme(cfg.trainer.quant_aware.as_deref())?;
+        let rounded = quant_aware
+            .map(|q| RoundedModel::new(&model_cfg, &tensors, q, device))
+            .transpose()?;
         let compute = (precision == Precision::Bf16)
             .then(|| ComputeModel::new(&model_cfg, &tensors, device))
             .transpose()?;
@@ -144,7 +154,7 @@ impl Trainer {
             val,
             builder,
             precision,
-            quant_aware,
+            rounded,
             compute,
             cache,
             dropout: DropoutRng::new(0),
@@ -242,15 +252,17 @@ impl Trainer {
             self.model.device().set_seed(seed)?;
         }
         let model = &bf16.as_ref().unwrap_or(&self.model).with_dropout(&self.dropout);
+        let rounded = self.rounded.as_ref().map(|r| r.model(&self.vars)).transpose()?;
+        let rounded = rounded.map(|r| r.with_dropout(&self.dropout));
         let dtype = self.precision.dtype();
         let batch = (&samples[..], &picks[..]);
         let (out, skipped) = training_loss(
             model,
+            rounded.as_ref(),
             &self.builder,
             self.cache.as_ref(),
             batch,
             dtype,
-            self.quant_aware,
         )?;
         self.state.skipped += skipped.len();
         for s in &skipped {
@@ -349,56 +361,6 @@ impl Trainer {
             Some((self.opt.state(), &self.state)),
         )
     }
-}
-
-/// Initial weights, the frozen tensors that only a checkpoint can restore, and, when
-/// resuming, the optimizer moments and loop state.
-type Initial = (
-    HashMap<String, Tensor>,
-    BTreeMap<String, Tensor>,
-    Option<(BTreeMap<String, Moments>, LoopState)>,
-);
-
-fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &Device) -> Result<Initial> {
-    let mut loaded = HashMap::new();
-    if !is_scratch(&model_cfg.vision.pretrained_name) {
-        loaded.extend(crate::hub::vision_tensors(model_cfg, device)?);
-    }
-    if !is_scratch(&model_cfg.text.pretrained_name) {
-        loaded.extend(crate::hub::text_tensors(model_cfg, device)?);
-    }
-    let from_hub: HashSet<String> = loaded.keys().cloned().collect();
-    let mut resume = None;
-    if let Some(path) = &cfg.pretrained_name {
-        let ckpt = checkpoint::load(Path::new(path), device)?;
-        loaded.extend(ckpt.weights);
-        if cfg.resume_pretrained_state {
-            let state = ckpt
-                .state
-                .with_context(|| format!("{path} has no training state to resume"))?;
-            resume = Some((ckpt.moments, state));
-        }
-    }
-    super::session::resize_embeddings(&mut loaded, model_cfg, cfg.trainer.seed)?;
-    let fresh_init = init::FreshInit {
-        seed: cfg.trainer.seed,
-        gate: cfg.trainer.gate_init,
-        std: cfg.trainer.init_std.clone(),
-    };
-    let (tensors, _fresh) = init::initial_tensors(model_cfg, loaded, &fresh_init, device)?;
-    // Frozen tensors not from the hub (fresh, or from a checkpoint of a scratch backbone) exist
-    // only here: checkpoints must carry them.
-    let extra = tensors
-        .iter()
-        .filter(|(n, _)| !model_cfg.is_trainable(n) && !from_hub.contains(*n))
-        .map(|(n, t)| (n.clone(), t.clone()))
-        .collect();
-    Ok((tensors, extra, resume))
-}
-
-/// A backbone trained from scratch (no pretrained weights).
-pub fn is_scratch(name: &str) -> bool {
-    name.is_empty() || name == "scratch"
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

@@ -158,10 +158,7 @@ impl Backend for Tensor {
         let rows: usize = lead.iter().product();
         let x = Tensor::reshape(self, (rows, last[0]))?;
         let y = match w {
-            CandleMatrix::Candle(Weight::Dense(w)) => match crate::fake_quant::active() {
-                Some(quant) => x.matmul(&crate::fake_quant::apply(w, quant)?)?,
-                None => x.matmul(w)?,
-            },
+            CandleMatrix::Candle(Weight::Dense(w)) => x.matmul(w)?,
             // The quantized kernels read the activations as one contiguous f32 block.
             CandleMatrix::Candle(Weight::Quantized(q)) => q.forward(&x.contiguous()?)?,
             CandleMatrix::Blocks(b) => b.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?,

@@ -237,6 +237,29 @@ pub fn encode(t: &Tensor, layout: &Layout) -> Result<Vec<u8>> {
     })
 }
 
+/// `t`, the state-dict tensor `name`, as a folder exported with `quant` gives it back:
+/// quantized matrices rounded to their blocks, f16 entries to f16, the rest unchanged; same
+/// shape, dtype and device as `t` (what quantization-aware training computes with).
+pub fn round_trip(name: &str, t: &Tensor, quant: Quant) -> Result<Tensor> {
+    let layout = plan(name, t.dims(), quant);
+    let back = match layout.scheme {
+        Scheme::F32 => return Ok(t.clone()),
+        Scheme::F16 => t.to_dtype(DType::F16)?.to_dtype(DType::F32)?,
+        scheme => {
+            let (rows, cols) = (layout.matrix[0], layout.matrix[1]);
+            let blocks = qtensor_from_bytes(&encode(t, &layout)?, scheme, rows, cols, &Device::Cpu)?;
+            let m = blocks.dequantize(&Device::Cpu)?;
+            let m = if layout.transposed {
+                m.t()?.contiguous()?
+            } else {
+                m
+            };
+            m.reshape(layout.shape.as_slice())?
+        }
+    };
+    Ok(back.to_device(t.device())?.to_dtype(t.dtype())?)
+}
+
 /// A quantized `[rows, cols]` matrix from its GGML block bytes, with every size checked first
 /// (candle asserts on a bad length).
 pub fn qtensor_from_bytes(

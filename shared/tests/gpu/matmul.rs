@@ -19,21 +19,42 @@ const LINEAR_SHAPES: &[(&[usize], usize)] = &[
     (&[3, 3072], 768),
 ];
 
+/// Every [`LINEAR_SHAPES`] case with and without a bias: `weights(out, in, seed)` gives the
+/// matrix the GPU holds (whose format must be `format`) and the f32 one the reference multiplies.
+fn check_linear(
+    d: &GpuDevice,
+    seed: u64,
+    format: &str,
+    weights: impl Fn(usize, usize, u64) -> (Weight, Weight),
+) {
+    for (i, &(xd, out)) in LINEAR_SHAPES.iter().enumerate() {
+        let s = seed + 10 * i as u64;
+        let inp = *xd.last().unwrap();
+        let (cx, gx) = pair(xd, s, d);
+        let (on_gpu, reference) = weights(out, inp, s + 1);
+        let (cb, gb) = pair(&[out], s + 2, d);
+        let gm = <GpuTensor as Backend>::matrix_from_candle(on_gpu, d).unwrap();
+        assert_eq!(gm.format_name(), format);
+        for bias in [false, true] {
+            let want =
+                Backend::linear(&cx, &CandleMatrix::Candle(reference.clone()), bias.then_some(&cb)).unwrap();
+            let got = Backend::linear(&gx, &gm, bias.then_some(&gb)).unwrap();
+            assert_f32(
+                &got,
+                &want,
+                &format!("linear {format} {xd:?} x {out} bias {bias}"),
+            );
+        }
+    }
+}
+
 #[test]
 fn linear_f32() {
     let Some(d) = dev() else { return };
-    for (i, &(xd, out)) in LINEAR_SHAPES.iter().enumerate() {
-        let inp = *xd.last().unwrap();
-        let (cx, gx) = pair(xd, 10 + i as u64, &d);
-        let (_, w) = dense_weight(out, inp, 20 + i as u64);
-        let (cb, gb) = pair(&[out], 30 + i as u64, &d);
-        let gm = <GpuTensor as Backend>::matrix_from_candle(w.clone(), &d).unwrap();
-        for bias in [false, true] {
-            let want = Backend::linear(&cx, &CandleMatrix::Candle(w.clone()), bias.then_some(&cb)).unwrap();
-            let got = Backend::linear(&gx, &gm, bias.then_some(&gb)).unwrap();
-            assert_f32(&got, &want, &format!("linear f32 {xd:?} x {out} bias {bias}"));
-        }
-    }
+    check_linear(&d, 10, "f32", |out, inp, seed| {
+        let w = dense_weight(out, inp, seed).1;
+        (w.clone(), w)
+    });
     // A GPT-2 Conv1D weight arrives as a contiguous [in, out] tensor.
     let (cx, gx) = pair(&[5, 40], 41, &d);
     let wt = Tensor::from_vec(rand_vec(40 * 24, 0.5, 42), (40, 24), &Device::Cpu).unwrap();
@@ -56,20 +77,12 @@ fn linear_f32() {
 #[test]
 fn linear_f16() {
     let Some(d) = dev() else { return };
-    for (i, &(xd, out)) in LINEAR_SHAPES.iter().enumerate() {
-        let inp = *xd.last().unwrap();
-        let (cx, gx) = pair(xd, 50 + i as u64, &d);
-        let (w, _) = dense_weight(out, inp, 60 + i as u64);
-        let w16 = w.to_dtype(DType::F16).unwrap();
-        let gm = <GpuTensor as Backend>::matrix_from_candle(Weight::Dense(w16.t().unwrap()), &d).unwrap();
-        assert_eq!(gm.format_name(), "f16");
-        // Reference: the f16-rounded weights in f32.
-        let wr = Weight::Dense(w16.to_dtype(DType::F32).unwrap().t().unwrap());
-        let (cb, gb) = pair(&[out], 70 + i as u64, &d);
-        let want = Backend::linear(&cx, &CandleMatrix::Candle(wr.clone()), Some(&cb)).unwrap();
-        let got = Backend::linear(&gx, &gm, Some(&gb)).unwrap();
-        assert_f32(&got, &want, &format!("linear f16 {xd:?} x {out}"));
-    }
+    // Reference: the f16-rounded weights in f32.
+    check_linear(&d, 500, "f16", |out, inp, seed| {
+        let w16 = dense_weight(out, inp, seed).0.to_dtype(DType::F16).unwrap();
+        let rounded = w16.to_dtype(DType::F32).unwrap().t().unwrap();
+        (Weight::Dense(w16.t().unwrap()), Weight::Dense(rounded))
+    });
 }
 
 /// x · W^T in f64, W given [out, in].
@@ -208,6 +221,17 @@ fn a_matrix_over_the_binding_limit_is_refused_by_name() {
     }
 }
 
+/// The greedy pick of a [1, 1, width] hidden state (as the decode loop reads it back).
+fn greedy_pick(x: &GpuTensor) -> Vec<f32> {
+    let width = x.dims()[2];
+    x.reshape(&[1, width])
+        .unwrap()
+        .top_k_rows(1, 1.0)
+        .unwrap()
+        .to_vec()
+        .unwrap()
+}
+
 /// Timing of a GPT-2-small-shaped decode step (12 layers, one token, q8_0 weights, a
 /// 64-token key cache): `cargo test ... -- --ignored --nocapture bench`. Not a correctness
 /// test; on lavapipe it measures the CPU rasteriser, on a GPU mostly dispatch overhead.
@@ -248,13 +272,7 @@ fn bench_decode_step() {
                 Backend::activation(&Backend::linear(&h, &fc, None).unwrap(), Activation::GeluNew).unwrap();
             x = Backend::add(&x, &Backend::linear(&h, &out, None).unwrap()).unwrap();
         }
-        let width = x.dims()[2];
-        x.reshape(&[1, width])
-            .unwrap()
-            .top_k_rows(1, 1.0)
-            .unwrap()
-            .to_vec()
-            .unwrap()
+        greedy_pick(&x)
     };
     step(&x0);
     // The same step's other kernels alone (what the matmuls cost is the difference).
@@ -273,13 +291,7 @@ fn bench_decode_step() {
             x = Backend::add(&x, &merge_heads(&a).unwrap()).unwrap();
             x = Backend::add(&x, &Backend::layer_norm(&x, &ln_w, &ln_b, 1e-5).unwrap()).unwrap();
         }
-        let width = x.dims()[2];
-        x.reshape(&[1, width])
-            .unwrap()
-            .top_k_rows(1, 1.0)
-            .unwrap()
-            .to_vec()
-            .unwrap();
+        greedy_pick(&x);
     }
     eprintln!(
         "decode step without matmuls: {:.2} ms",
