@@ -57,11 +57,22 @@ pub fn load_tensors(
     // A training checkpoint also carries optimizer moments: inference has no use for them.
     tensors.retain(|k, _| !k.starts_with(crate::train::checkpoint::OPTIMIZER_PREFIX));
     let cfg = hub::complete_config(&cfg)?;
-    let has_backbones = tensors.keys().any(|k| k.starts_with("vision_encoder."))
-        && tensors
-            .keys()
-            .any(|k| k.starts_with("text_generator.lm.transformer.wte"));
-    if !has_backbones {
+    let has_vision = tensors.keys().any(|k| k.starts_with("vision_encoder."));
+    let has_text = tensors
+        .keys()
+        .any(|k| k.starts_with("text_generator.lm.transformer.wte"));
+    let scratch = |name: &str| crate::train::init::is_scratch(name);
+    if (!has_vision && scratch(&cfg.vision.pretrained_name))
+        || (!has_text && scratch(&cfg.text.pretrained_name))
+    {
+        anyhow::bail!(
+            "{} lacks the weights of a backbone trained from scratch (`scratch` has nothing to load \
+             them from); a checkpoint fine-tuned before this was fixed lost its frozen tower: \
+             take those tensors from the checkpoint it started from",
+            checkpoint.display()
+        );
+    }
+    if !(has_vision && has_text) {
         for (k, v) in hub::backbone_tensors(&cfg, device)? {
             tensors.entry(k).or_insert(v);
         }

@@ -213,4 +213,27 @@ fn a_fine_tuned_scratch_model_keeps_its_frozen_tower() {
         let same = (&a[k] - &b[k]).unwrap().abs().unwrap().sum_all().unwrap();
         assert_eq!(same.to_scalar::<f32>().unwrap(), 0.0, "{k} changed");
     }
+
+    // A checkpoint without its scratch tower (as fine-tuning wrote them before) is refused in
+    // words, not by a failed download of a backbone named `scratch`.
+    let (cfg, _) = native::load::load_tensors(&tuned, None, &Device::Cpu).unwrap();
+    let towerless: std::collections::BTreeMap<String, candle_core::Tensor> = b
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("vision_encoder.") && !k.starts_with("optimizer."))
+        .collect();
+    let broken = tmp.path().join("towerless.safetensors");
+    native::train::checkpoint::save(&broken, &cfg, &towerless, None).unwrap();
+    let err = native(&[
+        "export",
+        "--checkpoint",
+        broken.to_str().unwrap(),
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(err.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        msg.contains("lacks the weights of a backbone trained from scratch"),
+        "{msg}"
+    );
 }
