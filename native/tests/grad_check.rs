@@ -23,7 +23,7 @@ fn every_part_backpropagates_like_finite_differences() {
         gate: 0.5,
         ..Default::default()
     };
-    let (tensors, _) = initial_tensors(&mcfg, HashMap::new(), &fresh, &dev).unwrap();
+    let tensors = initial_tensors(&mcfg, HashMap::new(), &fresh, &dev).unwrap();
     let tensors: HashMap<String, Tensor> = tensors
         .into_iter()
         .map(|(n, t)| (n, t.to_dtype(DType::F64).unwrap()))

@@ -85,7 +85,7 @@ pub fn bench_train(opts: &TrainBenchOptions) -> Result<Vec<TrainBenchRow>> {
     let device = &opts.device;
     let cfg = ModelConfig::default();
     let started = Instant::now();
-    let (tensors, _) = init::initial_tensors(&cfg, HashMap::new(), &init::FreshInit::default(), device)?;
+    let tensors = init::initial_tensors(&cfg, HashMap::new(), &init::FreshInit::default(), device)?;
     let key = feature_cache::fingerprint(&tensors, "bench")?;
     let compute = (opts.precision == Precision::Bf16)
         .then(|| ComputeModel::new(&cfg, &tensors, device))

@@ -137,14 +137,13 @@ fn draw(name: &str, shape: &[usize], seed: u64, rules: &InitRules, device: &Devi
 }
 
 /// Every tensor of a model of `cfg`: taken from `loaded` when present (with its shape checked
-/// later by the model), freshly initialised as `fresh` says otherwise. Returns the map and the
-/// names that were initialised.
+/// later by the model), freshly initialised as `fresh_init` says otherwise.
 pub fn initial_tensors(
     cfg: &ModelConfig,
     mut loaded: HashMap<String, Tensor>,
     fresh_init: &FreshInit,
     device: &Device,
-) -> Result<(HashMap<String, Tensor>, Vec<String>)> {
+) -> Result<HashMap<String, Tensor>> {
     let seed = fresh_init.seed;
     let rules = InitRules {
         gate: fresh_init.gate,
@@ -156,18 +155,14 @@ pub fn initial_tensors(
     let recorder = ShapeRecorder::default();
     CaptionModel::new(cfg, var_builder(recorder.clone(), DType::F32, device))?;
     let mut out = HashMap::new();
-    let mut fresh = Vec::new();
     for (name, shape) in recorder.shapes() {
-        match loaded.remove(&name) {
-            Some(t) => out.insert(name, t),
-            None => {
-                fresh.push(name.clone());
-                let t = draw(&name, &shape, seed, &rules, device)?;
-                out.insert(name, t)
-            }
+        let t = match loaded.remove(&name) {
+            Some(t) => t,
+            None => draw(&name, &shape, seed, &rules, device)?,
         };
+        out.insert(name, t);
     }
-    Ok((out, fresh))
+    Ok(out)
 }
 
 /// Initial weights, the frozen tensors that only a checkpoint can restore, and, when
@@ -205,7 +200,7 @@ pub fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &De
         gate: cfg.trainer.gate_init,
         std: cfg.trainer.init_std.clone(),
     };
-    let (tensors, _fresh) = initial_tensors(model_cfg, loaded, &fresh_init, device)?;
+    let tensors = initial_tensors(model_cfg, loaded, &fresh_init, device)?;
     // Frozen tensors not from the hub (fresh, or from a checkpoint of a scratch backbone) exist
     // only here: checkpoints must carry them.
     let extra = tensors

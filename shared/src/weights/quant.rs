@@ -245,19 +245,30 @@ pub fn round_trip(name: &str, t: &Tensor, quant: Quant) -> Result<Tensor> {
     let back = match layout.scheme {
         Scheme::F32 => return Ok(t.clone()),
         Scheme::F16 => t.to_dtype(DType::F16)?.to_dtype(DType::F32)?,
-        scheme => {
-            let (rows, cols) = (layout.matrix[0], layout.matrix[1]);
-            let blocks = qtensor_from_bytes(&encode(t, &layout)?, scheme, rows, cols, &Device::Cpu)?;
-            let m = blocks.dequantize(&Device::Cpu)?;
-            let m = if layout.transposed {
-                m.t()?.contiguous()?
-            } else {
-                m
-            };
-            m.reshape(layout.shape.as_slice())?
-        }
+        _ => decode_blocks(&encode(t, &layout)?, &layout)?,
     };
     Ok(back.to_device(t.device())?.to_dtype(t.dtype())?)
+}
+
+/// A quantized tensor's block bytes decoded to f32 in its state-dict shape (on the CPU).
+pub fn decode_blocks(bytes: &[u8], layout: &Layout) -> Result<Tensor> {
+    let (rows, cols) = match layout.matrix[..] {
+        [r, c] => (r, c),
+        _ => {
+            return Err(Error::Weights(format!(
+                "{:?} is not a matrix layout",
+                layout.matrix
+            )))
+        }
+    };
+    let blocks = qtensor_from_bytes(bytes, layout.scheme, rows, cols, &Device::Cpu)?;
+    let m = blocks.dequantize(&Device::Cpu)?;
+    let m = if layout.transposed {
+        m.t()?.contiguous()?
+    } else {
+        m
+    };
+    Ok(m.reshape(layout.shape.as_slice())?)
 }
 
 /// A quantized `[rows, cols]` matrix from its GGML block bytes, with every size checked first

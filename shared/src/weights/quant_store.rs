@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::Init;
 
-use super::quant::{qtensor_from_bytes, split_quantized, stored_name, Layout};
+use super::quant::{decode_blocks, split_quantized, stored_name, Layout};
 use super::TensorStore;
 
 /// The first lookup that failed while a model was built, kept so that the loader can report
@@ -83,20 +83,10 @@ impl QuantStore {
             .entries
             .lookup(&stored)
             .ok_or_else(|| self.fail(LookupFailure::Missing(stored.clone())))?;
-        let (rows, cols) = match layout.matrix[..] {
-            [r, c] => (r, c),
-            _ => return Err(candle_core::Error::Msg(format!("`{stored}` is not a matrix"))),
-        };
         let bytes = raw.flatten_all()?.to_vec1::<u8>()?;
-        let q = qtensor_from_bytes(&bytes, layout.scheme, rows, cols, &Device::Cpu)
-            .map_err(|e| candle_core::Error::Msg(format!("`{stored}`: {e}")))?;
-        let t = q.dequantize(&Device::Cpu)?;
-        let t = if layout.transposed {
-            t.t()?.contiguous()?
-        } else {
-            t
-        };
-        t.reshape(layout.shape.as_slice())?.to_device(dev)
+        decode_blocks(&bytes, layout)
+            .map_err(|e| candle_core::Error::Msg(format!("`{stored}`: {e}")))?
+            .to_device(dev)
     }
 }
 
