@@ -238,8 +238,9 @@ pub enum BenchCommand {
         #[arg(long, default_value = "f32")]
         precision: String,
     },
-    /// How closely models follow a reference on images: identical greedy captions and top-1
-    /// agreement of next-token predictions (e.g. q8/q4 folders against the f32 export).
+    /// How closely models follow a reference on images: identical greedy captions, top-1
+    /// agreement and mean KL divergence of next-token predictions along the reference's greedy
+    /// captions (e.g. q8/q4 folders against the f32 export).
     Agreement {
         /// The reference model (folder or checkpoint).
         #[arg(long)]

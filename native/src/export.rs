@@ -1,5 +1,6 @@
 //! `native export` (a checkpoint → a model folder) and `native inspect` (a folder's tensors).
 
+use crate::files::write_atomic;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -49,13 +50,6 @@ fn tokenizer_bytes(path: Option<&Path>, vocab: usize) -> Result<Vec<u8>> {
     };
     Tokenizer::from_bytes(&bytes).context("the tokenizer does not load")?;
     Ok(bytes)
-}
-
-/// Writes `bytes` to `path` through a temporary file, so that no half-written file is left.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
 /// Exports a checkpoint as a model folder, then loads the folder back as a check. Returns the

@@ -7,6 +7,7 @@ pub mod caption;
 pub mod cli;
 pub mod data;
 pub mod export;
+pub mod files;
 pub mod hub;
 pub mod load;
 pub mod metrics;

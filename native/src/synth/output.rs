@@ -1,7 +1,6 @@
 //! The files a dataset is made of: COCO captions JSON, the MLSLT video list, plain JSONL, and the
 //! structured scene descriptions, all written atomically.
 
-use std::fs;
 use std::io::Cursor;
 use std::path::Path;
 
@@ -11,15 +10,7 @@ use serde::Serialize;
 
 use super::scene::Scene;
 use super::video::Clip;
-
-/// Writes `bytes` to a temporary sibling and renames it over `path`, so readers never see a
-/// half-written file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".part");
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", Path::new(&tmp).display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
-}
+use crate::files::write_atomic;
 
 /// Serialises `value` as JSON (one trailing newline) and writes it atomically.
 pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {

@@ -127,11 +127,11 @@ pub fn score(predictions: &[Prediction]) -> Result<TestScores> {
 /// Writes `predictions.json` and `test_scores.json` into `dir` (atomically).
 pub fn write_results(dir: &Path, predictions: &[Prediction], scores: &TestScores) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    super::run::write_atomic(
+    crate::files::write_atomic(
         &dir.join("predictions.json"),
         serde_json::to_string_pretty(predictions)?.as_bytes(),
     )?;
-    super::run::write_atomic(
+    crate::files::write_atomic(
         &dir.join("test_scores.json"),
         serde_json::to_string_pretty(scores)?.as_bytes(),
     )?;

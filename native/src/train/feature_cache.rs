@@ -18,8 +18,8 @@ use candle_core::{DType, Device, Tensor};
 use caption_model::CaptionModel;
 use serde::{Deserialize, Serialize};
 
-use super::run::write_atomic;
 use crate::data::{BatchBuilder, Sample, Skipped};
+use crate::files::write_atomic;
 
 /// Version of the cache layout; part of the fingerprint.
 const CACHE_VERSION: u32 = 1;

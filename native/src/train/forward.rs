@@ -5,6 +5,7 @@ use anyhow::Result;
 use candle_core::{DType, Tensor};
 use caption_model::{caption_loss, CaptionModel};
 
+use super::distill::kl_divergence;
 use super::feature_cache::FeatureCache;
 use crate::data::{BatchBuilder, Sample, Skipped};
 
@@ -79,7 +80,7 @@ pub struct TrainingLoss {
 
 /// The caption loss of a batch, plus, under quantization-aware training, the loss of the same
 /// batch through `rounded` (the model as its export will hold it) and how far the rounded
-/// model's predictions are from the model's ([`consistency`]).
+/// model's predictions are from the model's ([`kl_divergence`]).
 pub fn training_loss(
     model: &CaptionModel,
     rounded: Option<&CaptionModel>,
@@ -99,7 +100,7 @@ pub fn training_loss(
             // The same samples as above: a sample unreadable now was unreadable then.
             match batch_logits(rounded, builder, cache, samples, picks, dtype)?.0 {
                 Some(r) => {
-                    let kl = consistency(&out.logits, &r.logits, &out.tokens)?;
+                    let kl = kl_divergence(&out.logits, &r.logits, &out.tokens)?;
                     ((loss + caption_loss(&r.logits, &r.tokens)?)? + kl)?
                 }
                 None => loss,
@@ -109,17 +110,4 @@ pub fn training_loss(
     };
     let rows = out.rows;
     Ok((Some(TrainingLoss { loss, value, rows }), skipped))
-}
-
-/// Mean KL(p || q) over the caption positions: how far the rounded model's next-token
-/// distributions (`rounded`) are from the model's own (`reference`, not differentiated).
-fn consistency(reference: &Tensor, rounded: &Tensor, tokens: &Tensor) -> Result<Tensor> {
-    use candle_core::D;
-    let p = candle_nn::ops::log_softmax(&reference.detach(), D::Minus1)?;
-    let q = candle_nn::ops::log_softmax(rounded, D::Minus1)?;
-    let kl = (p.exp()? * (p - q)?)?.sum(D::Minus1)?;
-    let mask = tokens.ne(0u32)?.to_dtype(DType::F32)?;
-    Ok((kl * &mask)?
-        .sum_all()?
-        .div(&mask.sum_all()?.clamp(1f32, f32::MAX)?)?)
 }

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod distill;
 pub mod evaluate;
 pub mod feature_cache;
 pub mod forward;

@@ -141,6 +141,21 @@ pub struct TrainerConfig {
     /// Off when absent.
     #[serde(default)]
     pub quant_aware: Option<String>,
+    /// Distillation: a checkpoint whose next-token distributions the run's model learns to
+    /// reproduce (KL divergence along the training captions), instead of the captions
+    /// themselves; with `quant_aware`, through the export's rounding, so that the export of
+    /// this run captions like that f32 checkpoint. Off when absent.
+    #[serde(default)]
+    pub distill_from: Option<String>,
+    /// Temperature of the distillation's distributions (Hinton et al.): above 1 the loss also
+    /// weighs how the teacher ranks its unlikely tokens, which decides near-ties; the loss is
+    /// scaled by its square so that gradients keep their size.
+    #[serde(default = "unit")]
+    pub distill_temperature: f64,
+}
+
+fn unit() -> f64 {
+    1.0
 }
 
 fn one() -> usize {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -12,6 +12,7 @@ use caption_model::preprocess::PreprocessConfig;
 use caption_model::{caption_loss, CaptionModel};
 
 use super::checkpoint::{self, LoopState};
+use super::distill::Teacher;
 use super::feature_cache::{self, FeatureCache};
 use super::forward::{batch_logits, training_loss, TrainingLoss};
 use super::init::initial_weights;
@@ -23,6 +24,7 @@ use super::rounded::{quant_aware_scheme, RoundedModel};
 use super::schedule::Schedule;
 use super::session::{load_split, tokenizer_for, Split};
 use crate::data::{caption_index, epoch_order, step_seed, BatchBuilder, Dataset, Sample};
+use crate::files::write_atomic;
 
 /// A training run in progress.
 pub struct Trainer {
@@ -41,6 +43,8 @@ pub struct Trainer {
     precision: Precision,
     /// Quantization-aware training's model builder (the export's rounding), if on.
     rounded: Option<RoundedModel>,
+    /// The checkpoint a distillation run imitates, if any.
+    teacher: Option<Teacher>,
     compute: Option<ComputeModel>,
     /// CLIP features of the training and validation samples, when the vision tower is frozen.
     cache: Option<FeatureCache>,
@@ -91,6 +95,7 @@ impl Trainer {
         let rounded = quant_aware
             .map(|q| RoundedModel::new(&model_cfg, &tensors, q, device))
             .transpose()?;
+        let teacher = Teacher::load(&cfg, &model_cfg, device)?;
         let compute = (precision == Precision::Bf16)
             .then(|| ComputeModel::new(&model_cfg, &tensors, device))
             .transpose()?;
@@ -155,6 +160,7 @@ impl Trainer {
             builder,
             precision,
             rounded,
+            teacher,
             compute,
             cache,
             dropout: DropoutRng::new(0),
@@ -256,14 +262,20 @@ impl Trainer {
         let rounded = rounded.map(|r| r.with_dropout(&self.dropout));
         let dtype = self.precision.dtype();
         let batch = (&samples[..], &picks[..]);
-        let (out, skipped) = training_loss(
-            model,
-            rounded.as_ref(),
-            &self.builder,
-            self.cache.as_ref(),
-            batch,
-            dtype,
-        )?;
+        let (out, skipped) = match &self.teacher {
+            Some(teacher) => {
+                let student = rounded.as_ref().unwrap_or(model);
+                teacher.loss(student, &self.builder, self.cache.as_ref(), batch, dtype)?
+            }
+            None => training_loss(
+                model,
+                rounded.as_ref(),
+                &self.builder,
+                self.cache.as_ref(),
+                batch,
+                dtype,
+            )?,
+        };
         self.state.skipped += skipped.len();
         for s in &skipped {
             eprintln!("warning: skipped {}: {}", s.entry, s.reason);
@@ -281,25 +293,43 @@ impl Trainer {
         Ok(Some((value, rows)))
     }
 
-    /// Mean caption loss over a dataset (no gradient).
+    /// Mean caption loss over a dataset (no gradient); in a distillation run, the mean KL
+    /// divergence of the student (rounded under quantization-aware training) from the teacher.
     pub fn loss_on(&self, data: &Dataset) -> Result<f64> {
         let bs = self.cfg.dataset.validation_ds.batch_size.max(1);
         let (mut sum, mut n) = (0.0, 0usize);
         let bf16 = self.compute.as_ref().map(|c| c.model(&self.vars)).transpose()?;
-        let model = bf16.as_ref().unwrap_or(&self.model);
+        let rounded = match &self.teacher {
+            Some(_) => self.rounded.as_ref().map(|r| r.model(&self.vars)).transpose()?,
+            None => None,
+        };
+        let model = rounded.as_ref().or(bf16.as_ref()).unwrap_or(&self.model);
         let dtype = self.precision.dtype();
         let order: Vec<usize> = (0..data.len()).collect();
         for idx in order.chunks(bs) {
             let samples: Vec<_> = idx.iter().map(|&i| &data.samples[i]).collect();
             let picks = vec![0; samples.len()];
-            let (Some(out), _) =
-                batch_logits(model, &self.builder, self.cache.as_ref(), &samples, &picks, dtype)?
-            else {
-                continue;
+            let cache = self.cache.as_ref();
+            let (loss, rows) = match &self.teacher {
+                Some(teacher) => {
+                    let (Some(out), _) =
+                        teacher.loss(model, &self.builder, cache, (&samples, &picks), dtype)?
+                    else {
+                        continue;
+                    };
+                    (out.value, out.rows)
+                }
+                None => {
+                    let (Some(out), _) = batch_logits(model, &self.builder, cache, &samples, &picks, dtype)?
+                    else {
+                        continue;
+                    };
+                    let loss = caption_loss(&out.logits, &out.tokens)?.to_scalar::<f32>()?;
+                    (f64::from(loss), out.rows)
+                }
             };
-            let loss = caption_loss(&out.logits, &out.tokens)?.to_scalar::<f32>()? as f64;
-            sum += loss * out.rows as f64;
-            n += out.rows;
+            sum += loss * rows as f64;
+            n += rows;
         }
         anyhow::ensure!(n > 0, "no readable samples to compute a loss on");
         Ok(sum / n as f64)
@@ -361,12 +391,4 @@ impl Trainer {
             Some((self.opt.state(), &self.state)),
         )
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
 }

@@ -78,7 +78,7 @@ pub fn write_word_tokenizer(dir: &std::path::Path) -> anyhow::Result<std::path::
     }
     anyhow::ensure!(!captions.is_empty(), "no captions in {}/*.jsonl", dir.display());
     let path = dir.join("tokenizer.json");
-    crate::train::run::write_atomic(&path, word_level_tokenizer(&captions).as_bytes())?;
+    crate::files::write_atomic(&path, word_level_tokenizer(&captions).as_bytes())?;
     Ok(path)
 }
 
