@@ -32,11 +32,7 @@ fn a_distilled_q4_export_follows_the_teacher_more_closely_than_plain_rounding() 
     let data = tmp.path().join("data");
     common::synth_images(&data, 320, 16, 40, 5);
     let exp = tmp.path().join("runs");
-    let train = |extra: &[String]| {
-        let mut args = vec!["--threads".to_string(), "1".into()];
-        args.extend(common::synth_train_args(&data, &exp, extra));
-        common::run_native(&args);
-    };
+    let train = |extra: &[String]| common::train_synth(&data, &exp, extra);
     train(&["trainer.epochs=5".into()]);
     let teacher = exp.join("synth/checkpoints/last.safetensors");
     train(&[

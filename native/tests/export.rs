@@ -29,13 +29,7 @@ fn trained(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
     common::synth_images(&data, 320, 16, 40, 5);
     let exp = dir.join("runs");
-    let mut args = vec!["--threads".to_string(), "1".into()];
-    args.extend(common::synth_train_args(
-        &data,
-        &exp,
-        &["trainer.epochs=5".into()],
-    ));
-    common::run_native(&args);
+    common::train_synth(&data, &exp, &["trainer.epochs=5".into()]);
     (exp.join("synth/checkpoints/last.safetensors"), data)
 }
 
@@ -174,11 +168,7 @@ fn a_fine_tuned_scratch_model_keeps_its_frozen_tower() {
     let data = tmp.path().join("data");
     common::synth_images(&data, 64, 8, 8, 9);
     let exp = tmp.path().join("runs");
-    let train = |extra: &[String]| {
-        let mut args = vec!["--threads".to_string(), "1".into()];
-        args.extend(common::synth_train_args(&data, &exp, extra));
-        common::run_native(&args);
-    };
+    let train = |extra: &[String]| common::train_synth(&data, &exp, extra);
     train(&["trainer.epochs=1".into()]);
     let first = exp.join("synth/checkpoints/last.safetensors");
     train(&[

@@ -68,6 +68,14 @@ pub fn run_native(args: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Trains on one thread on the synthetic data in `data` (`synth.yaml` plus `extra`), runs
+/// under `exp`.
+pub fn train_synth(data: &Path, exp: &Path, extra: &[String]) {
+    let mut args = vec!["--threads".to_string(), "1".into()];
+    args.extend(synth_train_args(data, exp, extra));
+    run_native(&args);
+}
+
 /// step → value of the last `kind` line logged for each step of `run_dir/metrics.jsonl`.
 pub fn logged(run_dir: &Path, kind: &str) -> BTreeMap<u64, f64> {
     let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
