@@ -1,6 +1,5 @@
 //! `native export` (a checkpoint → a model folder) and `native inspect` (a folder's tensors).
 
-use crate::files::write_atomic;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +11,7 @@ use caption_model::weights::{
 };
 use clap::Args;
 
+use crate::files::write_atomic;
 use crate::load::{load_folder_dir, load_tensors};
 
 /// `export` arguments.

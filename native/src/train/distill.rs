@@ -26,6 +26,11 @@ impl Teacher {
         let Some(path) = &cfg.trainer.distill_from else {
             return Ok(None);
         };
+        let temperature = cfg.trainer.distill_temperature;
+        anyhow::ensure!(
+            temperature.is_finite() && temperature > 0.0,
+            "trainer.distill_temperature must be a positive number, not {temperature}"
+        );
         let mut teacher_cfg = cfg.clone();
         teacher_cfg.pretrained_name = Some(path.clone());
         teacher_cfg.resume_pretrained_state = false;
@@ -33,22 +38,17 @@ impl Teacher {
             .with_context(|| format!("loading the distillation teacher {path}"))?;
         let vb = var_builder(TensorStore::new(tensors), DType::F32, device);
         let model = CaptionModel::new(model_cfg, vb)?;
-        let temperature = cfg.trainer.distill_temperature;
-        anyhow::ensure!(
-            temperature.is_finite() && temperature > 0.0,
-            "trainer.distill_temperature must be a positive number, not {temperature}"
-        );
         Ok(Some(Self { model, temperature }))
     }
 
-    /// The teacher's logits for a batch (no gradient).
+    /// The teacher's logits for a batch (no gradient), always from the pixels: the feature
+    /// cache holds the student's tower's features, and the teacher's tower may differ.
     fn logits(
         &self,
         builder: &BatchBuilder,
-        cache: Option<&FeatureCache>,
         (samples, picks): (&[&Sample], &[usize]),
     ) -> Result<Option<Tensor>> {
-        let (out, _) = batch_logits(&self.model, builder, cache, samples, picks, DType::F32)?;
+        let (out, _) = batch_logits(&self.model, builder, None, samples, picks, DType::F32)?;
         Ok(out.map(|o| o.logits.detach()))
     }
 
@@ -69,7 +69,7 @@ impl Teacher {
         };
         // The same samples: a sample unreadable for the student was unreadable for the teacher.
         let reference = self
-            .logits(builder, cache, batch)?
+            .logits(builder, batch)?
             .context("the teacher could read none of the batch the student read")?;
         let t = self.temperature;
         let loss = (kl_divergence(&(reference / t)?, &(out.logits / t)?, &out.tokens)? * (t * t))?;
