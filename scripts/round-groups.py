@@ -11,6 +11,7 @@ folder. Standard library only.
 """
 import hashlib
 import json
+import os
 import shutil
 import struct
 import sys
@@ -56,14 +57,21 @@ def main():
             sys.exit(f"{t['name']}: {len(values)} values do not fit {end - begin} bytes")
         f32[f32_start + begin : f32_start + end] = struct.pack(f"<{len(values)}f", *values)
         replaced += 1
+    # Built beside the target and renamed, so a crash never leaves a half-written folder.
+    part = out_dir.rstrip("/") + ".part"
+    shutil.rmtree(part, ignore_errors=True)
+    shutil.copytree(f32_dir, part)
+    with open(part + "/model.safetensors", "wb") as f:
+        f.write(f32)
+    with open(part + "/manifest.json") as f:
+        manifest = json.load(f)
+    for entry in manifest["files"]:
+        if entry["name"] == "model.safetensors":
+            entry["sha256"] = hashlib.sha256(f32).hexdigest()
+    with open(part + "/manifest.json", "w") as f:
+        json.dump(manifest, f)
     shutil.rmtree(out_dir, ignore_errors=True)
-    shutil.copytree(f32_dir, out_dir)
-    open(out_dir + "/model.safetensors", "wb").write(f32)
-    manifest = json.load(open(out_dir + "/manifest.json"))
-    for f in manifest["files"]:
-        if f["name"] == "model.safetensors":
-            f["sha256"] = hashlib.sha256(f32).hexdigest()
-    json.dump(manifest, open(out_dir + "/manifest.json", "w"))
+    os.rename(part, out_dir)
     print(f"{out_dir}: {replaced} tensors rounded")
 
 
