@@ -76,4 +76,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, KeyError, ValueError, struct.error) as e:
+        # A missing folder, a tensor absent from the f32 folder, a damaged file: one line, no trace.
+        sys.exit(f"round-groups: {type(e).__name__}: {e}")
