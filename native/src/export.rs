@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use candle_core::Device;
 use caption_model::tokenizer::{Tokenizer, GPT2_TOKENIZER_JSON};
+use caption_model::weights::block_scales::split_block_scales;
 use caption_model::weights::{
     export_folder, model_tensors, verify_folder, FolderBytes, Manifest, Quant, MANIFEST_FILE, MODEL_FILE,
 };
@@ -58,10 +59,12 @@ pub fn export(args: &ExportArgs) -> Result<Manifest> {
     let quant: Quant = args.quant.parse()?;
     let device = Device::Cpu;
     let (cfg, tensors) = load_tensors(&args.checkpoint, args.config.as_deref(), &device)?;
+    // A quantization-aware run's trained block scales set the blocks of their scheme.
+    let (tensors, scales) = split_block_scales(tensors);
     let tensors = model_tensors(&cfg, tensors, &device)
         .with_context(|| format!("loading {}", args.checkpoint.display()))?;
     let tokenizer = tokenizer_bytes(args.tokenizer.as_deref(), cfg.text_config()?.vocab_size)?;
-    let folder = export_folder(&cfg, tensors, quant, &tokenizer)?;
+    let folder = export_folder(&cfg, tensors.into_iter().chain(scales), quant, &tokenizer)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let manifest = verify_folder(folder.as_bytes())?;
     // The manifest goes last: until it is there, the folder is not a model folder.

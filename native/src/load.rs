@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use caption_model::backend::Backend;
 use caption_model::tokenizer::Tokenizer;
+use caption_model::weights::block_scales::split_block_scales;
 use caption_model::weights::{
     checkpoint_config, load_folder, model_from_tensors, parse_manifest, read_original_pt,
     read_safetensors_bytes, FolderBytes, LoadedFolder, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE,
@@ -23,6 +24,8 @@ use crate::hub;
 /// weights the checkpoint lacks are taken from the config's `pretrained_name`s.
 pub fn load_model(checkpoint: &Path, config: Option<&Path>, device: &Device) -> Result<CaptionModel> {
     let (cfg, tensors) = load_tensors(checkpoint, config, device)?;
+    // Trained block scales only matter to an export in their scheme.
+    let (tensors, _scales): (HashMap<_, _>, _) = split_block_scales(tensors);
     model_from_tensors(&cfg, tensors, device).with_context(|| format!("loading {}", checkpoint.display()))
 }
 

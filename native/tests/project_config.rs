@@ -65,3 +65,23 @@ fn a_bad_value_is_an_error_naming_the_field() {
     let err = format!("{:#}", load(&["model.mapper.mapper_type=lstm"]).unwrap_err());
     assert!(err.contains("lstm"), "{err}");
 }
+
+#[test]
+fn block_scale_settings_that_cannot_work_are_refused_in_words() {
+    use native::train::block_grid::{check_grid, BlockScales};
+    let cfg = load(&[]).unwrap();
+    assert_eq!(cfg.trainer.block_scales, BlockScales::Search);
+    check_grid(&cfg.trainer, false, 1e-3).unwrap();
+    let learned = load(&["+trainer.block_scales=learned"]).unwrap();
+    assert_eq!(learned.trainer.block_scales, BlockScales::Learned);
+    let err = |r: anyhow::Result<()>| format!("{:#}", r.unwrap_err());
+    assert!(err(check_grid(&learned.trainer, false, 0.0)).contains("trainer.quant_aware"));
+    assert!(err(check_grid(&learned.trainer, true, 1e-3)).contains("weight_decay=0"));
+    check_grid(&learned.trainer, true, 0.0).unwrap();
+    let fixed = load(&["+trainer.block_scales=fixed"]).unwrap();
+    check_grid(&fixed.trainer, true, 1e-3).unwrap();
+    let bad_lr = load(&["+trainer.block_scales=learned", "+trainer.block_scale_lr=-1"]).unwrap();
+    assert!(err(check_grid(&bad_lr.trainer, true, 0.0)).contains("block_scale_lr"));
+    let e = format!("{:#}", load(&["+trainer.block_scales=sometimes"]).unwrap_err());
+    assert!(e.contains("sometimes"), "{e}");
+}

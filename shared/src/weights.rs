@@ -1,6 +1,7 @@
 //! Loading weights into the model from every supported source, and exported model folders.
 
 mod block_matrix;
+pub mod block_scales;
 mod folder;
 mod formats;
 mod manifest;

@@ -34,7 +34,7 @@ impl Teacher {
         let mut teacher_cfg = cfg.clone();
         teacher_cfg.pretrained_name = Some(path.clone());
         teacher_cfg.resume_pretrained_state = false;
-        let (tensors, _, _) = initial_weights(&teacher_cfg, model_cfg, device)
+        let (tensors, ..) = initial_weights(&teacher_cfg, model_cfg, device)
             .with_context(|| format!("loading the distillation teacher {path}"))?;
         let vb = var_builder(TensorStore::new(tensors), DType::F32, device);
         let model = CaptionModel::new(model_cfg, vb)?;

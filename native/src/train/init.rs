@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
+use caption_model::weights::block_scales::split_block_scales;
 use caption_model::weights::{var_builder, ShapeRecorder};
 use caption_model::{CaptionModel, ModelConfig};
 use rand::rngs::StdRng;
@@ -165,12 +166,13 @@ pub fn initial_tensors(
     Ok(out)
 }
 
-/// Initial weights, the frozen tensors that only a checkpoint can restore, and, when
-/// resuming, the optimizer moments and loop state.
+/// Initial weights, the frozen tensors that only a checkpoint can restore, when resuming the
+/// optimizer moments and loop state, and the checkpoint's trained block scales (if any).
 pub type Initial = (
     HashMap<String, Tensor>,
     BTreeMap<String, Tensor>,
     Option<(BTreeMap<String, Moments>, LoopState)>,
+    Vec<(String, Tensor)>,
 );
 
 /// The weights a run starts from (see [`Initial`]).
@@ -183,10 +185,12 @@ pub fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &De
         loaded.extend(crate::hub::text_tensors(model_cfg, device)?);
     }
     let from_hub: HashSet<String> = loaded.keys().cloned().collect();
-    let mut resume = None;
+    let (mut resume, mut scales) = (None, Vec::new());
     if let Some(path) = &cfg.pretrained_name {
         let ckpt = checkpoint::load(Path::new(path), device)?;
-        loaded.extend(ckpt.weights);
+        let (weights, kept): (HashMap<_, _>, _) = split_block_scales(ckpt.weights);
+        loaded.extend(weights);
+        scales = kept;
         if cfg.resume_pretrained_state {
             let state = ckpt
                 .state
@@ -208,7 +212,7 @@ pub fn initial_weights(cfg: &ProjectConfig, model_cfg: &ModelConfig, device: &De
         .filter(|(n, _)| !model_cfg.is_trainable(n) && !from_hub.contains(*n))
         .map(|(n, t)| (n.clone(), t.clone()))
         .collect();
-    Ok((tensors, extra, resume))
+    Ok((tensors, extra, resume, scales))
 }
 
 /// A backbone trained from scratch (no pretrained weights).

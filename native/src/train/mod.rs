@@ -2,6 +2,7 @@
 //! the loop with checkpoints and exact resume.
 
 pub mod bench;
+pub mod block_grid;
 pub mod checkpoint;
 pub mod distill;
 pub mod evaluate;

@@ -45,6 +45,24 @@ impl Default for AdamConfig {
     }
 }
 
+impl AdamConfig {
+    /// The hyper-parameters `model.optimizer` sets (`adamw` or `adam`).
+    pub fn from_config(ocfg: &caption_model::config::OptimizerConfig) -> Result<Self> {
+        let kind = match ocfg.name.as_str() {
+            "adamw" => OptimizerKind::AdamW,
+            "adam" => OptimizerKind::Adam,
+            other => anyhow::bail!("unknown optimizer `{other}` (adamw or adam)"),
+        };
+        Ok(Self {
+            kind,
+            beta1: ocfg.betas[0],
+            beta2: ocfg.betas[1],
+            eps: 1e-8,
+            weight_decay: ocfg.weight_decay,
+        })
+    }
+}
+
 /// Moments of one parameter.
 #[derive(Debug, Clone)]
 pub struct Moments {
@@ -60,6 +78,8 @@ pub struct Adam {
     cfg: AdamConfig,
     vars: BTreeMap<String, Var>,
     state: BTreeMap<String, Moments>,
+    /// Learning-rate multipliers of single variables (1 for the rest).
+    lr_scale: BTreeMap<String, f64>,
     step: u64,
 }
 
@@ -82,8 +102,15 @@ impl Adam {
             cfg,
             vars,
             state,
+            lr_scale: BTreeMap::new(),
             step: 0,
         })
+    }
+
+    /// Multiplies the learning rate of the variables `names` by `factor`.
+    pub fn scale_lr<'a>(&mut self, names: impl IntoIterator<Item = &'a String>, factor: f64) {
+        self.lr_scale
+            .extend(names.into_iter().map(|n| (n.clone(), factor)));
     }
 
     /// Steps taken so far.
@@ -132,6 +159,7 @@ impl Adam {
                 .get_mut(name)
                 .with_context(|| format!("no optimizer state for `{name}`"))?;
             let p = &var.as_tensor().detach();
+            let lr = lr * self.lr_scale.get(name).copied().unwrap_or(1.0);
             let (p, grad) = match c.kind {
                 OptimizerKind::AdamW => ((p * (1.0 - lr * c.weight_decay))?, grad),
                 OptimizerKind::Adam => (p.clone(), (grad + (p * c.weight_decay)?)?),
@@ -214,5 +242,26 @@ mod tests {
         let m = &opt.state()[&name];
         // A moment that tracked ops would keep every past step's graph (and its memory) alive.
         assert!(!m.m.track_op() && !m.v.track_op());
+    }
+
+    #[test]
+    fn a_scaled_learning_rate_moves_only_its_variable_by_that_factor() {
+        let cfg = AdamConfig {
+            kind: OptimizerKind::AdamW,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
+        let (a, b) = (one_var(1.0).1, one_var(1.0).1);
+        let vars = BTreeMap::from([("a".to_string(), a.clone()), ("b".to_string(), b.clone())]);
+        let mut opt = Adam::new(cfg, vars).unwrap();
+        opt.scale_lr([&"b".to_string()], 0.1);
+        let loss = (a.as_tensor() + b.as_tensor()).unwrap().sum_all().unwrap(); // grads 1, 1
+        opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+        // Adam's first step moves each by its learning rate: 0.1 and 0.01.
+        let got = |v: &Var| v.as_tensor().to_vec1::<f32>().unwrap()[0];
+        assert!((got(&a) - 0.9).abs() < 1e-6, "{}", got(&a));
+        assert!((got(&b) - 0.99).abs() < 1e-6, "{}", got(&b));
     }
 }

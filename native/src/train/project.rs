@@ -147,6 +147,15 @@ pub struct TrainerConfig {
     /// this run captions like that f32 checkpoint. Off when absent.
     #[serde(default)]
     pub distill_from: Option<String>,
+    /// The grid quantization-aware training rounds to: `search` (the export's own scale search,
+    /// redone every step), `fixed` (the searched scales of the starting weights, kept) or
+    /// `learned` (those scales trained with the weights, LSQ-style). With `fixed`/`learned`
+    /// the checkpoints carry the scales and the export writes its blocks with them.
+    #[serde(default)]
+    pub block_scales: super::block_grid::BlockScales,
+    /// The learned block scales' learning rate, as a multiple of the weights'.
+    #[serde(default = "unit")]
+    pub block_scale_lr: f64,
     /// Temperature of the distillation's distributions (Hinton et al.): above 1 the loss also
     /// weighs how the teacher ranks its unlikely tokens, which decides near-ties; the loss is
     /// scaled by its square so that gradients keep their size.

@@ -7,9 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use caption_model::weights::quant::round_trip;
+use caption_model::weights::block_scales::{scale_name, searched_scales};
+use caption_model::weights::quant::{plan, round_trip, BLOCK};
 use caption_model::weights::{var_builder, Quant, TensorStore};
 use caption_model::{CaptionModel, ModelConfig};
+
+use super::block_grid::{round_to_grid, BlockScales};
 
 /// The export scheme quantization-aware training rounds to: `trainer.quant_aware`, q8 or q4.
 pub fn quant_aware_scheme(setting: Option<&str>) -> Result<Option<Quant>> {
@@ -26,15 +29,22 @@ pub struct RoundedModel {
     cfg: ModelConfig,
     quant: Quant,
     frozen: HashMap<String, Tensor>,
+    /// Block scales of the trained matrices (checkpoint name, scales) by tensor name, when the
+    /// grid is kept.
+    scales: BTreeMap<String, (String, Var)>,
+    grid: BlockScales,
     device: Device,
 }
 
 impl RoundedModel {
-    /// Rounds the tensors of `all` that the config freezes as an export in `quant` would.
+    /// Rounds the tensors of `all` that the config freezes as an export in `quant` would; with
+    /// a kept `grid`, the trained matrices get block scales: `loaded` ones (a checkpoint's, by
+    /// checkpoint name) where they fit, else the export's search on their starting values.
     pub fn new(
         cfg: &ModelConfig,
         all: &HashMap<String, Tensor>,
         quant: Quant,
+        (grid, loaded): (BlockScales, &[(String, Tensor)]),
         device: &Device,
     ) -> Result<Self> {
         let frozen = all
@@ -42,19 +52,66 @@ impl RoundedModel {
             .filter(|(n, _)| !cfg.is_trainable(n))
             .map(|(n, t)| Ok((n.clone(), round_trip(n, t, quant)?)))
             .collect::<Result<_>>()?;
+        let loaded: HashMap<&str, &Tensor> = loaded.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let mut scales = BTreeMap::new();
+        let trained = all.iter().filter(|(n, _)| cfg.is_trainable(n));
+        for (name, t) in trained.filter(|_| grid != BlockScales::Search) {
+            let layout = plan(name, t.dims(), quant);
+            let Some(key) = scale_name(name, layout.scheme) else {
+                continue;
+            };
+            let want = [layout.matrix[0], layout.matrix[1] / BLOCK];
+            let s = match loaded.get(key.as_str()) {
+                Some(s) if s.dims() == want => (*s).clone(),
+                _ => searched_scales(t, &layout)?,
+            };
+            scales.insert(name.clone(), (key, Var::from_tensor(&s.to_device(device)?)?));
+        }
         Ok(Self {
             cfg: cfg.clone(),
             quant,
             frozen,
+            scales,
+            grid,
             device: device.clone(),
         })
+    }
+
+    /// The block scales the optimizer trains (by checkpoint name): all of them when learned.
+    pub fn trained_scales(&self) -> BTreeMap<String, Var> {
+        match self.grid {
+            BlockScales::Learned => self.scale_entries().collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// Every kept block scale as a checkpoint entry (what the export writes its blocks with).
+    pub fn scale_tensors(&self) -> BTreeMap<String, Tensor> {
+        self.scale_entries()
+            .map(|(k, v)| (k, v.as_tensor().clone()))
+            .collect()
+    }
+
+    fn scale_entries(&self) -> impl Iterator<Item = (String, Var)> + '_ {
+        self.scales.values().cloned()
     }
 
     /// The model over the rounded frozen tensors and the rounded current weights.
     pub fn model(&self, vars: &BTreeMap<String, Var>) -> Result<CaptionModel> {
         let mut tensors = self.frozen.clone();
         for (name, var) in vars {
-            tensors.insert(name.clone(), straight_through(name, var.as_tensor(), self.quant)?);
+            let w = var.as_tensor();
+            let rounded = match self.scales.get(name) {
+                Some((_, s)) => {
+                    let s = match self.grid {
+                        BlockScales::Learned => s.as_tensor().clone(),
+                        _ => s.as_tensor().detach(),
+                    };
+                    round_to_grid(w, &s, &plan(name, w.dims(), self.quant))?
+                }
+                None => straight_through(name, w, self.quant)?,
+            };
+            tensors.insert(name.clone(), rounded);
         }
         let vb = var_builder(TensorStore::new(tensors), DType::F32, &self.device);
         Ok(CaptionModel::new(&self.cfg, vb)?)

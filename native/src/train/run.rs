@@ -11,12 +11,13 @@ use caption_model::dropout::DropoutRng;
 use caption_model::preprocess::PreprocessConfig;
 use caption_model::{caption_loss, CaptionModel};
 
+use super::block_grid::check_grid;
 use super::checkpoint::{self, LoopState};
 use super::distill::Teacher;
 use super::feature_cache::{self, FeatureCache};
 use super::forward::{batch_logits, training_loss, TrainingLoss};
 use super::init::initial_weights;
-use super::optim::{Adam, AdamConfig, OptimizerKind};
+use super::optim::{Adam, AdamConfig};
 use super::params::trainable_model;
 use super::precision::{ComputeModel, Precision};
 use super::project::ProjectConfig;
@@ -79,7 +80,7 @@ impl Trainer {
         if train.is_empty() {
             bail!("the training set has no usable samples");
         }
-        let (tensors, extra, resume) = initial_weights(&cfg, &model_cfg, device)?;
+        let (tensors, extra, resume, scales) = initial_weights(&cfg, &model_cfg, device)?;
         let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
         let settings = format!("{pre:?} {:?}", cfg.dataset.max_frames);
         let quant_aware = quant_aware_scheme(cfg.trainer.quant_aware.as_deref())?;
@@ -92,8 +93,18 @@ impl Trainer {
             .then(|| feature_cache::fingerprint(&tensors, &settings))
             .transpose()?;
         let precision = Precision::parse(&cfg.trainer.precision)?;
+        let decay = model_cfg.optimizer.clone().unwrap_or_default().weight_decay;
+        check_grid(&cfg.trainer, quant_aware.is_some(), decay)?;
         let rounded = quant_aware
-            .map(|q| RoundedModel::new(&model_cfg, &tensors, q, device))
+            .map(|q| {
+                RoundedModel::new(
+                    &model_cfg,
+                    &tensors,
+                    q,
+                    (cfg.trainer.block_scales, &scales),
+                    device,
+                )
+            })
             .transpose()?;
         let teacher = Teacher::load(&cfg, &model_cfg, device)?;
         let compute = (precision == Precision::Bf16)
@@ -102,19 +113,10 @@ impl Trainer {
         let (model, params) = trainable_model(&model_cfg, tensors, candle_core::DType::F32, device)?;
         let vars = params.vars();
         let ocfg = model_cfg.optimizer.clone().unwrap_or_default();
-        let kind = match ocfg.name.as_str() {
-            "adamw" => OptimizerKind::AdamW,
-            "adam" => OptimizerKind::Adam,
-            other => bail!("unknown optimizer `{other}` (adamw or adam)"),
-        };
-        let adam = AdamConfig {
-            kind,
-            beta1: ocfg.betas[0],
-            beta2: ocfg.betas[1],
-            eps: 1e-8,
-            weight_decay: ocfg.weight_decay,
-        };
-        let mut opt = Adam::new(adam, vars.clone())?;
+        let adam = AdamConfig::from_config(&ocfg)?;
+        let scales: BTreeMap<_, _> = rounded.iter().flat_map(RoundedModel::trained_scales).collect();
+        let mut opt = Adam::new(adam, vars.clone().into_iter().chain(scales.clone()).collect())?;
+        opt.scale_lr(scales.keys(), cfg.trainer.block_scale_lr);
         let bs = cfg.dataset.train_ds.batch_size.max(1);
         let per_epoch = train.len().div_ceil(bs) as u64;
         let total_steps = cfg
@@ -379,6 +381,7 @@ impl Trainer {
     fn weights(&self) -> BTreeMap<String, Tensor> {
         let mut out = self.extra.clone();
         out.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())));
+        out.extend(self.rounded.iter().flat_map(RoundedModel::scale_tensors));
         out
     }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
+use super::block_scales::{encode_with_scales, scale_name, split_block_scales};
 use super::manifest::{
     FileEntry, FolderError, Manifest, TensorEntry, FOLDER_FORMAT, FOLDER_VERSION, MODEL_FILE, TOKENIZER_FILE,
 };
@@ -94,7 +95,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes a model folder in memory: every tensor in the scheme `quant` gives it (see
 /// [`super::quant::plan`]), the manifest with offsets and checksums, and the tokenizer, checked
 /// and re-serialised without whitespace (GPT-2's shrinks from 3.5 to 1.6 MB).
-/// `tensors` are state-dict names and shapes: exactly what the model needs, nothing more.
+/// `tensors` are state-dict names and shapes: exactly what the model needs, nothing more, plus
+/// any trained block scales (see [`super::block_scales`]), which set the blocks of their scheme.
 pub fn export_folder(
     cfg: &ModelConfig,
     tensors: impl IntoIterator<Item = (String, Tensor)>,
@@ -107,9 +109,17 @@ pub fn export_folder(
     Tokenizer::from_bytes(&tokenizer_json)?;
     let mut layouts = HashMap::new();
     let mut entries = Vec::new();
+    let (tensors, scales): (Vec<_>, Vec<_>) = split_block_scales(tensors);
+    let scales: HashMap<String, Tensor> = scales.into_iter().collect();
     for (name, t) in tensors {
         let layout = plan(&name, t.dims(), quant);
-        let data = encode(&t, &layout)?;
+        let trained = scale_name(&name, layout.scheme).and_then(|n| scales.get(&n));
+        let data = match trained {
+            Some(s) => {
+                encode_with_scales(&t, &layout, s).map_err(|e| Error::Weights(format!("`{name}`: {e}")))?
+            }
+            None => encode(&t, &layout)?,
+        };
         let shape = match layout.scheme {
             Scheme::F32 | Scheme::F16 => layout.shape.clone(),
             q => vec![layout.matrix[0], q.row_bytes(layout.matrix[1]).unwrap_or(0)],

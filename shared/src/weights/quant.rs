@@ -21,6 +21,9 @@
 //! transposed (`[out, in]`) and marked `transposed` in the manifest. The manifest records every
 //! tensor's state-dict shape, so nothing is guessed from sizes.
 //!
+//! Each block's scale is the writer's choice (the search of [`super::q4_search`] for q4, GGML's
+//! for q8, or scales trained with the weights, [`super::block_scales`]); readers only decode.
+//!
 //! Rank-1 tensors (norms, biases, gates, CLIP's class embedding) always stay f32. With `q8`/`q4`,
 //! a matrix whose `cols` is not a multiple of 32 is kept in f16 instead.
 
