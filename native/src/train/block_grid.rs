@@ -129,13 +129,11 @@ mod tests {
         let s = Var::from_tensor(&Tensor::full(d, (1, 1), &Device::Cpu).unwrap()).unwrap();
         let out = round_to_grid(w.as_tensor(), s.as_tensor(), &layout).unwrap();
         let grads = out.sum_all().unwrap().backward().unwrap();
-        let gw = grads
-            .get(w.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let grad = |v: &Var| {
+            let g = grads.get(v.as_tensor()).unwrap();
+            g.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let gw = grad(&w);
         assert_eq!(gw[0], 0.0);
         assert!(gw[1..].iter().all(|&g| g == 1.0), "{gw:?}");
         // d(sum level·s)/ds = Σ (level − w/s) inside the grid, + the clamped level outside.
@@ -150,13 +148,7 @@ mod tests {
                 }
             })
             .sum();
-        let gs = grads
-            .get(s.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let gs = grad(&s);
         assert!((gs[0] - want).abs() < 1e-3, "{} vs {want}", gs[0]);
     }
 }

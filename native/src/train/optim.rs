@@ -180,6 +180,13 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    fn adamw_without_decay() -> AdamConfig {
+        AdamConfig {
+            weight_decay: 0.0,
+            ..AdamConfig::default()
+        }
+    }
+
     fn one_var(value: f32) -> (String, Var) {
         ("w".to_string(), Var::new(&[value], &Device::Cpu).unwrap())
     }
@@ -227,14 +234,7 @@ mod tests {
     #[test]
     fn moments_hold_no_autograd_graph() {
         let (name, w) = one_var(3.0);
-        let cfg = AdamConfig {
-            kind: OptimizerKind::AdamW,
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        };
-        let mut opt = Adam::new(cfg, BTreeMap::from([(name.clone(), w.clone())])).unwrap();
+        let mut opt = Adam::new(adamw_without_decay(), BTreeMap::from([(name.clone(), w.clone())])).unwrap();
         for _ in 0..3 {
             let loss = (w.as_tensor() * w.as_tensor()).unwrap().sum_all().unwrap();
             opt.step(&loss.backward().unwrap(), 0.01).unwrap();
@@ -246,13 +246,7 @@ mod tests {
 
     #[test]
     fn a_scaled_learning_rate_moves_only_its_variable_by_that_factor() {
-        let cfg = AdamConfig {
-            kind: OptimizerKind::AdamW,
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        };
+        let cfg = adamw_without_decay();
         let (a, b) = (one_var(1.0).1, one_var(1.0).1);
         let vars = BTreeMap::from([("a".to_string(), a.clone()), ("b".to_string(), b.clone())]);
         let mut opt = Adam::new(cfg, vars).unwrap();
