@@ -11,6 +11,7 @@
 use candle_core::{DType, Device, Tensor};
 use half::f16;
 
+use super::q4_search::push_block;
 use super::quant::{encode, Layout, Scheme, BLOCK};
 use crate::{Error, Result};
 
@@ -58,11 +59,8 @@ pub fn level_range(scheme: Scheme) -> Result<(f32, f32)> {
 /// `[rows, cols / 32]`; an all-zero block gets the smallest normal f16 so that dividing by it
 /// stays finite (its levels are 0 whatever the scale).
 pub fn searched_scales(t: &Tensor, layout: &Layout) -> Result<Tensor> {
-    let block_bytes = match layout.scheme {
-        Scheme::Q4_0 => 2 + BLOCK / 2,
-        Scheme::Q8_0 => 2 + BLOCK,
-        other => return Err(Error::Weights(format!("{other:?} has no block scales"))),
-    };
+    level_range(layout.scheme)?; // only the block schemes have scales
+    let block_bytes = layout.scheme.row_bytes(BLOCK).unwrap_or(BLOCK);
     let bytes = encode(t, layout)?;
     let scales: Vec<f32> = bytes
         .chunks_exact(block_bytes)
@@ -107,15 +105,13 @@ pub fn encode_with_scales(t: &Tensor, layout: &Layout, scales: &Tensor) -> Resul
         // The same f32 arithmetic as training's forward pass (and the search's): multiply by
         // the reciprocal, clamp, round.
         let inv = 1.0 / d32;
-        let level = |v: f32| (v * inv).clamp(lo, hi).round() as i8;
-        out.extend_from_slice(&d.to_le_bytes());
+        let levels: [i8; BLOCK] = std::array::from_fn(|i| (block[i] * inv).clamp(lo, hi).round() as i8);
         match layout.scheme {
-            // GGML packs value j in the low nibble and value j + 16 in the high one, biased by 8.
-            Scheme::Q4_0 => out.extend((0..BLOCK / 2).map(|j| {
-                let (a, b) = (level(block[j]) + 8, level(block[j + BLOCK / 2]) + 8);
-                a as u8 | ((b as u8) << 4)
-            })),
-            _ => out.extend(block.iter().map(|&v| level(v) as u8)),
+            Scheme::Q4_0 => push_block(&mut out, d, &levels),
+            _ => {
+                out.extend_from_slice(&d.to_le_bytes());
+                out.extend(levels.iter().map(|&l| l as u8));
+            }
         }
     }
     Ok(out)

@@ -88,13 +88,18 @@ fn quantize_serial(values: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() / BLOCK * Q4_0_BYTES);
     for block in values.chunks_exact(BLOCK) {
         let (d, q) = best_block(block);
-        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
-        // GGML packs value j in the low nibble and value j + 16 in the high one, biased by 8.
-        for j in 0..BLOCK / 2 {
-            let lo = (q[j] + 8) as u8;
-            let hi = (q[j + BLOCK / 2] + 8) as u8;
-            out.push(lo | (hi << 4));
-        }
+        push_block(&mut out, f16::from_f32(d), &q);
     }
     out
+}
+
+/// Appends one `Q4_0` block: the scale, then the levels (-8..=7) as nibbles.
+pub(super) fn push_block(out: &mut Vec<u8>, d: f16, q: &[i8; BLOCK]) {
+    out.extend_from_slice(&d.to_le_bytes());
+    // GGML packs value j in the low nibble and value j + 16 in the high one, biased by 8.
+    for j in 0..BLOCK / 2 {
+        let lo = (q[j] + 8) as u8;
+        let hi = (q[j + BLOCK / 2] + 8) as u8;
+        out.push(lo | (hi << 4));
+    }
 }
