@@ -80,20 +80,17 @@ impl RoundedModel {
     /// The block scales the optimizer trains (by checkpoint name): all of them when learned.
     pub fn trained_scales(&self) -> BTreeMap<String, Var> {
         match self.grid {
-            BlockScales::Learned => self.scale_entries().collect(),
+            BlockScales::Learned => self.scales.values().cloned().collect(),
             _ => BTreeMap::new(),
         }
     }
 
     /// Every kept block scale as a checkpoint entry (what the export writes its blocks with).
     pub fn scale_tensors(&self) -> BTreeMap<String, Tensor> {
-        self.scale_entries()
-            .map(|(k, v)| (k, v.as_tensor().clone()))
+        self.scales
+            .values()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect()
-    }
-
-    fn scale_entries(&self) -> impl Iterator<Item = (String, Var)> + '_ {
-        self.scales.values().cloned()
     }
 
     /// The model over the rounded frozen tensors and the rounded current weights.
