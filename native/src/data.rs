@@ -13,6 +13,7 @@
 
 mod batch;
 mod coco;
+pub mod feature_cache;
 mod fetch;
 mod json;
 mod jsonl;

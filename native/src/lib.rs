@@ -1,7 +1,6 @@
 //! The command-line side of the captioning stack: verification against fixtures, captioning,
 //! benchmarks, training and export.
 
-pub mod agreement;
 pub mod bench;
 pub mod caption;
 pub mod cli;

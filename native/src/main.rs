@@ -1,12 +1,21 @@
 //! `native`: caption, verify and benchmark from the command line.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use candle_core::Device;
 use caption_model::tokenizer::Tokenizer;
 use clap::Parser;
-use native::cli::{BenchCommand, CaptionArgs, Cli, Command, EngineName};
+use native::bench::train::TrainBenchOptions;
+use native::cli::{BenchCommand, CaptionArgs, Cli, Command, EngineName, TrainArgs};
+use native::export::ExportArgs;
+use native::synth::word_tokenizer::write_word_tokenizer;
+use native::synth::SynthArgs;
+use native::train::config::{Mode, ProjectConfig};
+use native::train::precision::Precision;
+use native::train::run::Trainer;
 use native::{bench, caption, export, load, verify};
 
 fn main() -> ExitCode {
@@ -27,136 +36,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Caption(args) => run_caption(args),
-        Command::Verify { dir } => {
-            let report = verify::verify_dir(&dir).with_context(|| format!("verifying {}", dir.display()))?;
-            for line in report.lines() {
-                println!("{line}");
-            }
-            let passed = report.passed();
-            println!(
-                "{}",
-                if passed {
-                    "verify: PASSED"
-                } else {
-                    "verify: FAILED"
-                }
-            );
-            Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        Command::Train(args) => {
-            let cfg = native::train::project::ProjectConfig::load(
-                &args.config_path,
-                &args.config_name,
-                &args.overrides,
-            )?;
-            let device = if args.cuda {
-                candle_core::Device::new_cuda(0)?
-            } else {
-                candle_core::Device::Cpu
-            };
-            match cfg.mode {
-                native::train::project::Mode::Train => {
-                    let mut trainer = native::train::run::Trainer::new(cfg, &device)?;
-                    trainer.run()?;
-                    let s = trainer.state();
-                    println!(
-                        "trained {} steps over {} epochs; {} unreadable samples skipped",
-                        s.step, s.epoch, s.skipped
-                    );
-                }
-                native::train::project::Mode::Test => run_test(&cfg, &device)?,
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Score { cases } => {
-            let text =
-                std::fs::read_to_string(&cases).with_context(|| format!("reading {}", cases.display()))?;
-            let scores = native::metrics::score_cases_json(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", cases.display()))?;
-            println!("{}", serde_json::to_string_pretty(&scores)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Synth(args) => {
-            let summary = native::synth::generate_dataset(&args.options())?;
-            let tokenizer = native::train::vocab::write_word_tokenizer(&args.out)?;
-            println!("{summary}");
-            println!("word-level tokenizer: {}", tokenizer.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench {
-            which: BenchCommand::Caption { timing, quant },
-        } => {
-            let t = timing;
-            bench::bench_caption(t.iters.max(1), t.tokens.max(1), t.beam_width, quant.parse()?)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench {
-            which: BenchCommand::Webgpu { timing, quant },
-        } => {
-            let quants = quant.iter().map(|q| q.parse()).collect::<Result<Vec<_>, _>>()?;
-            let t = timing;
-            run_bench_webgpu(t.iters.max(1), t.tokens.max(1), t.beam_width, &quants)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench {
-            which:
-                BenchCommand::Train {
-                    batch,
-                    steps,
-                    tokens,
-                    cuda,
-                    precision,
-                },
-        } => {
-            let device = if cuda {
-                candle_core::Device::new_cuda(0)?
-            } else {
-                candle_core::Device::Cpu
-            };
-            let opts = native::train::bench::TrainBenchOptions {
-                batch_sizes: batch,
-                steps,
-                tokens,
-                device,
-                precision: native::train::precision::Precision::parse(&precision)?,
-            };
-            native::train::bench::bench_train(&opts)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench {
-            which:
-                BenchCommand::Agreement {
-                    reference,
-                    candidate,
-                    inputs,
-                    max_length,
-                },
-        } => {
-            let device = candle_core::Device::Cpu;
-            let files = caption::collect_inputs(&inputs)?;
-            let (reference_model, _) = load::load_any(&reference, None, &device)?;
-            for path in &candidate {
-                let (model, _) = load::load_any(path, None, &device)?;
-                let a = native::agreement::agreement(&reference_model, &model, &files, max_length)?;
-                println!("{}: {a}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Export(args) => {
-            let manifest = export::export(&args)?;
-            println!(
-                "wrote {} ({} tensors, {}, {} with the manifest)",
-                args.out.display(),
-                manifest.tensors.len(),
-                manifest.quant,
-                export::human(folder_size(&args.out)?)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Verify { dir } => run_verify(&dir),
+        Command::Train(args) => run_train(&args),
+        Command::Score { cases } => run_score(&cases),
+        Command::Synth(args) => run_synth(&args),
+        Command::Bench { which } => run_bench(which),
+        Command::Export(args) => run_export(&args),
         Command::Inspect { dir } => {
             print!("{}", export::inspect(&dir)?);
             Ok(ExitCode::SUCCESS)
@@ -164,8 +49,126 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Success when `ok`, failure (exit code 1) otherwise.
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `verify`: one line per compared output, then PASSED or FAILED.
+fn run_verify(dir: &Path) -> Result<ExitCode> {
+    let report = verify::verify_dir(dir).with_context(|| format!("verifying {}", dir.display()))?;
+    for line in report.lines() {
+        println!("{line}");
+    }
+    let passed = report.passed();
+    println!("verify: {}", if passed { "PASSED" } else { "FAILED" });
+    Ok(exit_code(passed))
+}
+
+/// `train`: the original's run.py, in `mode=train` or `mode=test`.
+fn run_train(args: &TrainArgs) -> Result<ExitCode> {
+    let cfg = ProjectConfig::load(&args.config_path, &args.config_name, &args.overrides)?;
+    let device = device(args.cuda)?;
+    match cfg.mode {
+        Mode::Train => {
+            let mut trainer = Trainer::new(cfg, &device)?;
+            trainer.run()?;
+            let s = trainer.state();
+            println!(
+                "trained {} steps over {} epochs; {} unreadable samples skipped",
+                s.step, s.epoch, s.skipped
+            );
+        }
+        Mode::Test => run_test(&cfg, &device)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The CUDA device when asked for, else the CPU.
+fn device(cuda: bool) -> Result<Device> {
+    Ok(if cuda { Device::new_cuda(0)? } else { Device::Cpu })
+}
+
+/// `score`: caption metrics for a JSON file of cases.
+fn run_score(cases: &Path) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(cases).with_context(|| format!("reading {}", cases.display()))?;
+    let scores =
+        native::metrics::score_cases_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", cases.display()))?;
+    println!("{}", serde_json::to_string_pretty(&scores)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `synth`: a synthetic dataset and its word-level tokenizer.
+fn run_synth(args: &SynthArgs) -> Result<ExitCode> {
+    let summary = native::synth::generate_dataset(&args.options())?;
+    let tokenizer = write_word_tokenizer(&args.out)?;
+    println!("{summary}");
+    println!("word-level tokenizer: {}", tokenizer.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench`: the chosen benchmark's figures.
+fn run_bench(which: BenchCommand) -> Result<ExitCode> {
+    match which {
+        BenchCommand::Caption { timing: t, quant } => {
+            bench::bench_caption(t.iters.max(1), t.tokens.max(1), t.beam_width, quant.parse()?)?
+        }
+        BenchCommand::Webgpu { timing: t, quant } => {
+            let quants = quant.iter().map(|q| q.parse()).collect::<Result<Vec<_>, _>>()?;
+            run_bench_webgpu(t.iters.max(1), t.tokens.max(1), t.beam_width, &quants)?
+        }
+        BenchCommand::Train {
+            batch,
+            steps,
+            tokens,
+            cuda,
+            precision,
+        } => {
+            bench::train::bench_train(&TrainBenchOptions {
+                batch_sizes: batch,
+                steps,
+                tokens,
+                device: device(cuda)?,
+                precision: Precision::parse(&precision)?,
+            })?;
+        }
+        BenchCommand::Agreement {
+            reference,
+            candidate,
+            inputs,
+            max_length,
+        } => {
+            let files = caption::collect_inputs(&inputs)?;
+            let (reference_model, _) = load::load_any(&reference, None, &Device::Cpu)?;
+            for path in &candidate {
+                let (model, _) = load::load_any(path, None, &Device::Cpu)?;
+                let a = bench::agreement::agreement(&reference_model, &model, &files, max_length)?;
+                println!("{}: {a}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `export`: a model folder, then what was written.
+fn run_export(args: &ExportArgs) -> Result<ExitCode> {
+    let manifest = export::export(args)?;
+    println!(
+        "wrote {} ({} tensors, {}, {} with the manifest)",
+        args.out.display(),
+        manifest.tensors.len(),
+        manifest.quant,
+        export::human(folder_size(&args.out)?)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Total size of the files directly inside `dir`.
-fn folder_size(dir: &std::path::Path) -> Result<u64> {
+fn folder_size(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let meta = entry?.metadata()?;
@@ -177,7 +180,7 @@ fn folder_size(dir: &std::path::Path) -> Result<u64> {
 }
 
 fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
-    let device = candle_core::Device::Cpu;
+    let device = Device::Cpu;
     let path = args
         .model
         .as_ref()
@@ -256,8 +259,9 @@ fn caption_with<T: caption_model::backend::Backend>(
 }
 
 /// `mode=test`: caption the test split with `pretrained_name` and score it.
-fn run_test(cfg: &native::train::project::ProjectConfig, device: &candle_core::Device) -> Result<()> {
-    use native::train::{evaluate, session};
+fn run_test(cfg: &ProjectConfig, device: &Device) -> Result<()> {
+    use native::metrics::evaluate;
+    use native::train::session;
     let ckpt = cfg
         .pretrained_name
         .as_deref()

@@ -14,6 +14,7 @@
 pub mod cider;
 pub mod coco_bleu;
 pub mod coco_rouge;
+pub mod evaluate;
 pub mod hf_bleu;
 pub mod ngrams;
 pub mod original;

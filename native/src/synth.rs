@@ -10,14 +10,10 @@
 //! Every item is drawn from its own generator seeded from (seed, kind, split, index), so the same
 //! seed gives byte-identical files and one split's content does not depend on another's size.
 
-mod caption;
 mod ffmpeg;
 mod output;
-mod render;
-mod scene;
 mod splits;
-mod video;
-mod vocab;
+pub mod word_tokenizer;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -27,12 +23,9 @@ use anyhow::{ensure, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub use caption::{captions, CANONICAL_COPIES, CAPTIONS_PER_IMAGE};
+// The scenes themselves live in the model crate, shared with the page's "random scene".
+pub use caption_model::synth::*;
 pub use ffmpeg::{check_ffmpeg, encode_mp4};
-pub use render::{draw_shape, render_scene};
-pub use scene::{random_scene, Group, Scene, SceneObject};
-pub use video::{clip_captions, random_clip, render_clip, Clip, Motion, MovingObject};
-pub use vocab::{Background, Colour, Position, ShapeKind, Size};
 
 /// The split names, in generation order.
 pub const SPLITS: [&str; 3] = ["train", "val", "test"];

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
+use caption_model::compare::compare;
 use caption_model::decode::{generate, DecodeOptions, Strategy};
 use caption_model::weights::{model_from_tensors, read_safetensors};
 use caption_model::{caption_loss, CaptionModel, Captioner, ModelConfig};
@@ -30,12 +31,29 @@ pub struct Check {
     pub tol: f64,
     /// Whether `diff` is relative (max |diff| / max |expected|) rather than absolute.
     pub relative: bool,
+    /// Why the values could not be compared (a NaN or an infinity, named); a failure.
+    pub problem: Option<String>,
 }
 
 impl Check {
-    /// Whether the difference is within tolerance (NaN fails).
+    /// A check of `name` from a comparison's outcome: its difference, or its problem.
+    fn new(name: String, outcome: Result<f64>, tol: f64, relative: bool) -> Self {
+        let (diff, problem) = match outcome {
+            Ok(d) => (d, None),
+            Err(e) => (f64::NAN, Some(format!("{e:#}"))),
+        };
+        Check {
+            name,
+            diff,
+            tol,
+            relative,
+            problem,
+        }
+    }
+
+    /// Whether the values compared and the difference is within tolerance (NaN fails).
     pub fn passed(&self) -> bool {
-        self.diff <= self.tol
+        self.problem.is_none() && self.diff <= self.tol
     }
 }
 
@@ -66,10 +84,13 @@ impl Report {
                     "max abs diff"
                 };
                 let verdict = if c.passed() { "ok" } else { "FAIL" };
-                format!(
-                    "{:<14} {kind} {:.3e} (tol {:.0e})  {verdict}",
-                    c.name, c.diff, c.tol
-                )
+                match &c.problem {
+                    Some(p) => format!("{:<14} {p}  {verdict}", c.name),
+                    None => format!(
+                        "{:<14} {kind} {:.3e} (tol {:.0e})  {verdict}",
+                        c.name, c.diff, c.tol
+                    ),
+                }
             })
             .collect();
         if let Some((e, g)) = &self.greedy {
@@ -83,16 +104,10 @@ impl Report {
     }
 }
 
-/// Max |a - b| over two tensors of the same shape.
+/// Max |a - b| over two tensors of the same shape; a NaN or infinity in either is an error
+/// that names it.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
-    if a.dims() != b.dims() {
-        bail!("shape {:?} differs from expected {:?}", a.dims(), b.dims());
-    }
-    let d = (a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?
-        .abs()?
-        .flatten_all()?
-        .max(0)?;
-    Ok(d.to_scalar::<f64>()?)
+    Ok(compare(a, b)?.max_abs)
 }
 
 fn get<'a>(io: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
@@ -133,13 +148,12 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
     let mut checks = Vec::new();
     let mut compare = |name: &str, got: &Tensor| -> Result<()> {
         if let Some(expected) = io.get(name) {
-            let diff = max_abs_diff(got, expected).with_context(|| format!("comparing `{name}`"))?;
-            checks.push(Check {
-                name: name.into(),
-                diff,
-                tol: ACTIVATION_TOL,
-                relative: false,
-            });
+            checks.push(Check::new(
+                name.into(),
+                max_abs_diff(got, expected),
+                ACTIVATION_TOL,
+                false,
+            ));
         }
         Ok(())
     };
@@ -151,12 +165,12 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
     if let Some(expected) = io.get("loss") {
         let got = caption_loss(&logits, &tokens)?.to_scalar::<f32>()? as f64;
         let want = expected.flatten_all()?.to_vec1::<f32>()?[0] as f64;
-        checks.push(Check {
-            name: "loss".into(),
-            diff: (got - want).abs() / want.abs().max(1e-12),
-            tol: LOSS_REL_TOL,
-            relative: true,
-        });
+        let diff = if got.is_finite() && want.is_finite() {
+            Ok((got - want).abs() / want.abs().max(1e-12))
+        } else {
+            Err(anyhow::anyhow!("loss {got} (expected {want}) is not finite"))
+        };
+        checks.push(Check::new("loss".into(), diff, LOSS_REL_TOL, true));
     }
     if io.keys().any(|k| k.starts_with("grad.")) {
         checks.extend(train_step_checks(
@@ -177,27 +191,31 @@ pub fn verify_dir(dir: &Path) -> Result<Report> {
     Ok(Report { checks, greedy })
 }
 
-/// The largest difference and its tensor's name (NaN counts as the largest).
-fn worst(diffs: impl Iterator<Item = Result<(f64, String)>>) -> Result<(f64, String)> {
+/// The worst of per-tensor relative differences as one check: the first tensor that could not
+/// be compared (a NaN, named), else the largest difference, with its tensor's name.
+fn worst(what: &str, count: usize, tol: f64, diffs: impl Iterator<Item = (String, Result<f64>)>) -> Check {
     let mut out = (0.0f64, String::new());
-    for d in diffs {
-        let (d, name) = d?;
-        if d.is_nan() || d > out.0 {
-            out = (d, name);
+    for (name, d) in diffs {
+        match d {
+            Ok(d) if d > out.0 || out.1.is_empty() => out = (d, name),
+            Ok(_) => {}
+            Err(e) => {
+                let e = e.context(format!("`{name}`"));
+                return Check::new(format!("{what} ({count} tensors)"), Err(e), tol, true);
+            }
         }
     }
-    Ok(out)
+    Check::new(
+        format!("{what} ({count} tensors; worst {})", out.1),
+        Ok(out.0),
+        tol,
+        true,
+    )
 }
 
-/// max |a - b| / max |b| for one tensor.
+/// max |a - b| / max |b| for one tensor (NaN-proof, see [`compare`]).
 fn rel_diff(got: &Tensor, want: &Tensor) -> Result<f64> {
-    let scale = want
-        .to_dtype(DType::F64)?
-        .abs()?
-        .flatten_all()?
-        .max(0)?
-        .to_scalar::<f64>()?;
-    Ok(max_abs_diff(got, want)? / scale.max(1e-30))
+    Ok(compare(got, want)?.relative())
 }
 
 /// One training step (loss → gradients → one AdamW step with the fixture's settings) compared
@@ -228,12 +246,13 @@ fn train_step_checks(
         expected.len()
     );
     let grad_diffs = vars.iter().map(|(name, var)| {
-        let got = grads
+        let diff = grads
             .get(var.as_tensor())
-            .with_context(|| format!("no gradient reached `{name}`"))?;
-        Ok((rel_diff(got, get(io, &format!("grad.{name}"))?)?, name.clone()))
+            .with_context(|| format!("no gradient reached `{name}`"))
+            .and_then(|got| rel_diff(got, get(io, &format!("grad.{name}"))?));
+        (name.clone(), diff)
     });
-    let worst_grad = worst(grad_diffs)?;
+    let grad_check = worst("grad", vars.len(), TRAIN_REL_TOL, grad_diffs);
     let adam = AdamConfig::default();
     // The update is checked on the fixture's own gradients: where a gradient is float noise
     // around zero (e.g. a key bias, which softmax ignores), AdamW's first step turns the noise
@@ -248,23 +267,10 @@ fn train_step_checks(
     )?;
     let param_diffs = vars.iter().filter_map(|(name, var)| {
         let want = io.get(&format!("after_adamw.{name}"))?;
-        Some(rel_diff(var.as_tensor(), want).map(|d| (d, name.clone())))
+        Some((name.clone(), rel_diff(var.as_tensor(), want)))
     });
-    let worst_param = worst(param_diffs)?;
-    Ok(vec![
-        Check {
-            name: format!("grad ({} tensors; worst {})", vars.len(), worst_grad.1),
-            diff: worst_grad.0,
-            tol: TRAIN_REL_TOL,
-            relative: true,
-        },
-        Check {
-            name: format!("after_adamw (on fixture grads; worst {})", worst_param.1),
-            diff: worst_param.0,
-            tol: TRAIN_REL_TOL,
-            relative: true,
-        },
-    ])
+    let param_check = worst("after_adamw", vars.len(), TRAIN_REL_TOL, param_diffs);
+    Ok(vec![grad_check, param_check])
 }
 
 /// The original's greedy decode on the first frame of sample 0 for `steps` tokens, bos first.

@@ -321,7 +321,9 @@ fn ptb_tokenizer_matches_corenlp_examples() {
         .collect();
     assert_eq!(pairs.len(), 11);
     let inputs: Vec<&str> = pairs.iter().map(|(i, _)| *i).collect();
-    for ((input, want), got) in pairs.iter().zip(ptb_tokenize_batch(&inputs)) {
+    let out = ptb_tokenize_batch(&inputs);
+    assert_eq!(out.len(), pairs.len());
+    for ((input, want), got) in pairs.iter().zip(out) {
         assert_eq!(&got, want, "{input}");
     }
 }

@@ -22,7 +22,7 @@ fn bf16_compute_tracks_f32_and_keeps_f32_masters() {
     };
     let f32_losses = run("full", "f32");
     let bf16_losses = run("mixed", "bf16");
-    assert_eq!(f32_losses.len(), 8);
+    assert_eq!((f32_losses.len(), bf16_losses.len()), (8, 8));
     for (step, a) in &f32_losses {
         let b = bf16_losses[step];
         assert!((a - b).abs() <= 2e-3 * a, "step {step}: f32 {a}, bf16 {b}");
@@ -33,6 +33,7 @@ fn bf16_compute_tracks_f32_and_keeps_f32_masters() {
         &candle_core::Device::Cpu,
     )
     .unwrap();
+    assert!(!ckpt.weights.is_empty());
     for (name, t) in &ckpt.weights {
         assert_eq!(t.dtype(), candle_core::DType::F32, "{name}");
     }

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{run_native, synth_train_args};
+use native::synth::word_tokenizer::write_word_tokenizer;
 use native::synth::{generate_dataset, SynthOptions};
-use native::train::vocab::write_word_tokenizer;
 
 fn synth(dir: &Path, images: [usize; 3], videos: [usize; 3]) {
     let opts = SynthOptions {
@@ -102,6 +102,7 @@ fn videos_from_scratch_train_and_decode() {
     run_native(&args);
     let run = exp.join("video");
     let losses = common::logged(&run, "train_loss");
+    assert!(losses.len() >= 10, "{losses:?}");
     let first: f64 = losses.values().take(5).sum::<f64>() / 5.0;
     let last: f64 = losses.values().rev().take(5).sum::<f64>() / 5.0;
     args.push("mode=test".into());

@@ -105,6 +105,75 @@ fn the_command_fails_when_logits_or_tokens_are_off() {
     );
 }
 
+/// `t` with the element at flat index `i` set to NaN.
+fn with_nan_at(t: &Tensor, i: usize) -> Tensor {
+    let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    v[i] = f32::NAN;
+    Tensor::from_vec(v, t.dims(), t.device()).unwrap()
+}
+
+/// The line of `verify`'s output that starts with `name`.
+fn line<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no `{name}` line in\n{stdout}"))
+}
+
+#[test]
+fn nan_logits_fail_on_the_logits_line() {
+    // Row 500 of the token embedding and of the tied LM head set to NaN: one column of the
+    // logits is NaN. candle's CPU `max` skips a NaN that is not first, so a plain reduction
+    // reported this copy's logits as matching.
+    let src = fixture("fixtures/seed/mlp_resampler");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "io.safetensors"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut weights: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("weights.safetensors"), &Device::Cpu).unwrap();
+    for name in [
+        "text_generator.lm.transformer.wte.weight",
+        "text_generator.lm.lm_head.weight",
+    ] {
+        let w = &weights[name];
+        let cols = w.dim(1).unwrap();
+        let poisoned = (500 * cols..501 * cols).fold(w.clone(), |t, i| with_nan_at(&t, i));
+        weights.insert(name.to_string(), poisoned);
+    }
+    candle_core::safetensors::save(&weights, dir.path().join("weights.safetensors")).unwrap();
+
+    let out = native(&["verify", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    println!("{stdout}");
+    let logits = line(&stdout, "logits");
+    assert!(logits.contains("NaN") && logits.ends_with("FAIL"), "{logits}");
+    assert!(stdout.contains("verify: FAILED"), "{stdout}");
+}
+
+#[test]
+fn a_single_nan_in_a_compared_value_fails_and_is_named() {
+    // Not the first element, which a NaN-skipping reduction would still have seen.
+    for (name, index) in [("logits", 777), ("mapped_prefix", 5)] {
+        let dir = tampered("mlp_resampler", name, |t| with_nan_at(t, index));
+        let report = verify_dir(dir.path()).unwrap();
+        let lines = report.lines().join("\n");
+        assert!(!report.passed(), "{lines}");
+        let l = line(&lines, name);
+        assert!(
+            l.contains("expected values hold NaN") && l.ends_with("FAIL"),
+            "{l}"
+        );
+        let others_pass = report
+            .checks
+            .iter()
+            .filter(|c| c.name != name)
+            .all(|c| c.passed());
+        assert!(others_pass, "only `{name}` is off:\n{lines}");
+    }
+}
+
 #[test]
 fn a_missing_directory_is_a_clear_error() {
     let out = native(&["verify", "/nonexistent/fixture"]);

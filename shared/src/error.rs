@@ -32,6 +32,9 @@ pub enum Error {
     /// A decoding request is invalid.
     #[error("decode: {0}")]
     Decode(String),
+    /// Two tensors cannot be compared: shapes differ, or a value is NaN or infinite.
+    #[error("compare: {0}")]
+    Compare(String),
 }
 
 /// Result with the crate's [`Error`].

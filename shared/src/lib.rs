@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod captioner;
 pub mod clip;
+pub mod compare;
 pub mod config;
 pub mod decode;
 pub mod dropout;
@@ -17,6 +18,9 @@ pub mod model;
 pub mod nn;
 pub mod preprocess;
 pub mod resampler;
+pub mod synth;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod test_skip;
 pub mod tokenizer;
 pub mod weights;
 pub mod xattn;

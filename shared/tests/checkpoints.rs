@@ -47,9 +47,18 @@ fn our_checkpoint_round_trips_with_its_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
     save_checkpoint(&path, &seed_config(), &tensors).unwrap();
+    // Our own format loses nothing: every tensor and the logits are bit-identical to the
+    // `.pt`'s; only the reference comparison carries a float tolerance.
+    let saved = read_safetensors(&path, &Device::Cpu).unwrap();
+    assert_eq!(saved.len(), tensors.len());
+    for (name, t) in &tensors {
+        assert_eq!(max_abs(&saved[name], t), 0.0, "{name}");
+    }
     let model = load_model(WeightSource::Safetensors(&path), None, &Device::Cpu).unwrap();
     assert_eq!(model.config(), &seed_config());
+    let direct = load_model(WeightSource::OriginalPt(&pt), Some(&seed_config()), &Device::Cpu).unwrap();
     let (got, want) = checkpoint_logits(&model);
+    assert_eq!(max_abs(&got, &checkpoint_logits(&direct).0), 0.0);
     assert!(max_abs(&got, &want) < 1e-4);
 }
 

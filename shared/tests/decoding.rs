@@ -66,7 +66,7 @@ fn beam_width_one_equals_greedy_on_every_fixture_frame() {
         let images = frames(&video);
         let greedy = decode(&model, &images, Strategy::Greedy, 12);
         let beam1 = decode(&model, &images, Strategy::Beam { width: 1 }, 12);
-        assert_eq!(greedy.len(), 6);
+        assert_eq!((greedy.len(), beam1.len()), (6, 6), "{variant}");
         for (g, b) in greedy.iter().zip(&beam1) {
             assert_eq!(g.0, b.0, "{variant}: beam width 1 differs from greedy");
         }
@@ -78,6 +78,7 @@ fn batched_greedy_equals_one_image_at_a_time() {
     let (model, video) = load("mlp_resampler");
     let images = frames(&video);
     let batched = decode(&model, &images, Strategy::Greedy, 12);
+    assert_eq!(batched.len(), 6);
     for (i, expected) in batched.iter().enumerate() {
         let single = decode(&model, &images.narrow(0, i, 1).unwrap(), Strategy::Greedy, 12);
         assert_eq!(single[0].0, expected.0, "frame {i}");
@@ -93,6 +94,7 @@ fn beam_width_three_finds_a_higher_scoring_caption_than_greedy() {
         let images = frames(&video);
         let greedy = decode(&model, &images, Strategy::Greedy, 12);
         let beam3 = decode(&model, &images, Strategy::Beam { width: 3 }, 12);
+        assert_eq!((greedy.len(), beam3.len()), (6, 6), "{variant}");
         for (i, (g, b)) in greedy.iter().zip(&beam3).enumerate() {
             // Greedy reports the summed log-prob; beam the length-normalised one.
             let greedy_norm = g.1 / g.0.len() as f32;

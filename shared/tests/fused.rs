@@ -37,9 +37,9 @@ fn wave() -> Tensor {
         .unwrap()
 }
 
+/// Max |a - b|, panicking on a NaN or an infinity in either (see `caption_model::compare`).
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let d = (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap();
-    d.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
+    caption_model::compare::max_abs_diff(a, b).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// candle's composed form of an activation.

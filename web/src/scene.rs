@@ -1,21 +1,12 @@
 //! Synthetic scenes for the "random scene" button: the very renderer `native synth` trains the
-//! default model on. Its sources are compiled here as they are in `native` (no copy to drift):
-//! the scene sampler, the vocabulary, the rasteriser and the caption templates.
+//! default model on (`caption_model::synth`, one module for both).
 
 use std::io::Cursor;
 
+use caption_model::synth;
 use image::{ImageFormat, RgbImage};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-
-#[allow(dead_code, unused_imports, clippy::all)]
-#[path = "../../native/src/synth"]
-mod synth {
-    pub mod caption;
-    pub mod render;
-    pub mod scene;
-    pub mod vocab;
-}
 
 /// Side of the rendered scene in pixels (`native synth`'s default size).
 pub const SCENE_SIZE: u32 = 48;
@@ -32,9 +23,9 @@ pub struct RenderedScene {
 /// The scene drawn from `seed`, rendered at `size` pixels.
 pub fn random_scene_image(seed: u64, size: u32) -> RenderedScene {
     let mut rng = StdRng::seed_from_u64(seed);
-    let scene = synth::scene::random_scene(&mut rng);
-    let img: RgbImage = synth::render::render_scene(&scene, size);
-    let description = synth::caption::captions(&scene, &mut rng)
+    let scene = synth::random_scene(&mut rng);
+    let img: RgbImage = synth::render_scene(&scene, size);
+    let description = synth::captions(&scene, &mut rng)
         .into_iter()
         .next()
         .unwrap_or_default();

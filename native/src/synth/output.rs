@@ -8,8 +8,7 @@ use anyhow::{Context, Result};
 use image::{ImageFormat, RgbImage};
 use serde::Serialize;
 
-use super::scene::Scene;
-use super::video::Clip;
+use super::{Clip, Scene};
 use crate::files::write_atomic;
 
 /// Serialises `value` as JSON (one trailing newline) and writes it atomically.

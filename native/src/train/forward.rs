@@ -5,8 +5,8 @@ use anyhow::Result;
 use candle_core::{DType, Tensor};
 use caption_model::{caption_loss, CaptionModel};
 
-use super::distill::kl_divergence;
-use super::feature_cache::FeatureCache;
+use super::qat::distill::kl_divergence;
+use crate::data::feature_cache::FeatureCache;
 use crate::data::{BatchBuilder, Sample, Skipped};
 
 /// Logits `[B, L, V]`, the target ids `[B, L]` and the number of rows of a batch.

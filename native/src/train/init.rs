@@ -13,8 +13,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::checkpoint::{self, LoopState};
+use super::config::ProjectConfig;
 use super::optim::Moments;
-use super::project::ProjectConfig;
 
 /// How a fresh tensor is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]

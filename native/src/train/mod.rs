@@ -1,24 +1,21 @@
-//! Training: config, initial weights, trainable parameters, the optimiser, the schedule and
-//! the loop with checkpoints and exact resume.
+//! Training: the original's configuration ([`config`]), what a run reads ([`session`]),
+//! initial weights and checkpoints ([`init`], [`checkpoint`]), trainable parameters and mixed
+//! precision ([`params`], [`precision`]), the optimizer and its schedules ([`optim`]), the loop
+//! with exact resume and its curves ([`run`], [`forward`], [`plot`]), and quantization-aware
+//! training with distillation ([`qat`]). The CLIP feature cache lives with the data
+//! (`crate::data::feature_cache`), test mode with the metrics (`crate::metrics::evaluate`).
 
-pub mod bench;
-pub mod block_grid;
 pub mod checkpoint;
-pub mod distill;
-pub mod evaluate;
-pub mod feature_cache;
+pub mod config;
 pub mod forward;
 pub mod init;
 pub mod optim;
 pub mod params;
 pub mod plot;
 pub mod precision;
-pub mod project;
-pub mod rounded;
+pub mod qat;
 pub mod run;
-pub mod schedule;
 pub mod session;
-pub mod vocab;
 
 pub use optim::{Adam, AdamConfig, OptimizerKind};
 pub use params::{trainable_model, TrainableParams};

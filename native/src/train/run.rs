@@ -1,29 +1,30 @@
 //! The training loop: data order, steps, validation, checkpoints and exact resume.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use caption_model::dropout::DropoutRng;
 use caption_model::preprocess::PreprocessConfig;
-use caption_model::{caption_loss, CaptionModel};
+use caption_model::weights::Quant;
+use caption_model::{caption_loss, CaptionModel, ModelConfig};
 
-use super::block_grid::check_grid;
 use super::checkpoint::{self, LoopState};
-use super::distill::Teacher;
-use super::feature_cache::{self, FeatureCache};
+use super::config::ProjectConfig;
 use super::forward::{batch_logits, training_loss, TrainingLoss};
 use super::init::initial_weights;
-use super::optim::{Adam, AdamConfig};
+use super::optim::schedule::Schedule;
+use super::optim::{Adam, AdamConfig, Moments};
 use super::params::trainable_model;
 use super::precision::{ComputeModel, Precision};
-use super::project::ProjectConfig;
-use super::rounded::{quant_aware_scheme, RoundedModel};
-use super::schedule::Schedule;
-use super::session::{load_split, tokenizer_for, Split};
+use super::qat::block_grid::check_grid;
+use super::qat::distill::Teacher;
+use super::qat::rounded::{quant_aware_scheme, RoundedModel};
+use super::session::{fit_vocabulary, load_split, tokenizer_for, Split};
+use crate::data::feature_cache::{self, FeatureCache};
 use crate::data::{caption_index, epoch_order, step_seed, BatchBuilder, Dataset, Sample};
 use crate::files::write_atomic;
 
@@ -66,59 +67,74 @@ struct MetricLine<'a> {
     samples_per_s: f64,
 }
 
-impl Trainer {
-    /// Prepares a run: datasets, initial (or resumed) weights, optimizer and schedule.
-    pub fn new(cfg: ProjectConfig, device: &Device) -> Result<Self> {
-        let run_dir = cfg.run_dir()?;
-        let ckpt_dir = run_dir.join("checkpoints");
-        std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
-        let tokenizer = tokenizer_for(&cfg)?;
-        let model_cfg =
-            super::session::fit_vocabulary(&crate::hub::complete_config(&cfg.model)?, &cfg, &tokenizer)?;
-        let train = load_split(&cfg, Split::Train)?;
-        let val = load_split(&cfg, Split::Validation).ok();
-        if train.is_empty() {
-            bail!("the training set has no usable samples");
-        }
-        let (tensors, extra, resume, scales) = initial_weights(&cfg, &model_cfg, device)?;
-        let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
-        let settings = format!("{pre:?} {:?}", cfg.dataset.max_frames);
-        let quant_aware = quant_aware_scheme(cfg.trainer.quant_aware.as_deref())?;
-        let cached = feature_cache::enabled(
-            &cfg.trainer.feature_cache,
-            model_cfg.vision.trainable,
-            quant_aware.is_some(),
-        )?;
-        let cache_key = cached
-            .then(|| feature_cache::fingerprint(&tensors, &settings))
-            .transpose()?;
-        let precision = Precision::parse(&cfg.trainer.precision)?;
-        let decay = model_cfg.optimizer.clone().unwrap_or_default().weight_decay;
-        check_grid(&cfg.trainer, quant_aware.is_some(), decay)?;
-        let rounded = quant_aware
-            .map(|q| {
-                RoundedModel::new(
-                    &model_cfg,
-                    &tensors,
-                    q,
-                    (cfg.trainer.block_scales, &scales),
-                    device,
-                )
-            })
-            .transpose()?;
-        let teacher = Teacher::load(&cfg, &model_cfg, device)?;
-        let compute = (precision == Precision::Bf16)
-            .then(|| ComputeModel::new(&model_cfg, &tensors, device))
-            .transpose()?;
-        let (model, params) = trainable_model(&model_cfg, tensors, candle_core::DType::F32, device)?;
-        let vars = params.vars();
+/// The training split (which must have usable samples) and the validation split, if any.
+fn training_splits(cfg: &ProjectConfig) -> Result<(Dataset, Option<Dataset>)> {
+    let train = load_split(cfg, Split::Train)?;
+    let val = load_split(cfg, Split::Validation).ok();
+    if train.is_empty() {
+        bail!("the training set has no usable samples");
+    }
+    Ok((train, val))
+}
+
+/// The feature cache's fingerprint when the run reads CLIP features from it (frozen tower).
+fn cache_fingerprint(
+    cfg: &ProjectConfig,
+    model_cfg: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+    pre: &PreprocessConfig,
+    quant_aware: bool,
+) -> Result<Option<String>> {
+    let cached = feature_cache::enabled(
+        &cfg.trainer.feature_cache,
+        model_cfg.vision.trainable,
+        quant_aware,
+    )?;
+    let settings = format!("{pre:?} {:?}", cfg.dataset.max_frames);
+    cached
+        .then(|| feature_cache::fingerprint(tensors, &settings))
+        .transpose()
+}
+
+/// Quantization-aware training's rounded model, when `trainer.quant_aware` asks for one.
+fn rounded_model(
+    cfg: &ProjectConfig,
+    model_cfg: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+    quant_aware: Option<Quant>,
+    scales: &[(String, Tensor)],
+    device: &Device,
+) -> Result<Option<RoundedModel>> {
+    let decay = model_cfg.optimizer.clone().unwrap_or_default().weight_decay;
+    check_grid(&cfg.trainer, quant_aware.is_some(), decay)?;
+    quant_aware
+        .map(|q| RoundedModel::new(model_cfg, tensors, q, (cfg.trainer.block_scales, scales), device))
+        .transpose()
+}
+
+/// The optimizer (restored on resume), the schedule and where the loop starts and ends.
+struct StepPlan {
+    opt: Adam,
+    schedule: Schedule,
+    state: LoopState,
+    total_steps: u64,
+}
+
+impl StepPlan {
+    fn new(
+        cfg: &ProjectConfig,
+        model_cfg: &ModelConfig,
+        vars: &BTreeMap<String, Var>,
+        rounded: Option<&RoundedModel>,
+        train_len: usize,
+        resume: Option<(BTreeMap<String, Moments>, LoopState)>,
+    ) -> Result<Self> {
         let ocfg = model_cfg.optimizer.clone().unwrap_or_default();
         let adam = AdamConfig::from_config(&ocfg)?;
-        let scales: BTreeMap<_, _> = rounded.iter().flat_map(RoundedModel::trained_scales).collect();
+        let scales: BTreeMap<_, _> = rounded.iter().flat_map(|r| r.trained_scales()).collect();
         let mut opt = Adam::new(adam, vars.clone().into_iter().chain(scales.clone()).collect())?;
         opt.scale_lr(scales.keys(), cfg.trainer.block_scale_lr);
-        let bs = cfg.dataset.train_ds.batch_size.max(1);
-        let per_epoch = train.len().div_ceil(bs) as u64;
+        let per_epoch = train_len.div_ceil(cfg.dataset.train_ds.batch_size.max(1)) as u64;
         let total_steps = cfg
             .trainer
             .max_steps
@@ -131,18 +147,64 @@ impl Trainer {
             }
             None => LoopState::default(),
         };
+        Ok(Self {
+            opt,
+            schedule,
+            state,
+            total_steps,
+        })
+    }
+}
+
+/// The CLIP features of every training and validation sample, computed where missing, in
+/// `feature_cache/` beside the run.
+fn fill_feature_cache(
+    cfg: &ProjectConfig,
+    run_dir: &Path,
+    key: &str,
+    model: &CaptionModel,
+    builder: &BatchBuilder,
+    (train, val): (&Dataset, Option<&Dataset>),
+) -> Result<FeatureCache> {
+    let root = run_dir.parent().unwrap_or(run_dir).join("feature_cache");
+    let mut all: Vec<&Sample> = train.samples.iter().collect();
+    all.extend(val.iter().flat_map(|v| &v.samples));
+    FeatureCache::open_or_fill(&root, key, model, builder, &all, cfg.dataset.train_ds.batch_size)
+}
+
+impl Trainer {
+    /// Prepares a run: datasets, initial (or resumed) weights, optimizer and schedule.
+    pub fn new(cfg: ProjectConfig, device: &Device) -> Result<Self> {
+        let run_dir = cfg.run_dir()?;
+        let ckpt_dir = run_dir.join("checkpoints");
+        std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
+        let tokenizer = tokenizer_for(&cfg)?;
+        let model_cfg = fit_vocabulary(&crate::hub::complete_config(&cfg.model)?, &cfg, &tokenizer)?;
+        let (train, val) = training_splits(&cfg)?;
+        let (tensors, extra, resume, scales) = initial_weights(&cfg, &model_cfg, device)?;
+        let pre = PreprocessConfig::for_image_size(model_cfg.vision_config()?.image_size);
+        let quant_aware = quant_aware_scheme(cfg.trainer.quant_aware.as_deref())?;
+        let cache_key = cache_fingerprint(&cfg, &model_cfg, &tensors, &pre, quant_aware.is_some())?;
+        let precision = Precision::parse(&cfg.trainer.precision)?;
+        let rounded = rounded_model(&cfg, &model_cfg, &tensors, quant_aware, &scales, device)?;
+        let teacher = Teacher::load(&cfg, &model_cfg, device)?;
+        let compute = (precision == Precision::Bf16)
+            .then(|| ComputeModel::new(&model_cfg, &tensors, device))
+            .transpose()?;
+        let (model, params) = trainable_model(&model_cfg, tensors, candle_core::DType::F32, device)?;
+        let vars = params.vars();
+        let plan = StepPlan::new(&cfg, &model_cfg, &vars, rounded.as_ref(), train.len(), resume)?;
         let builder =
             BatchBuilder::new(pre, tokenizer, device.clone()).with_max_frames(cfg.dataset.max_frames);
         let cache = match cache_key {
-            Some(key) => {
-                let root = run_dir.parent().unwrap_or(&run_dir).join("feature_cache");
-                let mut all: Vec<&Sample> = train.samples.iter().collect();
-                all.extend(val.iter().flat_map(|v| &v.samples));
-                let bs = cfg.dataset.train_ds.batch_size;
-                Some(FeatureCache::open_or_fill(
-                    &root, &key, &model, &builder, &all, bs,
-                )?)
-            }
+            Some(key) => Some(fill_feature_cache(
+                &cfg,
+                &run_dir,
+                &key,
+                &model,
+                &builder,
+                (&train, val.as_ref()),
+            )?),
             None => None,
         };
         let resolved = serde_yaml::to_string(&cfg)?;
@@ -152,11 +214,11 @@ impl Trainer {
         Ok(Self {
             cfg,
             model,
-            opt,
+            opt: plan.opt,
             vars,
             extra,
-            schedule,
-            state,
+            schedule: plan.schedule,
+            state: plan.state,
             train,
             val,
             builder,
@@ -167,7 +229,7 @@ impl Trainer {
             cache,
             dropout: DropoutRng::new(0),
             run_dir,
-            total_steps,
+            total_steps: plan.total_steps,
         })
     }
 

@@ -11,7 +11,7 @@ use caption_model::ModelConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::project::{required, ProjectConfig, SplitConfig};
+use super::config::{required, ProjectConfig, SplitConfig};
 use crate::data::{load_dataset, skipped_summary, Dataset, DatasetFormat};
 
 /// A dataset split.

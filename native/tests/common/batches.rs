@@ -59,6 +59,8 @@ pub fn check_text_and_masks(batch: &Batch, tok: &Tokenizer) {
         .max()
         .unwrap();
     assert_eq!(batch.tokens.dims(), &[batch.ids.len(), longest]);
+    let rows = batch.ids.len();
+    assert_eq!((batch.captions.len(), batch.lengths.len()), (rows, rows));
     for (row, caption) in batch.captions.iter().enumerate() {
         let want = tok.encode_caption(caption).unwrap();
         assert_eq!(&tokens[row][..want.len()], &want[..], "row {row}");

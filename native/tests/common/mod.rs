@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use native::synth::word_tokenizer::write_word_tokenizer;
 use native::synth::{generate_dataset, SynthOptions};
-use native::train::vocab::write_word_tokenizer;
 
 /// The repository's `configs/` folder.
 pub fn configs() -> PathBuf {

@@ -22,24 +22,29 @@ fn nucleus(temperature: f32, top_p: f32, top_k: Option<usize>) -> Strategy {
 
 #[test]
 fn invalid_options_are_decode_errors_before_any_step() {
+    // Each refused for its own reason, named in the message.
     let bad = [
-        opts(Strategy::Greedy, 0),
-        opts(Strategy::Beam { width: 2 }, 0),
-        opts(Strategy::Beam { width: 0 }, 5),
-        opts(nucleus(1.0, 0.0, None), 5),
-        opts(nucleus(1.0, -0.1, None), 5),
-        opts(nucleus(1.0, 1.01, None), 5),
-        opts(nucleus(1.0, f32::NAN, None), 5),
-        opts(nucleus(0.0, 0.9, None), 5),
-        opts(nucleus(-1.0, 0.9, None), 5),
-        opts(nucleus(f32::NAN, 0.9, None), 5),
-        opts(nucleus(f32::INFINITY, 0.9, None), 5),
-        opts(nucleus(1.0, 0.9, Some(0)), 5),
+        (opts(Strategy::Greedy, 0), "max_length"),
+        (opts(Strategy::Beam { width: 2 }, 0), "max_length"),
+        (opts(Strategy::Beam { width: 0 }, 5), "beam width"),
+        (opts(nucleus(1.0, 0.0, None), 5), "top_p"),
+        (opts(nucleus(1.0, -0.1, None), 5), "top_p"),
+        (opts(nucleus(1.0, 1.01, None), 5), "top_p"),
+        (opts(nucleus(1.0, f32::NAN, None), 5), "top_p"),
+        (opts(nucleus(0.0, 0.9, None), 5), "temperature"),
+        (opts(nucleus(-1.0, 0.9, None), 5), "temperature"),
+        (opts(nucleus(f32::NAN, 0.9, None), 5), "temperature"),
+        (opts(nucleus(f32::INFINITY, 0.9, None), 5), "temperature"),
+        (opts(nucleus(1.0, 0.9, Some(0)), 5), "top_k"),
     ];
-    for o in &bad {
+    for (o, word) in &bad {
         let mut model = ToyModel::new(2, logits(|_, _| vec![0.0, 1.0]));
-        assert!(matches!(o.validate(), Err(Error::Decode(_))), "{o:?}");
-        assert!(matches!(generate(&mut model, o), Err(Error::Decode(_))), "{o:?}");
+        for result in [o.validate(), generate(&mut model, o).map(|_| ())] {
+            match result {
+                Err(Error::Decode(m)) => assert!(m.contains(word), "{o:?}: {m}"),
+                other => panic!("{o:?}: {other:?}"),
+            }
+        }
         assert!(model.steps.is_empty(), "{o:?}");
     }
     let good = [
@@ -77,9 +82,15 @@ fn malformed_logits_and_model_errors_surface() {
     ];
     for s in strategies {
         let short = generate(&mut Broken(|n| vec![vec![0.0, 1.0]; n - 1]), &opts(s.clone(), 3));
-        assert!(matches!(short, Err(Error::Decode(_))), "{s:?}");
+        assert!(
+            matches!(&short, Err(Error::Decode(m)) if m.contains("model returned") && m.contains("tokens")),
+            "{s:?}: {short:?}"
+        );
         let empty = generate(&mut Broken(|n| vec![Vec::new(); n]), &opts(s.clone(), 3));
-        assert!(matches!(empty, Err(Error::Decode(_))), "{s:?}");
+        assert!(
+            matches!(&empty, Err(Error::Decode(m)) if m.contains("row of length 0")),
+            "{s:?}: {empty:?}"
+        );
         // Row 0 ends at once and row 1 goes on (beam: both expand), so the rows must be
         // selected, and that model error comes back as it is.
         let rows = |n| {
@@ -127,13 +138,15 @@ fn sequence_log_prob_sums_the_model_log_probs() {
     assert_eq!(greedy[0].score, lp[0] as f32);
 
     let mut model = ToyModel::new(1, bigram(probs.clone()));
-    assert!(matches!(
-        sequence_log_prob(&mut model, 3, &[vec![7]]),
-        Err(Error::Decode(_))
-    ));
+    let outside = sequence_log_prob(&mut model, 3, &[vec![7]]);
+    assert!(
+        matches!(&outside, Err(Error::Decode(m)) if m.contains("token 7 is outside")),
+        "{outside:?}"
+    );
     let mut model = ToyModel::new(2, bigram(probs));
-    assert!(matches!(
-        sequence_log_prob(&mut model, 3, &[vec![1]]),
-        Err(Error::Decode(_))
-    ));
+    let rows = sequence_log_prob(&mut model, 3, &[vec![1]]);
+    assert!(
+        matches!(&rows, Err(Error::Decode(m)) if m.contains("1 sequences for a model holding 2 rows")),
+        "{rows:?}"
+    );
 }

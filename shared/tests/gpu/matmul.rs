@@ -217,7 +217,10 @@ fn a_matrix_over_the_binding_limit_is_refused_by_name() {
         let half = table.to_dtype(DType::F16).unwrap();
         assert!(<GpuTensor as Backend>::embedding(&half, &d).is_ok());
     } else {
-        assert!(res.is_ok());
+        res.unwrap();
+        caption_model::test_skip::skip(
+            "this adapter binds over 154 MB, so the refusal of a larger matrix is untested",
+        );
     }
 }
 

@@ -163,8 +163,15 @@ fn max_logit_diff(
             .map(|t| if i == 0 { bos } else { t[i - 1] })
             .collect();
         let (x, y) = (block(a.step(&feed)), block(b.step(&feed)));
-        for (rx, ry) in x.iter().zip(&y) {
-            for (p, q) in rx.iter().zip(ry) {
+        assert_eq!(x.len(), y.len(), "step {i}: rows");
+        for (r, (rx, ry)) in x.iter().zip(&y).enumerate() {
+            assert_eq!(rx.len(), ry.len(), "step {i} row {r}: logits");
+            for (k, (p, q)) in rx.iter().zip(ry).enumerate() {
+                // `max` would skip a NaN: a non-finite logit on either side fails here.
+                assert!(
+                    p.is_finite() && q.is_finite(),
+                    "step {i} row {r} token {k}: CPU {p}, GPU {q}"
+                );
                 worst = worst.max((p - q).abs());
             }
         }
@@ -230,6 +237,13 @@ fn beam_search_on_the_gpu_matches_the_cpu() {
         let opts = options(&cfg, strategy);
         let a = generate(&mut Captioner::new(&cpu, &cv).unwrap(), &opts).unwrap();
         let b = generate(&mut Captioner::new(&gpu, &gv).unwrap(), &opts).unwrap();
+        assert_eq!(a.len(), b.len(), "{:?}: captions", opts.strategy);
+        assert_eq!(
+            a.len(),
+            lengths.len(),
+            "{:?}: one caption per video",
+            opts.strategy
+        );
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x.tokens, y.tokens, "{:?}", opts.strategy);
             assert!(

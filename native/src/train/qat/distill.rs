@@ -8,11 +8,11 @@ use candle_core::{DType, Device, Tensor, D};
 use caption_model::weights::{var_builder, TensorStore};
 use caption_model::{CaptionModel, ModelConfig};
 
-use super::feature_cache::FeatureCache;
-use super::forward::{batch_logits, TrainingLoss};
-use super::init::initial_weights;
-use super::project::ProjectConfig;
+use crate::data::feature_cache::FeatureCache;
 use crate::data::{BatchBuilder, Sample, Skipped};
+use crate::train::config::ProjectConfig;
+use crate::train::forward::{batch_logits, TrainingLoss};
+use crate::train::init::initial_weights;
 
 /// The frozen model a distillation run imitates.
 pub struct Teacher {

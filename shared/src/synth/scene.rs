@@ -83,7 +83,7 @@ impl Scene {
 }
 
 /// Picks one element of a non-empty slice.
-pub(crate) fn pick<T: Copy>(rng: &mut (impl Rng + ?Sized), items: &[T]) -> T {
+pub(super) fn pick<T: Copy>(rng: &mut (impl Rng + ?Sized), items: &[T]) -> T {
     items[rng.random_range(0..items.len())]
 }
 

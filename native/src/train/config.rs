@@ -152,7 +152,7 @@ pub struct TrainerConfig {
     /// `learned` (those scales trained with the weights, LSQ-style). With `fixed`/`learned`
     /// the checkpoints carry the scales and the export writes its blocks with them.
     #[serde(default)]
-    pub block_scales: super::block_grid::BlockScales,
+    pub block_scales: super::qat::block_grid::BlockScales,
     /// The learned block scales' learning rate, as a multiple of the weights'.
     #[serde(default = "unit")]
     pub block_scale_lr: f64,

@@ -1,5 +1,7 @@
 //! Adam and AdamW exactly as `torch.optim` computes them, with state that can be saved and
-//! restored for exact resume.
+//! restored for exact resume; the learning-rate schedules in [`schedule`].
+
+pub mod schedule;
 
 use std::collections::BTreeMap;
 

@@ -13,7 +13,7 @@ use super::vocab::{Position, Size};
 pub const CAPTIONS_PER_IMAGE: usize = 5;
 
 /// "a" or "an" before `word`.
-pub(crate) fn article(word: &str) -> &'static str {
+pub(super) fn article(word: &str) -> &'static str {
     if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
@@ -33,7 +33,7 @@ fn number_word(n: usize, next: &str) -> &'static str {
 }
 
 /// Joins phrases as "a", "a and b", "a, b and c".
-pub(crate) fn join_list(parts: &[String]) -> String {
+pub(super) fn join_list(parts: &[String]) -> String {
     match parts {
         [] => String::new(),
         [one] => one.clone(),

@@ -11,9 +11,9 @@ use caption_model::tokenizer::Tokenizer;
 use caption_model::{CaptionModel, Captioner};
 use serde::Serialize;
 
-use super::project::{ProjectConfig, TestConfig};
 use crate::data::{BatchBuilder, Dataset};
 use crate::metrics::{coco_scores, original_scores};
+use crate::train::config::{ProjectConfig, TestConfig};
 
 /// One prediction, as written to `predictions.json`.
 #[derive(Debug, Clone, Serialize)]

@@ -13,12 +13,12 @@ use caption_model::tokenizer::Tokenizer;
 use caption_model::{caption_loss, ModelConfig};
 use rand::{Rng, SeedableRng};
 
-use super::feature_cache::{self, FeatureCache};
-use super::forward::batch_logits;
-use super::optim::{Adam, AdamConfig};
-use super::precision::{ComputeModel, Precision};
-use super::{init, params::trainable_model};
+use crate::data::feature_cache::{self, FeatureCache};
 use crate::data::{BatchBuilder, Sample, Visual};
+use crate::train::forward::batch_logits;
+use crate::train::optim::{Adam, AdamConfig};
+use crate::train::precision::{ComputeModel, Precision};
+use crate::train::{init, params::trainable_model};
 
 /// What `bench train` measures.
 #[derive(Debug, Clone)]

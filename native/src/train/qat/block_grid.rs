@@ -14,7 +14,7 @@ use caption_model::weights::block_scales::level_range;
 use caption_model::weights::quant::{Layout, BLOCK};
 use serde::{Deserialize, Serialize};
 
-use super::project::TrainerConfig;
+use crate::train::config::TrainerConfig;
 
 /// Where quantization-aware training's block scales come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

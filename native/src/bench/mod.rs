@@ -1,0 +1,11 @@
+//! `native bench`: measured figures that BENCHMARKS.md quotes: ms per caption on the CPU and
+//! WebGPU engines, training throughput, and how closely a quantized folder's captions follow
+//! its f32 reference.
+
+pub mod agreement;
+pub mod caption;
+pub mod train;
+
+#[cfg(feature = "webgpu")]
+pub use caption::bench_webgpu;
+pub use caption::{bench_caption, time_captions};
