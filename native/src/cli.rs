@@ -237,6 +237,11 @@ pub enum BenchCommand {
         /// Compute precision: f32, or bf16 with f32 master weights.
         #[arg(long, default_value = "f32")]
         precision: String,
+        /// Training paths to time back to back, comma-separated: `new` (frozen weights get no
+        /// gradient, one flat optimizer pass) and `old` (candle's plain products, the optimizer
+        /// tensor by tensor), for a ratio measured in one run.
+        #[arg(long, value_delimiter = ',', default_value = "new")]
+        paths: Vec<String>,
     },
     /// How closely models follow a reference on images: identical greedy captions, top-1
     /// agreement and mean KL divergence of next-token predictions along the reference's greedy

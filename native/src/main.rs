@@ -127,6 +127,7 @@ fn run_bench(which: BenchCommand) -> Result<ExitCode> {
             tokens,
             cuda,
             precision,
+            paths,
         } => {
             bench::train::bench_train(&TrainBenchOptions {
                 batch_sizes: batch,
@@ -134,6 +135,7 @@ fn run_bench(which: BenchCommand) -> Result<ExitCode> {
                 tokens,
                 device: device(cuda)?,
                 precision: Precision::parse(&precision)?,
+                paths: paths.iter().map(|p| p.parse()).collect::<Result<_>>()?,
             })?;
         }
         BenchCommand::Agreement {

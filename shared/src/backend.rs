@@ -8,6 +8,7 @@
 //! Shapes are row-major; every op returns a new tensor (a backend may share storage).
 
 mod candle;
+mod frozen;
 mod vb;
 
 use std::fmt::Debug;
@@ -15,6 +16,7 @@ use std::fmt::Debug;
 use candle_core::{Result, Tensor};
 
 pub use self::candle::{softmax_last, CandleMatrix};
+pub use self::frozen::set_frozen_products;
 use crate::decode::{Cut, Nucleus, TopTokens};
 use crate::dropout::Dropout;
 use crate::nn::Activation;

@@ -1,13 +1,15 @@
 //! `bench train`: training throughput (images/s) of the full-size default model on random
 //! weights, through the trainer's real data path: PNG files decoded and preprocessed (no
 //! cache), or CLIP features read from the feature cache, then forward, loss, backward and AdamW.
+//! Beside the time, the tensor ops of each phase are counted on the real path, and the old and
+//! new training paths can be timed back to back in one run (`--paths old,new`).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{ensure, Result};
-use candle_core::{DType, Device};
+use anyhow::{bail, ensure, Result};
+use candle_core::{DType, Device, Tensor};
 use caption_model::preprocess::PreprocessConfig;
 use caption_model::tokenizer::Tokenizer;
 use caption_model::{caption_loss, ModelConfig};
@@ -33,11 +35,69 @@ pub struct TrainBenchOptions {
     pub device: Device,
     /// Compute precision (bf16 keeps f32 master weights).
     pub precision: Precision,
+    /// Training paths to time, in this order.
+    pub paths: Vec<TrainPath>,
+}
+
+/// A training path, for side-by-side timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainPath {
+    /// Products with a frozen weight compute the input's gradient only; AdamW in flat groups.
+    New,
+    /// candle's plain products (both operands' gradients); AdamW tensor by tensor.
+    Old,
+}
+
+impl std::str::FromStr for TrainPath {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "new" => Ok(Self::New),
+            "old" => Ok(Self::Old),
+            other => bail!("unknown training path `{other}` (old or new)"),
+        }
+    }
+}
+
+/// Tensor ops of one training step, phase by phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    /// Batch assembly (decode or cache read, tokenizing) and the forward pass with the loss.
+    pub forward: usize,
+    /// `loss.backward()`.
+    pub backward: usize,
+    /// The optimizer step.
+    pub optimizer: usize,
+}
+
+/// Tensors created so far in this process. candle numbers every tensor it creates (each op's
+/// result, views included) from one global counter, so the difference over a phase counts the
+/// tensor ops that phase ran, on the real code path. The probe tensor counts itself.
+fn tensors_created() -> usize {
+    let probe = Tensor::zeros(1, DType::U8, &Device::Cpu).map(|t| format!("{:?}", t.id()));
+    // `TensorId(n)`: the counter's value is only reachable through Debug.
+    probe
+        .ok()
+        .and_then(|s| {
+            s.trim_start_matches("TensorId(")
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Ops between two readings of [`tensors_created`] (the second probe not counted).
+fn ops_since(start: usize) -> usize {
+    tensors_created().saturating_sub(start + 1)
 }
 
 /// One measured setting.
 #[derive(Debug, Clone)]
 pub struct TrainBenchRow {
+    /// Training path.
+    pub path: TrainPath,
     /// Batch size.
     pub batch: usize,
     /// Whether CLIP features came from the cache.
@@ -46,6 +106,8 @@ pub struct TrainBenchRow {
     pub step_s: f64,
     /// Images per second at that step time.
     pub images_per_s: f64,
+    /// Tensor ops of the last timed step.
+    pub ops: OpCounts,
 }
 
 /// A caption of exactly `tokens` GPT-2 tokens once framed as `<bos> caption <eos>`.
@@ -92,8 +154,6 @@ pub fn bench_train(opts: &TrainBenchOptions) -> Result<Vec<TrainBenchRow>> {
         .transpose()?;
     let (model, params) = trainable_model(&cfg, tensors, DType::F32, device)?;
     let vars = params.vars();
-    let adam = AdamConfig::default();
-    let mut opt = Adam::new(adam, vars.clone())?;
     println!(
         "full-size default model, random weights, {} trainable tensors, {:?} on {:?}; built in {:.1} s",
         vars.len(),
@@ -116,49 +176,104 @@ pub fn bench_train(opts: &TrainBenchOptions) -> Result<Vec<TrainBenchRow>> {
         t0.elapsed().as_secs_f64(),
         cache.len() as f64 / t0.elapsed().as_secs_f64()
     );
+    let setup = Setup {
+        opts,
+        model: &model,
+        compute: compute.as_ref(),
+        vars: &vars,
+        builder: &builder,
+        cache: &cache,
+        samples: &refs,
+    };
     let mut rows = Vec::new();
     for &batch in &opts.batch_sizes {
         for cached in [false, true] {
-            let picks = vec![0; batch];
-            let mut times = Vec::new();
-            for step in 0..=opts.steps {
-                let t = Instant::now();
-                let bf16 = compute.as_ref().map(|c| c.model(&vars)).transpose()?;
-                let step_model = bf16.as_ref().unwrap_or(&model);
-                let cache = cached.then_some(&cache);
-                let dtype = opts.precision.dtype();
-                let (out, skipped) =
-                    batch_logits(step_model, &builder, cache, &refs[..batch], &picks, dtype)?;
-                ensure!(skipped.is_empty(), "benchmark images were skipped");
-                let out = out.ok_or_else(|| anyhow::anyhow!("empty benchmark batch"))?;
-                let loss = caption_loss(&out.logits, &out.tokens)?;
-                let grads = loss.backward()?;
-                opt.step(&grads, 1e-5)?;
-                device.synchronize()?;
-                if step > 0 {
-                    times.push(t.elapsed().as_secs_f64());
-                }
+            for &path in &opts.paths {
+                let row = setup.time(path, batch, cached)?;
+                println!(
+                    "{:3}  batch {batch:4}  {:17}  {:8.3} s/step  {:9.2} images/s  ops: forward {}, backward {}, optimizer {}",
+                    format!("{path:?}").to_lowercase(),
+                    if cached {
+                        "cached features"
+                    } else {
+                        "pixels (no cache)"
+                    },
+                    row.step_s,
+                    row.images_per_s,
+                    row.ops.forward,
+                    row.ops.backward,
+                    row.ops.optimizer
+                );
+                rows.push(row);
             }
-            times.sort_by(f64::total_cmp);
-            let step_s = times[times.len() / 2];
-            let row = TrainBenchRow {
-                batch,
-                cached,
-                step_s,
-                images_per_s: batch as f64 / step_s,
-            };
-            println!(
-                "batch {batch:4}  {:17}  {:8.3} s/step  {:9.1} images/s",
-                if cached {
-                    "cached features"
-                } else {
-                    "pixels (no cache)"
-                },
-                row.step_s,
-                row.images_per_s
-            );
-            rows.push(row);
         }
     }
+    caption_model::backend::set_frozen_products(true);
     Ok(rows)
+}
+
+/// What every timed setting shares.
+struct Setup<'a> {
+    opts: &'a TrainBenchOptions,
+    model: &'a caption_model::CaptionModel,
+    compute: Option<&'a ComputeModel>,
+    vars: &'a std::collections::BTreeMap<String, candle_core::Var>,
+    builder: &'a BatchBuilder,
+    cache: &'a FeatureCache,
+    samples: &'a [&'a Sample],
+}
+
+impl Setup<'_> {
+    /// Median step time of one setting over the timed steps (after a warm-up step), with a
+    /// fresh optimizer on `path`, and the op counts of its last step.
+    fn time(&self, path: TrainPath, batch: usize, cached: bool) -> Result<TrainBenchRow> {
+        caption_model::backend::set_frozen_products(path == TrainPath::New);
+        let mut opt = Adam::new(AdamConfig::default(), self.vars.clone())?;
+        if path == TrainPath::Old {
+            opt = opt.per_tensor()?;
+        }
+        let picks = vec![0; batch];
+        let device = &self.opts.device;
+        let (mut times, mut ops) = (Vec::new(), OpCounts::default());
+        for step in 0..=self.opts.steps {
+            let t = Instant::now();
+            let start = tensors_created();
+            let bf16 = self.compute.map(|c| c.model(self.vars)).transpose()?;
+            let step_model = bf16.as_ref().unwrap_or(self.model);
+            let cache = cached.then_some(self.cache);
+            let dtype = self.opts.precision.dtype();
+            let (out, skipped) = batch_logits(
+                step_model,
+                self.builder,
+                cache,
+                &self.samples[..batch],
+                &picks,
+                dtype,
+            )?;
+            ensure!(skipped.is_empty(), "benchmark images were skipped");
+            let out = out.ok_or_else(|| anyhow::anyhow!("empty benchmark batch"))?;
+            let loss = caption_loss(&out.logits, &out.tokens)?;
+            ops.forward = ops_since(start);
+            let start = tensors_created();
+            let grads = loss.backward()?;
+            ops.backward = ops_since(start);
+            let start = tensors_created();
+            opt.step(&grads, 1e-5)?;
+            ops.optimizer = ops_since(start);
+            device.synchronize()?;
+            if step > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let step_s = times[times.len() / 2];
+        Ok(TrainBenchRow {
+            path,
+            batch,
+            cached,
+            step_s,
+            images_per_s: batch as f64 / step_s,
+            ops,
+        })
+    }
 }

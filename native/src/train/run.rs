@@ -449,11 +449,12 @@ impl Trainer {
 
     fn save_last(&self) -> Result<()> {
         let path = self.run_dir.join("checkpoints").join("last.safetensors");
+        let moments = self.opt.state()?;
         checkpoint::save(
             &path,
             self.model.config(),
             &self.weights(),
-            Some((self.opt.state(), &self.state)),
+            Some((&moments, &self.state)),
         )
     }
 }

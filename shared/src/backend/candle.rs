@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Result, Tensor, D};
 
+use super::frozen::{frozen_matmul, is_frozen_product};
 use super::{Backend, Weight};
 use crate::dropout::Dropout;
 use crate::fused;
@@ -158,6 +159,8 @@ impl Backend for Tensor {
         let rows: usize = lead.iter().product();
         let x = Tensor::reshape(self, (rows, last[0]))?;
         let y = match w {
+            // A frozen weight under a tracked input: the backward computes dX only.
+            CandleMatrix::Candle(Weight::Dense(w)) if is_frozen_product(&x, w) => frozen_matmul(&x, w)?,
             CandleMatrix::Candle(Weight::Dense(w)) => x.matmul(w)?,
             // The quantized kernels read the activations as one contiguous f32 block.
             CandleMatrix::Candle(Weight::Quantized(q)) => q.forward(&x.contiguous()?)?,

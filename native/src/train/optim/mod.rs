@@ -75,14 +75,37 @@ pub struct Moments {
 }
 
 /// The optimiser over named variables.
+///
+/// Parameters that share a learning rate, dtype and device form a group whose moments are one
+/// flat buffer each; a step concatenates the group's parameters and gradients once and updates
+/// all of them in a dozen whole-buffer ops, then writes each parameter back. The arithmetic per
+/// element is the per-tensor update's, op for op, so the results are bit-identical to it
+/// ([`Adam::per_tensor`] keeps that path, for benchmarks and the tests that compare the two).
 #[derive(Debug)]
 pub struct Adam {
     cfg: AdamConfig,
     vars: BTreeMap<String, Var>,
+    /// Moments by parameter: the per-tensor path's state, and where a restore puts them until
+    /// the first flat step builds the groups.
     state: BTreeMap<String, Moments>,
+    /// The flat groups, once built (flat path only).
+    groups: Option<Vec<Group>>,
     /// Learning-rate multipliers of single variables (1 for the rest).
     lr_scale: BTreeMap<String, f64>,
     step: u64,
+    /// Whether steps run on flat groups (the default) or tensor by tensor.
+    flat: bool,
+}
+
+/// Parameters updated together: their names in buffer order and their moments, flat.
+#[derive(Debug)]
+struct Group {
+    names: Vec<String>,
+    /// Elements of each parameter, in `names` order.
+    sizes: Vec<usize>,
+    lr_scale: f64,
+    m: Tensor,
+    v: Tensor,
 }
 
 impl Adam {
@@ -104,9 +127,20 @@ impl Adam {
             cfg,
             vars,
             state,
+            groups: None,
             lr_scale: BTreeMap::new(),
             step: 0,
+            flat: true,
         })
+    }
+
+    /// The same optimiser updating tensor by tensor (about 15 ops per parameter tensor): the
+    /// path before flat groups, kept for `bench train --paths old` and as the tests' reference.
+    pub fn per_tensor(mut self) -> Result<Self> {
+        self.state = self.state()?;
+        self.groups = None;
+        self.flat = false;
+        Ok(self)
     }
 
     /// Multiplies the learning rate of the variables `names` by `factor`.
@@ -120,20 +154,45 @@ impl Adam {
         self.step
     }
 
-    /// The moments, by parameter name (for checkpoints).
-    pub fn state(&self) -> &BTreeMap<String, Moments> {
-        &self.state
+    /// The moments, by parameter name (for checkpoints; views of the flat buffers).
+    pub fn state(&self) -> Result<BTreeMap<String, Moments>> {
+        let Some(groups) = &self.groups else {
+            return Ok(self.state.clone());
+        };
+        let mut out = BTreeMap::new();
+        for g in groups {
+            let mut offset = 0;
+            for (name, &n) in g.names.iter().zip(&g.sizes) {
+                let shape = self.vars[name].shape().clone();
+                let view = |t: &Tensor| t.narrow(0, offset, n)?.reshape(&shape);
+                out.insert(
+                    name.clone(),
+                    Moments {
+                        m: view(&g.m)?,
+                        v: view(&g.v)?,
+                    },
+                );
+                offset += n;
+            }
+        }
+        Ok(out)
     }
 
     /// Restores moments and the step count saved by [`Adam::state`].
     pub fn restore(&mut self, state: BTreeMap<String, Moments>, step: u64) -> Result<()> {
-        for name in self.vars.keys() {
+        for (name, var) in &self.vars {
+            let m = state
+                .get(name)
+                .with_context(|| format!("optimizer state has no moments for `{name}`"))?;
             anyhow::ensure!(
-                state.contains_key(name),
-                "optimizer state has no moments for `{name}`"
+                m.m.shape() == var.shape() && m.v.shape() == var.shape(),
+                "optimizer moments of `{name}` are {:?}, the parameter is {:?}",
+                m.m.dims(),
+                var.dims()
             );
         }
         self.state = state;
+        self.groups = None;
         self.step = step;
         Ok(())
     }
@@ -147,9 +206,53 @@ impl Adam {
     /// [`Adam::step`] with gradients from any source, by parameter name.
     pub fn step_with(&mut self, grad_of: impl Fn(&str, &Var) -> Option<Tensor>, lr: f64) -> Result<()> {
         self.step += 1;
+        if !self.flat {
+            return self.step_per_tensor(grad_of, lr);
+        }
+        if self.groups.is_none() {
+            self.groups = Some(self.build_groups()?);
+        }
+        let groups = self.groups.as_mut().context("optimizer groups")?;
+        for g in groups {
+            step_group(self.cfg, self.step, g, &self.vars, &grad_of, lr)?;
+        }
+        Ok(())
+    }
+
+    /// Groups of parameters by learning-rate multiplier, dtype and device, their moments
+    /// concatenated from the per-parameter state.
+    fn build_groups(&self) -> Result<Vec<Group>> {
+        let mut keyed: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+        for (name, var) in &self.vars {
+            let scale = self.lr_scale.get(name).copied().unwrap_or(1.0);
+            let key = format!("{scale:e} {:?} {:?}", var.dtype(), var.device().location());
+            keyed.entry(key).or_default().push(name);
+        }
+        keyed
+            .into_values()
+            .map(|names| {
+                let flat = |pick: fn(&Moments) -> &Tensor| -> Result<Tensor> {
+                    let parts = names
+                        .iter()
+                        .map(|n| Ok(pick(&self.state[*n]).flatten_all()?))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Tensor::cat(&parts, 0)?)
+                };
+                Ok(Group {
+                    sizes: names.iter().map(|n| self.vars[*n].elem_count()).collect(),
+                    lr_scale: self.lr_scale.get(names[0]).copied().unwrap_or(1.0),
+                    m: flat(|m| &m.m)?,
+                    v: flat(|m| &m.v)?,
+                    names: names.into_iter().cloned().collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// The per-tensor update (see [`Adam::per_tensor`]).
+    fn step_per_tensor(&mut self, grad_of: impl Fn(&str, &Var) -> Option<Tensor>, lr: f64) -> Result<()> {
         let c = self.cfg;
-        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        let (bc1, bc2) = bias_corrections(c, self.step);
         for (name, var) in &self.vars {
             // Detached: gradients (and the parameter read) carry the step's autograd graph, and
             // moments built on them would keep every past step's graph alive.
@@ -162,19 +265,92 @@ impl Adam {
                 .with_context(|| format!("no optimizer state for `{name}`"))?;
             let p = &var.as_tensor().detach();
             let lr = lr * self.lr_scale.get(name).copied().unwrap_or(1.0);
-            let (p, grad) = match c.kind {
-                OptimizerKind::AdamW => ((p * (1.0 - lr * c.weight_decay))?, grad),
-                OptimizerKind::Adam => (p.clone(), (grad + (p * c.weight_decay)?)?),
-            };
-            let m = ((&st.m * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
-            let v = ((&st.v * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
-            let denom = ((v.sqrt()? / bc2.sqrt())? + c.eps)?;
-            let update = (m.div(&denom)? * (lr / bc1))?;
-            var.set(&(p - update)?)?;
+            let (p, m, v) = update(c, (bc1, bc2), lr, p, &grad, &st.m, &st.v)?;
+            var.set(&p)?;
             *st = Moments { m, v };
         }
         Ok(())
     }
+}
+
+/// 1 − β₁ᵗ and 1 − β₂ᵗ.
+fn bias_corrections(c: AdamConfig, step: u64) -> (f64, f64) {
+    (1.0 - c.beta1.powi(step as i32), 1.0 - c.beta2.powi(step as i32))
+}
+
+/// One Adam/AdamW update of parameters `p` with gradient `grad` and moments `m`, `v`: the new
+/// parameters and moments. Elementwise, so a flat group and a single tensor get the same bits.
+fn update(
+    c: AdamConfig,
+    (bc1, bc2): (f64, f64),
+    lr: f64,
+    p: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (p, grad) = match c.kind {
+        OptimizerKind::AdamW => ((p * (1.0 - lr * c.weight_decay))?, grad.clone()),
+        OptimizerKind::Adam => (p.clone(), (grad + (p * c.weight_decay)?)?),
+    };
+    let m = ((m * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
+    let v = ((v * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
+    let denom = ((v.sqrt()? / bc2.sqrt())? + c.eps)?;
+    let step = (m.div(&denom)? * (lr / bc1))?;
+    Ok(((p - step)?, m, v))
+}
+
+/// One flat update of a group: parameters without a gradient keep their values and moments.
+fn step_group(
+    c: AdamConfig,
+    step: u64,
+    g: &mut Group,
+    vars: &BTreeMap<String, Var>,
+    grad_of: &impl Fn(&str, &Var) -> Option<Tensor>,
+    lr: f64,
+) -> Result<()> {
+    let mut grads = Vec::with_capacity(g.names.len());
+    let mut params = Vec::with_capacity(g.names.len());
+    let mut present = Vec::with_capacity(g.names.len());
+    for name in &g.names {
+        let var = &vars[name];
+        // Detached: see the per-tensor path.
+        let grad = grad_of(name, var).map(|t| t.detach());
+        present.push(grad.is_some());
+        grads.push(match grad {
+            Some(t) => t.flatten_all()?,
+            None => Tensor::zeros(var.elem_count(), var.dtype(), var.device())?,
+        });
+        params.push(var.as_tensor().detach().flatten_all()?);
+    }
+    if !present.contains(&true) {
+        return Ok(());
+    }
+    let (grad, p) = (Tensor::cat(&grads, 0)?, Tensor::cat(&params, 0)?);
+    let lr = lr * g.lr_scale;
+    let (p, m, v) = update(c, bias_corrections(c, step), lr, &p, &grad, &g.m, &g.v)?;
+    if present.contains(&false) {
+        // Keep the moments of the parameters that had no gradient, as torch does.
+        let keep: Vec<u8> = present
+            .iter()
+            .zip(&g.sizes)
+            .flat_map(|(&on, &n)| std::iter::repeat_n(on as u8, n))
+            .collect();
+        let mask = Tensor::from_vec(keep, m.elem_count(), m.device())?;
+        g.m = mask.where_cond(&m, &g.m)?;
+        g.v = mask.where_cond(&v, &g.v)?;
+    } else {
+        (g.m, g.v) = (m, v);
+    }
+    let mut offset = 0;
+    for ((name, &n), on) in g.names.iter().zip(&g.sizes).zip(present) {
+        if on {
+            let var = &vars[name];
+            var.set(&p.narrow(0, offset, n)?.reshape(var.shape())?)?;
+        }
+        offset += n;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -241,7 +417,8 @@ mod tests {
             let loss = (w.as_tensor() * w.as_tensor()).unwrap().sum_all().unwrap();
             opt.step(&loss.backward().unwrap(), 0.01).unwrap();
         }
-        let m = &opt.state()[&name];
+        let state = opt.state().unwrap();
+        let m = &state[&name];
         // A moment that tracked ops would keep every past step's graph (and its memory) alive.
         assert!(!m.m.track_op() && !m.v.track_op());
     }
@@ -259,5 +436,113 @@ mod tests {
         let got = |v: &Var| v.as_tensor().to_vec1::<f32>().unwrap()[0];
         assert!((got(&a) - 0.9).abs() < 1e-6, "{}", got(&a));
         assert!((got(&b) - 0.99).abs() < 1e-6, "{}", got(&b));
+    }
+
+    /// Seeded parameters of several shapes, as fresh `Var`s.
+    fn params() -> BTreeMap<String, Var> {
+        let dev = Device::Cpu;
+        [
+            ("a", vec![3, 5]),
+            ("b", vec![7]),
+            ("c", vec![2, 2, 3]),
+            ("d", vec![1]),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, dims))| {
+            let n: usize = dims.iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|j| ((i * 31 + j * 7) % 13) as f32 * 0.1 - 0.6)
+                .collect();
+            (
+                name.to_string(),
+                Var::from_tensor(&Tensor::from_vec(v, dims, &dev).unwrap()).unwrap(),
+            )
+        })
+        .collect()
+    }
+
+    /// A gradient for `name` at `step` (none for `b` at step 2, as for an unused parameter).
+    fn grad(name: &str, var: &Var, step: usize) -> Option<Tensor> {
+        if name == "b" && step == 2 {
+            return None;
+        }
+        let t = var.as_tensor();
+        Some(((t.sin().unwrap() * (step as f64 + 1.0)).unwrap() + 0.01 * step as f64).unwrap())
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|f| f.to_bits())
+            .collect()
+    }
+
+    #[test]
+    fn flat_groups_update_exactly_as_tensor_by_tensor() {
+        for kind in [OptimizerKind::AdamW, OptimizerKind::Adam] {
+            let cfg = AdamConfig {
+                kind,
+                weight_decay: 0.05,
+                ..AdamConfig::default()
+            };
+            let (flat_vars, ref_vars) = (params(), params());
+            let mut flat = Adam::new(cfg, flat_vars.clone()).unwrap();
+            let mut reference = Adam::new(cfg, ref_vars.clone()).unwrap().per_tensor().unwrap();
+            for opt in [&mut flat, &mut reference] {
+                opt.scale_lr([&"c".to_string()], 0.1);
+            }
+            for step in 0..4 {
+                flat.step_with(|n, v| grad(n, v, step), 0.01).unwrap();
+                reference.step_with(|n, v| grad(n, v, step), 0.01).unwrap();
+            }
+            let (fs, rs) = (flat.state().unwrap(), reference.state().unwrap());
+            for (name, var) in &flat_vars {
+                assert_eq!(
+                    bits(var.as_tensor()),
+                    bits(ref_vars[name].as_tensor()),
+                    "{kind:?} {name}"
+                );
+                assert_eq!(bits(&fs[name].m), bits(&rs[name].m), "{kind:?} {name} m");
+                assert_eq!(bits(&fs[name].v), bits(&rs[name].v), "{kind:?} {name} v");
+                assert_eq!(fs[name].m.dims(), var.dims());
+            }
+            // A restore (as from a checkpoint) carries on exactly.
+            let mut resumed = Adam::new(cfg, flat_vars.clone()).unwrap();
+            resumed.scale_lr([&"c".to_string()], 0.1);
+            resumed.restore(fs, flat.step_count()).unwrap();
+            resumed.step_with(|n, v| grad(n, v, 5), 0.01).unwrap();
+            reference.step_with(|n, v| grad(n, v, 5), 0.01).unwrap();
+            for (name, var) in &flat_vars {
+                assert_eq!(
+                    bits(var.as_tensor()),
+                    bits(ref_vars[name].as_tensor()),
+                    "{kind:?} {name} resumed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn moments_of_another_shape_are_refused() {
+        let vars = params();
+        let mut opt = Adam::new(AdamConfig::default(), vars.clone()).unwrap();
+        let mut state = opt.state().unwrap();
+        let wrong = Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap();
+        state.insert(
+            "a".into(),
+            Moments {
+                m: wrong.clone(),
+                v: wrong,
+            },
+        );
+        let err = opt.restore(state, 3).unwrap_err().to_string();
+        assert!(
+            err.contains("moments of `a` are [4], the parameter is [3, 5]"),
+            "{err}"
+        );
     }
 }
