@@ -28,10 +28,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use batch::{Batch, BatchBuilder};
-pub use coco::{load_coco, MAX_CAPTIONS_PER_IMAGE};
-pub use jsonl::load_jsonl;
+pub use coco::{load_coco, parse_coco, MAX_CAPTIONS_PER_IMAGE};
+pub use jsonl::{load_jsonl, parse_jsonl};
 pub use loader::{EpochBatches, LoadedBatch, Loader};
-pub use mlslt::{load_mlslt, SIGN_LANGUAGES};
+pub use mlslt::{load_mlslt, parse_mlslt, SIGN_LANGUAGES};
 pub use order::{caption_index, epoch_order, step_seed};
 pub use probe::{probe_video, FfmpegMissing, VideoInfo};
 pub use video::{decode_video, decode_video_frames, sample_indices, DecodedVideo};
@@ -157,6 +157,26 @@ pub fn load_dataset(
         DatasetFormat::Coco => load_coco(json_path, visual_dir),
         DatasetFormat::Mlslt => load_mlslt(json_path, visual_dir, sign_languages),
         DatasetFormat::Jsonl => load_jsonl(json_path),
+    }
+}
+
+/// [`load_dataset`] of the caption file's contents `bytes` (`json_path` is named in errors and,
+/// for JSONL, is where relative paths point). Visual files are still looked up on disk.
+pub fn parse_dataset(
+    format: DatasetFormat,
+    bytes: &[u8],
+    json_path: &Path,
+    visual_dir: &Path,
+    sign_languages: &[String],
+) -> anyhow::Result<Dataset> {
+    match format {
+        DatasetFormat::Coco => parse_coco(bytes, json_path, visual_dir),
+        DatasetFormat::Mlslt => parse_mlslt(bytes, json_path, visual_dir, sign_languages),
+        DatasetFormat::Jsonl => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text: {e}", json_path.display()))?;
+            parse_jsonl(text, json_path)
+        }
     }
 }
 

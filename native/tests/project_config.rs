@@ -85,3 +85,15 @@ fn block_scale_settings_that_cannot_work_are_refused_in_words() {
     let e = format!("{:#}", load(&["+trainer.block_scales=sometimes"]).unwrap_err());
     assert!(e.contains("sometimes"), "{e}");
 }
+
+#[test]
+fn references_that_multiply_are_refused_not_expanded() {
+    // Each level refers 8 times to the one before: 8^11 values if it were expanded.
+    let mut yaml = String::from("l0: [a, b, c, d, e, f, g, h]\n");
+    for i in 1..12 {
+        let refs = vec![format!("\"${{l{}}}\"", i - 1); 8].join(", ");
+        yaml.push_str(&format!("l{i}: [{refs}]\n"));
+    }
+    let err = ProjectConfig::from_yaml(&yaml, &[]).unwrap_err().to_string();
+    assert!(err.contains("interpolations expand to more than"), "{err}");
+}

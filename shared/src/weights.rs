@@ -5,6 +5,7 @@ pub mod block_scales;
 mod folder;
 mod formats;
 mod manifest;
+mod pt;
 pub mod q4_search;
 pub mod quant;
 mod quant_store;

@@ -3,9 +3,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use anyhow::Context;
 use serde::Deserialize;
 
-use super::json::{read_json, Id};
+use super::json::{parse_json, Id};
 use super::{missing_reason, Dataset, Sample, Skipped, Visual};
 
 /// Captions kept per image: COCO has 5 per image (a few have 6-7); the first 5 in file
@@ -38,7 +39,14 @@ struct CocoAnnotation {
 /// repeated image ids (the first is kept) and annotations naming no listed image (one entry
 /// per unknown id). A file that is not valid COCO JSON is an error naming line and column.
 pub fn load_coco(json: &Path, visual_dir: &Path) -> anyhow::Result<Dataset> {
-    let file: CocoFile = read_json(json)?;
+    let bytes = std::fs::read(json).with_context(|| format!("reading {}", json.display()))?;
+    parse_coco(&bytes, json, visual_dir)
+}
+
+/// [`load_coco`] of the caption file's contents `bytes`; `json` is only named in errors.
+/// Image files are still looked up in `visual_dir`.
+pub fn parse_coco(bytes: &[u8], json: &Path, visual_dir: &Path) -> anyhow::Result<Dataset> {
+    let file: CocoFile = parse_json(json, bytes)?;
     let mut captions: HashMap<String, Vec<String>> = HashMap::new();
     // Annotation ids in first-seen order, to report unknown ones deterministically.
     let mut annotated: Vec<String> = Vec::new();

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::path::Path;
 
-use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::error::Category;
@@ -28,11 +27,10 @@ impl fmt::Display for Id {
     }
 }
 
-/// Parses the whole JSON file at `path` as `T`.
-pub(super) fn read_json<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+/// Parses `bytes` (the contents of the file at `path`, named in errors) as `T`.
+pub(super) fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> anyhow::Result<T> {
     // A UTF-8 byte order mark (some Windows editors write one) is not JSON; skip it.
-    let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     serde_json::from_slice(text).map_err(|e| json_error(path, 0, &e))
 }
 

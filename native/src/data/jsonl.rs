@@ -35,10 +35,16 @@ enum Captions {
 /// neither of `image` and `video` is an error naming the file, line and column.
 pub fn load_jsonl(path: &Path) -> anyhow::Result<Dataset> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_jsonl(&text, path)
+}
+
+/// [`load_jsonl`] of the file's text; `path` is named in errors and its folder is where
+/// relative paths point (files are still looked up there).
+pub fn parse_jsonl(text: &str, path: &Path) -> anyhow::Result<Dataset> {
     let base = path.parent().unwrap_or(Path::new(""));
     let mut samples: Vec<Sample> = Vec::new();
     let mut index: HashMap<(bool, PathBuf), usize> = HashMap::new();
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (n, raw) in text.lines().enumerate() {
         let line_no = n + 1;
         if raw.trim().is_empty() {

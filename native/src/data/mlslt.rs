@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use anyhow::Context;
 use serde::Deserialize;
 
-use super::json::{read_json, Id};
+use super::json::{parse_json, Id};
 use super::{missing_reason, Dataset, Sample, Skipped, Visual};
 
 /// The sign languages of MLSLT, as the original's config lists them.
@@ -33,19 +34,21 @@ struct Sign {
 /// recorded: items without an `en` text, and videos whose file is missing. A repeated language
 /// within one item gives one sample.
 pub fn load_mlslt(json: &Path, visual_dir: &Path, langs: &[String]) -> anyhow::Result<Dataset> {
-    if langs.is_empty() {
-        anyhow::bail!(
-            "no sign language selected (choose from {})",
-            SIGN_LANGUAGES.join(" ")
-        );
-    }
-    if let Some(bad) = langs.iter().find(|l| !SIGN_LANGUAGES.contains(&l.as_str())) {
-        anyhow::bail!(
-            "unknown sign language `{bad}` (expected some of {})",
-            SIGN_LANGUAGES.join(" ")
-        );
-    }
-    let items: Vec<Item> = read_json(json)?;
+    check_langs(langs)?;
+    let bytes = std::fs::read(json).with_context(|| format!("reading {}", json.display()))?;
+    parse_mlslt(&bytes, json, visual_dir, langs)
+}
+
+/// [`load_mlslt`] of the caption file's contents `bytes`; `json` is only named in errors.
+/// Videos are still looked up in `visual_dir`.
+pub fn parse_mlslt(
+    bytes: &[u8],
+    json: &Path,
+    visual_dir: &Path,
+    langs: &[String],
+) -> anyhow::Result<Dataset> {
+    check_langs(langs)?;
+    let items: Vec<Item> = parse_json(json, bytes)?;
     let mut ds = Dataset::default();
     for item in items {
         let id = item.id.to_string();
@@ -78,4 +81,21 @@ pub fn load_mlslt(json: &Path, visual_dir: &Path, langs: &[String]) -> anyhow::R
         }
     }
     Ok(ds)
+}
+
+/// `langs` must be a non-empty subset of [`SIGN_LANGUAGES`].
+fn check_langs(langs: &[String]) -> anyhow::Result<()> {
+    if langs.is_empty() {
+        anyhow::bail!(
+            "no sign language selected (choose from {})",
+            SIGN_LANGUAGES.join(" ")
+        );
+    }
+    if let Some(bad) = langs.iter().find(|l| !SIGN_LANGUAGES.contains(&l.as_str())) {
+        anyhow::bail!(
+            "unknown sign language `{bad}` (expected some of {})",
+            SIGN_LANGUAGES.join(" ")
+        );
+    }
+    Ok(())
 }

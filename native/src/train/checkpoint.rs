@@ -83,12 +83,18 @@ pub fn save(
 /// Reads a training checkpoint (any of our checkpoints; optimizer parts when present).
 pub fn load(path: &Path, device: &Device) -> Result<TrainingCheckpoint> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)?;
+    load_bytes(&bytes, device)
+}
+
+/// [`load`] of a file's bytes. The header's size claims are checked against the buffer
+/// before any tensor is allocated.
+pub fn load_bytes(bytes: &[u8], device: &Device) -> Result<TrainingCheckpoint> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)?;
     let state = match meta.metadata().as_ref().and_then(|m| m.get("training_state")) {
         Some(s) => Some(serde_json::from_str(s).context("training_state metadata")?),
         None => None,
     };
-    let all = candle_core::safetensors::load_buffer(&bytes, device)?;
+    let all = caption_model::weights::read_safetensors_bytes(bytes, device)?;
     let (mut weights, mut m, mut v) = (HashMap::new(), HashMap::new(), HashMap::new());
     for (k, t) in all {
         if let Some(name) = k.strip_prefix(&format!("{OPTIMIZER_PREFIX}m.")) {

@@ -240,7 +240,8 @@ impl ProjectConfig {
         let snapshot = root.clone();
         // Hydra's section refers to Hydra's run-time keys (`hydra.job.num`): left as written.
         let hydra = root.as_mapping_mut().and_then(|m| m.remove("hydra"));
-        resolve_interpolations(&mut root, &snapshot, 0)?;
+        let mut budget = INTERPOLATION_BUDGET;
+        resolve_interpolations(&mut root, &snapshot, 0, &mut budget)?;
         if let (Some(h), Some(m)) = (hydra, root.as_mapping_mut()) {
             m.insert("hydra".into(), h);
         }
@@ -272,6 +273,11 @@ pub fn apply_override(root: &mut Value, item: &str) -> Result<()> {
     };
     let value: Value = serde_yaml::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
     let parts: Vec<&str> = key.split('.').collect();
+    anyhow::ensure!(
+        parts.len() <= 32,
+        "override `{item}`: a key of {} levels (at most 32)",
+        parts.len()
+    );
     let mut node = root;
     for (i, part) in parts.iter().enumerate() {
         let map = node
@@ -303,10 +309,23 @@ fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(root, |v, p| v.get(p))
 }
 
+/// Work [`resolve_interpolations`] may do in all: one unit per value visited and per 16 bytes
+/// of text produced. References to references multiply (`b: [${a}, ${a}]`, `c: [${b}, ${b}]`,
+/// ...), so a small crafted file could otherwise expand beyond any memory.
+const INTERPOLATION_BUDGET: usize = 1 << 22;
+
+fn charge(budget: &mut usize, units: usize) -> Result<()> {
+    *budget = budget.checked_sub(units).with_context(|| {
+        format!("interpolations expand to more than {INTERPOLATION_BUDGET} values (references multiplying?)")
+    })?;
+    Ok(())
+}
+
 /// Replaces `${a.b}` in strings with the value at that path (whole-string references keep the
 /// referenced value's type).
-fn resolve_interpolations(node: &mut Value, root: &Value, depth: usize) -> Result<()> {
+fn resolve_interpolations(node: &mut Value, root: &Value, depth: usize, budget: &mut usize) -> Result<()> {
     anyhow::ensure!(depth < 16, "interpolation nested too deeply (a cycle?)");
+    charge(budget, 1)?;
     match node {
         Value::String(s) if s.contains("${") => {
             let whole = s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
@@ -315,7 +334,7 @@ fn resolve_interpolations(node: &mut Value, root: &Value, depth: usize) -> Resul
                 let mut v = lookup(root, path)
                     .with_context(|| format!("`${{{path}}}` refers to no key"))?
                     .clone();
-                resolve_interpolations(&mut v, root, depth + 1)?;
+                resolve_interpolations(&mut v, root, depth + 1, budget)?;
                 *node = v;
             } else {
                 let mut out = String::new();
@@ -325,7 +344,9 @@ fn resolve_interpolations(node: &mut Value, root: &Value, depth: usize) -> Resul
                     let end = rest[start..].find('}').context("unclosed `${`")? + start;
                     let path = &rest[start + 2..end];
                     let v = lookup(root, path).with_context(|| format!("`${{{path}}}` refers to no key"))?;
-                    out.push_str(serde_yaml::to_string(v)?.trim());
+                    let text = serde_yaml::to_string(v)?;
+                    charge(budget, text.len() / 16)?;
+                    out.push_str(text.trim());
                     rest = &rest[end + 1..];
                 }
                 out.push_str(rest);
@@ -334,12 +355,12 @@ fn resolve_interpolations(node: &mut Value, root: &Value, depth: usize) -> Resul
         }
         Value::Mapping(m) => {
             for (_, v) in m.iter_mut() {
-                resolve_interpolations(v, root, depth)?;
+                resolve_interpolations(v, root, depth, budget)?;
             }
         }
         Value::Sequence(seq) => {
             for v in seq {
-                resolve_interpolations(v, root, depth)?;
+                resolve_interpolations(v, root, depth, budget)?;
             }
         }
         _ => {}

@@ -26,27 +26,105 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, 
     read_safetensors_bytes(&bytes, device).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
 }
 
-/// All tensors of a safetensors buffer.
+/// All tensors of a safetensors buffer. The header's claims are checked against the buffer
+/// (see [`check_safetensors_sizes`]) before any tensor is allocated.
 pub fn read_safetensors_bytes(bytes: &[u8], device: &Device) -> Result<HashMap<String, Tensor>> {
+    check_safetensors_sizes(bytes)?;
     candle_core::safetensors::load_buffer(bytes, device).map_err(|e| Error::Weights(e.to_string()))
 }
 
-/// The `model_state_dict` of a checkpoint written by the original trainer (`torch.save` zip).
-/// Only tensor data is read; the pickle is interpreted, never executed.
-pub fn read_original_pt(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let tensors = candle_core::pickle::read_all_with_key(path, Some("model_state_dict")).map_err(|e| {
-        Error::Weights(format!(
-            "{}: not a readable PyTorch checkpoint: {e}",
-            path.display()
-        ))
-    })?;
-    if tensors.is_empty() {
-        return Err(Error::Weights(format!(
-            "{}: no `model_state_dict` tensors found",
-            path.display()
-        )));
+/// Refuses a safetensors buffer whose header claims more than the buffer holds: a header
+/// longer than the file, or a tensor whose shape and dtype need more bytes than the file's
+/// data section (the error names the tensor, its claim and the bytes present). Reads only
+/// the header; allocates nothing in proportion to any claim.
+pub fn check_safetensors_sizes(bytes: &[u8]) -> Result<()> {
+    let bad = |m: String| Err(Error::Weights(format!("not a valid safetensors file: {m}")));
+    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
+        return bad(format!(
+            "{} bytes, shorter than the 8-byte header length",
+            bytes.len()
+        ));
+    };
+    let header_len = u64::from_le_bytes(*len);
+    if header_len > rest.len() as u64 {
+        return bad(format!(
+            "the header claims {header_len} bytes but only {} follow",
+            rest.len()
+        ));
     }
-    Ok(tensors.into_iter().collect())
+    let (header, data) = rest.split_at(header_len as usize);
+    let Ok(header) = serde_json::from_slice::<HashMap<String, serde_json::Value>>(header) else {
+        // Malformed headers are described by the safetensors reader itself.
+        return Ok(());
+    };
+    for (name, info) in &header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = info.get("dtype").and_then(|d| d.as_str()).unwrap_or("");
+        let Some(bits) = safetensors_dtype_bits(dtype) else {
+            continue;
+        };
+        let Some(shape) = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|s| s.iter().map(|d| d.as_u64()).collect::<Option<Vec<u64>>>())
+        else {
+            continue;
+        };
+        let claimed = shape
+            .iter()
+            .try_fold(bits, |a, &d| a.checked_mul(u128::from(d)))
+            .map(|b| b.div_ceil(8));
+        match claimed {
+            Some(b) if b <= data.len() as u128 => {}
+            Some(b) => {
+                return bad(format!(
+                    "tensor `{name}` claims shape {shape:?} of {dtype} ({b} bytes) but the file holds {} bytes of tensor data",
+                    data.len()
+                ))
+            }
+            None => return bad(format!("tensor `{name}`: shape {shape:?} overflows")),
+        }
+    }
+    Ok(())
+}
+
+/// Bits per element of a safetensors dtype name.
+fn safetensors_dtype_bits(dtype: &str) -> Option<u128> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 8,
+        "F4" => 4,
+        "F6_E2M3" | "F6_E3M2" => 6,
+        "U16" | "I16" | "F16" | "BF16" => 16,
+        "U32" | "I32" | "F32" => 32,
+        "U64" | "I64" | "F64" | "C64" => 64,
+        _ => return None,
+    })
+}
+
+/// The `model_state_dict` of a checkpoint written by the original trainer (`torch.save` zip).
+/// Only tensor data is read; the pickle is interpreted, never executed, and every size it
+/// claims is checked against the file before anything is allocated for it.
+pub fn read_original_pt(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    pt_tensors(std::io::BufReader::new(file)).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
+}
+
+/// [`read_original_pt`] of a file's bytes.
+pub fn read_original_pt_bytes(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
+    pt_tensors(std::io::Cursor::new(bytes)).map_err(Error::Weights)
+}
+
+fn pt_tensors<R: std::io::Read + std::io::Seek>(
+    reader: R,
+) -> std::result::Result<HashMap<String, Tensor>, String> {
+    let tensors = super::pt::read_pt(reader, "model_state_dict")
+        .map_err(|e| format!("not a readable PyTorch checkpoint: {e}"))?;
+    if tensors.is_empty() {
+        return Err("no `model_state_dict` tensors found".into());
+    }
+    Ok(tensors)
 }
 
 /// Renames a hub `CLIPModel`/`CLIPVisionModel` file's tensors to the original's names,

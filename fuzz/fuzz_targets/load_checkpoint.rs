@@ -1,0 +1,89 @@
+//! Fuzzes our checkpoint readers: the model loader's (`checkpoint_config` then
+//! `read_safetensors_bytes`) and the trainer's (`native::train::checkpoint::load_bytes`, with
+//! optimizer moments and loop state). The first byte picks how the rest is used: 0 = a whole
+//! safetensors file; 1 = its JSON header, framed with a correct length and followed by the data
+//! section of a small valid checkpoint (written once by the trainer's `save`), so that
+//! mutations of the header's shapes, offsets and metadata are not lost to a wrong length.
+//! Any outcome but a panic, a hang or a large allocation is fine.
+#![no_main]
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use candle_core::Device;
+use caption_model::weights::{checkpoint_config, random_tensors, read_safetensors_bytes};
+use caption_model::ModelConfig;
+use libfuzzer_sys::fuzz_target;
+use native::train::checkpoint::{load_bytes, save, LoopState};
+
+/// A tiny model (the same as `load_folder`'s).
+const CONFIG: &str = r#"{
+  "vision": {"pretrained_name": "scratch", "config": {"hidden_size": 32, "intermediate_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 16}},
+  "mapper": {"mlp_dim": 32},
+  "resampler": {"depth": 1, "dim_head": 16, "heads": 2, "num_latents": 2, "num_time_embeds": 2},
+  "text": {"pretrained_name": "scratch", "xattn": {"dim_head": 16, "heads": 2, "freq": 1},
+    "config": {"vocab_size": 32, "n_positions": 16, "n_embd": 32, "n_layer": 1, "n_head": 2,
+      "bos_token_id": 1, "eos_token_id": 1}}
+}"#;
+
+/// The base checkpoint's data section (after the header).
+fn base_data() -> &'static [u8] {
+    static BASE: OnceLock<Vec<u8>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let cfg = ModelConfig::from_str_any(CONFIG).expect("fuzz config");
+        // A few tensors keep the file small; the readers do not check completeness.
+        let weights: BTreeMap<_, _> = random_tensors(&cfg, 7, &Device::Cpu)
+            .expect("random weights")
+            .into_iter()
+            .take(4)
+            .collect();
+        let dir = std::env::temp_dir().join(format!("caption-fuzz-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("last.safetensors");
+        let state = LoopState {
+            step: 3,
+            epoch: 1,
+            batch_in_epoch: 2,
+            best: vec![(0.5, "best.safetensors".into())],
+            skipped: 1,
+        };
+        save(&path, &cfg, &weights, Some((&BTreeMap::new(), &state))).expect("save");
+        let file = std::fs::read(&path).expect("read back");
+        let _ = std::fs::remove_dir_all(&dir);
+        let n = u64::from_le_bytes(file[..8].try_into().expect("8 bytes")) as usize;
+        // `CAPTION_FUZZ_SEEDS=<dir>` writes one seed input per mode, for the corpus.
+        if let Some(seeds) = std::env::var_os("CAPTION_FUZZ_SEEDS") {
+            let seeds = std::path::PathBuf::from(seeds);
+            let mut whole = vec![0u8];
+            whole.extend(&file);
+            std::fs::write(seeds.join("seed-mode0"), whole).expect("seed");
+            let mut header = vec![1u8];
+            header.extend(&file[8..8 + n]);
+            std::fs::write(seeds.join("seed-mode1"), header).expect("seed");
+        }
+        file[8 + n..].to_vec()
+    })
+}
+
+fn read(file: &[u8]) {
+    let _ = checkpoint_config(file);
+    let _ = read_safetensors_bytes(file, &Device::Cpu);
+    let _ = load_bytes(file, &Device::Cpu);
+}
+
+fuzz_target!(|data: &[u8]| {
+    let data_section = base_data();
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    match mode % 2 {
+        0 => read(rest),
+        _ => {
+            let mut file = (rest.len() as u64).to_le_bytes().to_vec();
+            file.extend(rest);
+            file.extend(data_section);
+            read(&file);
+        }
+    }
+});
