@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use native::train::project::ProjectConfig;
+use native::train::config::ProjectConfig;
 
 fn seeds() {
     static DONE: OnceLock<()> = OnceLock::new();

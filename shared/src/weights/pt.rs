@@ -426,7 +426,7 @@ fn check_depth(depth: usize) -> PResult<()> {
 }
 
 fn pairs(objs: Vec<Obj>) -> PResult<Vec<(Obj, Obj)>> {
-    if objs.len() % 2 != 0 {
+    if !objs.len().is_multiple_of(2) {
         return Err("pickle dict has a key without a value".into());
     }
     let mut out = Vec::with_capacity(objs.len() / 2);
