@@ -238,8 +238,8 @@ pub enum BenchCommand {
         #[arg(long, default_value = "f32")]
         precision: String,
         /// Training paths to time back to back, comma-separated: `new` (frozen weights get no
-        /// gradient, one flat optimizer pass) and `old` (candle's plain products, the optimizer
-        /// tensor by tensor), for a ratio measured in one run.
+        /// gradient; on a GPU the optimizer runs in flat groups) and `old` (candle's plain
+        /// products, the optimizer tensor by tensor), for a ratio measured in one run.
         #[arg(long, value_delimiter = ',', default_value = "new")]
         paths: Vec<String>,
     },

@@ -42,7 +42,8 @@ pub struct TrainBenchOptions {
 /// A training path, for side-by-side timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrainPath {
-    /// Products with a frozen weight compute the input's gradient only; AdamW in flat groups.
+    /// Products with a frozen weight compute the input's gradient only; AdamW as the device
+    /// runs it by default (flat groups on a GPU, tensor by tensor on the CPU).
     New,
     /// candle's plain products (both operands' gradients); AdamW tensor by tensor.
     Old,

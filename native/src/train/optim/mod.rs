@@ -93,7 +93,7 @@ pub struct Adam {
     /// Learning-rate multipliers of single variables (1 for the rest).
     lr_scale: BTreeMap<String, f64>,
     step: u64,
-    /// Whether steps run on flat groups (the default) or tensor by tensor.
+    /// Whether steps run on flat groups or tensor by tensor.
     flat: bool,
 }
 
@@ -123,6 +123,7 @@ impl Adam {
                 ))
             })
             .collect::<Result<_>>()?;
+        let on_gpu = vars.values().next().is_some_and(|v| !v.device().is_cpu());
         Ok(Self {
             cfg,
             vars,
@@ -130,17 +131,27 @@ impl Adam {
             groups: None,
             lr_scale: BTreeMap::new(),
             step: 0,
-            flat: true,
+            // Flat groups where each op is a kernel launch (a GPU). On the CPU the per-tensor
+            // update measured faster: a whole-buffer chain streams 150 MB temporaries through
+            // memory a dozen times, where each tensor's chain stays in cache (BENCHMARKS.md).
+            flat: on_gpu,
         })
     }
 
     /// The same optimiser updating tensor by tensor (about 15 ops per parameter tensor): the
-    /// path before flat groups, kept for `bench train --paths old` and as the tests' reference.
+    /// CPU's default, and the reference the flat groups are tested against.
     pub fn per_tensor(mut self) -> Result<Self> {
         self.state = self.state()?;
         self.groups = None;
         self.flat = false;
         Ok(self)
+    }
+
+    /// The same optimiser on flat groups (a dozen whole-buffer ops per group): the default on
+    /// a GPU, where every op is a kernel launch.
+    pub fn flat_groups(mut self) -> Self {
+        self.flat = true;
+        self
     }
 
     /// Multiplies the learning rate of the variables `names` by `factor`.
@@ -214,7 +225,7 @@ impl Adam {
         }
         let groups = self.groups.as_mut().context("optimizer groups")?;
         for g in groups {
-            step_group(self.cfg, self.step, g, &self.vars, &grad_of, lr)?;
+            step_group((self.cfg, self.step), g, &self.vars, &grad_of, lr)?;
         }
         Ok(())
     }
@@ -302,8 +313,7 @@ fn update(
 
 /// One flat update of a group: parameters without a gradient keep their values and moments.
 fn step_group(
-    c: AdamConfig,
-    step: u64,
+    (c, step): (AdamConfig, u64),
     g: &mut Group,
     vars: &BTreeMap<String, Var>,
     grad_of: &impl Fn(&str, &Var) -> Option<Tensor>,
@@ -342,8 +352,13 @@ fn step_group(
     } else {
         (g.m, g.v) = (m, v);
     }
+    write_back(g, vars, &p, &present)
+}
+
+/// Sets each parameter that had a gradient from its part of the flat `p`.
+fn write_back(g: &Group, vars: &BTreeMap<String, Var>, p: &Tensor, present: &[bool]) -> Result<()> {
     let mut offset = 0;
-    for ((name, &n), on) in g.names.iter().zip(&g.sizes).zip(present) {
+    for ((name, &n), &on) in g.names.iter().zip(&g.sizes).zip(present) {
         if on {
             let var = &vars[name];
             var.set(&p.narrow(0, offset, n)?.reshape(var.shape())?)?;
@@ -490,14 +505,16 @@ mod tests {
                 ..AdamConfig::default()
             };
             let (flat_vars, ref_vars) = (params(), params());
-            let mut flat = Adam::new(cfg, flat_vars.clone()).unwrap();
+            // The GPU's default path, here on the CPU.
+            let mut flat = Adam::new(cfg, flat_vars.clone()).unwrap().flat_groups();
             let mut reference = Adam::new(cfg, ref_vars.clone()).unwrap().per_tensor().unwrap();
             for opt in [&mut flat, &mut reference] {
                 opt.scale_lr([&"c".to_string()], 0.1);
             }
             for step in 0..4 {
-                flat.step_with(|n, v| grad(n, v, step), 0.01).unwrap();
-                reference.step_with(|n, v| grad(n, v, step), 0.01).unwrap();
+                for opt in [&mut flat, &mut reference] {
+                    opt.step_with(|n, v| grad(n, v, step), 0.01).unwrap();
+                }
             }
             let (fs, rs) = (flat.state().unwrap(), reference.state().unwrap());
             for (name, var) in &flat_vars {
@@ -511,7 +528,7 @@ mod tests {
                 assert_eq!(fs[name].m.dims(), var.dims());
             }
             // A restore (as from a checkpoint) carries on exactly.
-            let mut resumed = Adam::new(cfg, flat_vars.clone()).unwrap();
+            let mut resumed = Adam::new(cfg, flat_vars.clone()).unwrap().flat_groups();
             resumed.scale_lr([&"c".to_string()], 0.1);
             resumed.restore(fs, flat.step_count()).unwrap();
             resumed.step_with(|n, v| grad(n, v, 5), 0.01).unwrap();
