@@ -247,7 +247,12 @@ impl ProjectConfig {
         }
         mark_missing(&mut root);
         let cfg: ProjectConfig = serde_yaml::from_value(root)?;
-        cfg.model.validate()?;
+        // A backbone named by a local folder or hub id brings its config.json, read when the
+        // run starts (`hub::complete_config`, which validates the whole); until then only a
+        // config whose backbones are known can be checked.
+        if cfg.model.vision_config().is_ok() && cfg.model.text_config().is_ok() {
+            cfg.model.validate()?;
+        }
         Ok(cfg)
     }
 

@@ -78,6 +78,16 @@ pub fn load_split(cfg: &ProjectConfig, split: Split) -> Result<Dataset> {
 /// embedding (the tied head) is made trainable, as the original does.
 pub fn fit_vocabulary(model: &ModelConfig, cfg: &ProjectConfig, tok: &Tokenizer) -> Result<ModelConfig> {
     if cfg.dataset.tokenizer == "gpt2" {
+        // The backbone's own vocabulary stays; GPT-2's ids must fit it.
+        let rows = model.text_config()?.vocab_size;
+        anyhow::ensure!(
+            tok.vocab_size() <= rows,
+            "dataset.tokenizer=gpt2 has {} tokens but the text backbone `{}` has a vocabulary of {rows}: \
+             give dataset.tokenizer=<tokenizer.json> of that vocabulary (the model's embedding is then \
+             resized to it, as the original does), or a GPT-2 backbone",
+            tok.vocab_size(),
+            model.text.pretrained_name
+        );
         return Ok(model.clone());
     }
     let mut model = model.clone();
