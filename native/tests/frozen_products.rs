@@ -5,36 +5,24 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 use caption_model::backend::set_frozen_products;
 use caption_model::{caption_loss, CaptionModel};
-use native::train::config::ProjectConfig;
-use native::train::init::{initial_tensors, FreshInit};
-use native::train::trainable_model;
 
 /// Each trainable tensor's gradient (as f64 values), where one reaches it, for `overrides` of `configs/synth.yaml`.
 fn gradients(overrides: &[&str]) -> BTreeMap<String, Vec<f64>> {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    let cfg = ProjectConfig::load(&common::configs(), "synth.yaml", &overrides).unwrap();
-    let mcfg = cfg.model.clone();
+    let (mcfg, model, params) = common::fresh_synth_model(&overrides, 3, DType::F32);
     let dev = Device::Cpu;
-    let fresh = FreshInit {
-        seed: 3,
-        gate: 0.5,
-        ..Default::default()
-    };
-    let tensors = initial_tensors(&mcfg, HashMap::new(), &fresh, &dev).unwrap();
-    let (model, params) = trainable_model(&mcfg, tensors, DType::F32, &dev).unwrap();
     let size = mcfg.vision_config().unwrap().image_size;
     // The same pixels for both paths (candle's `randn` draws from an unseeded generator).
     let n = 2 * 2 * 3 * size * size;
     let values: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
     let pixels = Tensor::from_vec(values, (2, 2, 3, size, size), &dev).unwrap();
     let mask = CaptionModel::frame_mask(&[2, 1], 2, &dev).unwrap();
-    let tokens = Tensor::new(&[[2u32, 5, 9, 11, 2], [2, 7, 3, 2, 0]], &dev).unwrap();
-    let tmask = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 1., 1., 0.]], &dev).unwrap();
+    let (tokens, tmask) = common::two_captions(DType::F32);
     let (_, logits) = model.forward(&pixels, &mask, &tokens, &tmask).unwrap();
     let grads = caption_loss(&logits, &tokens).unwrap().backward().unwrap();
     // A parameter the loss does not reach (CLIP's post-layernorm: the pooled output is not

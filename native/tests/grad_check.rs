@@ -4,31 +4,15 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use candle_core::{DType, Device, Tensor, Var};
 use caption_model::{caption_loss, CaptionModel};
-use native::train::init::{initial_tensors, FreshInit};
-use native::train::{config::ProjectConfig, trainable_model};
 
 #[test]
 fn every_part_backpropagates_like_finite_differences() {
     // The synthetic recipe freezes the tower; here it trains, so that its gradients are checked.
     let overrides = ["model.vision.trainable=true".to_string()];
-    let cfg = ProjectConfig::load(&common::configs(), "synth.yaml", &overrides).unwrap();
-    let mcfg = cfg.model.clone();
+    let (mcfg, model, params) = common::fresh_synth_model(&overrides, 1, DType::F64);
     let dev = Device::Cpu;
-    let fresh = FreshInit {
-        seed: 1,
-        gate: 0.5,
-        ..Default::default()
-    };
-    let tensors = initial_tensors(&mcfg, HashMap::new(), &fresh, &dev).unwrap();
-    let tensors: HashMap<String, Tensor> = tensors
-        .into_iter()
-        .map(|(n, t)| (n, t.to_dtype(DType::F64).unwrap()))
-        .collect();
-    let (model, params) = trainable_model(&mcfg, tensors, DType::F64, &dev).unwrap();
     let vars = params.vars();
     let size = mcfg.vision_config().unwrap().image_size;
     let pixels = Tensor::randn(0f64, 1.0, (2, 1, 3, size, size), &dev).unwrap();
@@ -36,8 +20,7 @@ fn every_part_backpropagates_like_finite_differences() {
         .unwrap()
         .to_dtype(DType::F64)
         .unwrap();
-    let tokens = Tensor::new(&[[2u32, 5, 9, 11, 2], [2, 7, 3, 2, 0]], &dev).unwrap();
-    let tmask = Tensor::new(&[[1f64, 1., 1., 1., 1.], [1., 1., 1., 1., 0.]], &dev).unwrap();
+    let (tokens, tmask) = common::two_captions(DType::F64);
     let loss = |m: &CaptionModel| -> Tensor {
         let (_, logits) = m.forward(&pixels, &mask, &tokens, &tmask).unwrap();
         caption_loss(&logits, &tokens).unwrap()

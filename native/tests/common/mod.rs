@@ -87,3 +87,41 @@ pub fn logged(run_dir: &Path, kind: &str) -> BTreeMap<u64, f64> {
 }
 pub mod batches;
 pub mod scenes;
+
+/// A fresh model of `configs/synth.yaml` with `overrides`: seeded weights (cross-attention
+/// gates opened to 0.5) in `dtype`, its config and its trainable parameters.
+pub fn fresh_synth_model(
+    overrides: &[String],
+    seed: u64,
+    dtype: candle_core::DType,
+) -> (
+    caption_model::ModelConfig,
+    caption_model::CaptionModel,
+    native::train::TrainableParams,
+) {
+    use native::train::init::{initial_tensors, FreshInit};
+    let cfg = native::train::config::ProjectConfig::load(&configs(), "synth.yaml", overrides).unwrap();
+    let mcfg = cfg.model;
+    let dev = candle_core::Device::Cpu;
+    let fresh = FreshInit {
+        seed,
+        gate: 0.5,
+        ..Default::default()
+    };
+    let tensors: std::collections::HashMap<_, _> = initial_tensors(&mcfg, Default::default(), &fresh, &dev)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_dtype(dtype).unwrap()))
+        .collect();
+    let (model, params) = native::train::trainable_model(&mcfg, tensors, dtype, &dev).unwrap();
+    (mcfg, model, params)
+}
+
+/// Two captions of the synthetic vocabulary (the second one token shorter, padded) and their
+/// mask in `dtype`.
+pub fn two_captions(dtype: candle_core::DType) -> (candle_core::Tensor, candle_core::Tensor) {
+    use candle_core::{Device, Tensor};
+    let tokens = Tensor::new(&[[2u32, 5, 9, 11, 2], [2, 7, 3, 2, 0]], &Device::Cpu).unwrap();
+    let mask = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 1., 1., 0.]], &Device::Cpu).unwrap();
+    (tokens, mask.to_dtype(dtype).unwrap())
+}
