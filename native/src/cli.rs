@@ -31,6 +31,9 @@ pub enum Command {
     Verify {
         /// The fixture directory.
         dir: PathBuf,
+        /// Where to run the checks (the tolerances are the same, in f32).
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Train or test as the original's `run.py` does: a config.yaml plus `key.sub=value`
     /// overrides (`mode=train|test`, `name=`, `pretrained_name=`, `resume_pretrained_state=`,
@@ -54,11 +57,40 @@ pub enum Command {
         /// The model folder.
         dir: PathBuf,
     },
+    /// Get datasets in the layouts the original expects.
+    Data {
+        /// Which dataset.
+        #[command(subcommand)]
+        which: DataCommand,
+    },
     /// Benchmarks that print figures.
     Bench {
         /// Which benchmark.
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+/// Datasets to download.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// COCO 2017 images and caption annotations in the original's layout:
+    /// `<out>/mscoco/{train2017,val2017}/*.jpg` and `<out>/mscoco/{train2017,val2017}.json`
+    /// (about 19 GB). Downloads resume when run again after an interruption; sizes and every
+    /// zip entry's CRC-32 are checked; a split already in place is skipped.
+    Coco {
+        /// The folder that receives `mscoco/` (and `downloads/` while downloading).
+        #[arg(long)]
+        out: PathBuf,
+        /// Splits to get, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values = ["train", "val"])]
+        splits: Vec<crate::data::coco_download::CocoSplit>,
+        /// Where the zips are served (`<base>/zips/train2017.zip`, `<base>/annotations/...`).
+        #[arg(long, default_value = crate::data::coco_download::COCO_BASE_URL)]
+        base_url: String,
+        /// Keep the downloaded zips in `<out>/downloads/` after extracting them.
+        #[arg(long)]
+        keep_zips: bool,
     },
 }
 
@@ -91,9 +123,92 @@ pub struct CaptionArgs {
     /// folders only).
     #[arg(long, value_enum, default_value_t = EngineName::Cpu)]
     pub backend: EngineName,
+    /// Where the candle engine runs (`--backend cpu`).
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Decoding settings.
     #[command(flatten)]
     pub decode: DecodeArgs,
+}
+
+/// Where the tensor work runs: `--cuda` or `--device cpu|cuda|cuda:N`, the same on every
+/// command that computes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DeviceArgs {
+    /// Run on the first CUDA GPU (the same as `--device cuda:0`); needs a binary built with
+    /// `--features cuda`.
+    #[arg(long, conflicts_with = "device")]
+    pub cuda: bool,
+    /// Where to compute: `cpu` (the default), `cuda` or `cuda:N` (the N-th CUDA GPU).
+    #[arg(long, value_name = "cpu|cuda[:N]")]
+    pub device: Option<DeviceName>,
+}
+
+/// A device as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceName {
+    /// The CPU.
+    Cpu,
+    /// The CUDA GPU with this ordinal.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceName {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("`{s}` is not a device: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl DeviceArgs {
+    /// The device named by the flags (the CPU when none is given).
+    pub fn name(&self) -> DeviceName {
+        match (self.cuda, self.device) {
+            (true, _) => DeviceName::Cuda(0),
+            (false, Some(d)) => d,
+            (false, None) => DeviceName::Cpu,
+        }
+    }
+
+    /// Whether a CUDA device was asked for.
+    pub fn is_cuda(&self) -> bool {
+        self.name() != DeviceName::Cpu
+    }
+
+    /// Opens the device; a binary without CUDA, or a machine without that GPU, gets one line
+    /// that says which.
+    pub fn open(&self) -> Result<candle_core::Device> {
+        match self.name() {
+            DeviceName::Cpu => Ok(candle_core::Device::Cpu),
+            DeviceName::Cuda(n) => open_cuda(n),
+        }
+    }
+}
+
+/// The `n`-th CUDA GPU.
+#[cfg(feature = "cuda")]
+fn open_cuda(n: usize) -> Result<candle_core::Device> {
+    candle_core::Device::new_cuda(n).map_err(|e| {
+        anyhow::anyhow!("--cuda: this machine has no usable CUDA GPU {n} (the CUDA driver says: {e})")
+    })
+}
+
+/// A binary built without CUDA says so, and how to get one.
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(_: usize) -> Result<candle_core::Device> {
+    anyhow::bail!(
+        "--cuda: this binary was built without CUDA; build one with `cargo build --release -p native --features cuda` \
+         (README, \"Training on a GPU box\")"
+    )
 }
 
 /// Which engine runs `caption`.
@@ -116,10 +231,10 @@ pub struct TrainArgs {
     pub config_name: String,
     /// Overrides, e.g. `name=run1 trainer.epochs=3 dataset.train_ds.json_path=/data/train.json`.
     pub overrides: Vec<String>,
-    /// Run on the first CUDA GPU (a binary built with `--features cuda`); with
-    /// `trainer.precision=bf16` it computes in bf16 with f32 master weights.
-    #[arg(long)]
-    pub cuda: bool,
+    /// Where to train or test; on CUDA with `trainer.precision=bf16` it computes in bf16 with
+    /// f32 master weights.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Decoding strategy names.
@@ -201,13 +316,20 @@ pub struct CaptionTiming {
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// ms per caption of the full-size default model (random weights, CPU): greedy and beam.
+    /// ms per caption of the full-size default model (random weights, candle on the CPU or a
+    /// CUDA GPU): greedy and beam.
     Caption {
         #[command(flatten)]
         timing: CaptionTiming,
         /// Weights as exported: f32, f16, q8 or q4.
         #[arg(long, default_value = "f32")]
         quant: String,
+        /// Compute precision of the f32 weights: f32, or bf16 (the model cast to bf16).
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        /// Where to caption.
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// ms per caption of the full-size default model (random weights) on the WebGPU engine
     /// (Vulkan/Metal/DX12 natively), greedy and beam, with the GPU memory the weights take.
@@ -231,9 +353,9 @@ pub enum BenchCommand {
         /// Tokens per caption, bos and eos included.
         #[arg(long, default_value_t = 24)]
         tokens: usize,
-        /// Train on the first CUDA GPU (a binary built with `--features cuda`).
-        #[arg(long)]
-        cuda: bool,
+        /// Where to train.
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Compute precision: f32, or bf16 with f32 master weights.
         #[arg(long, default_value = "f32")]
         precision: String,
@@ -242,6 +364,25 @@ pub enum BenchCommand {
         /// products, the optimizer tensor by tensor), for a ratio measured in one run.
         #[arg(long, value_delimiter = ',', default_value = "new")]
         paths: Vec<String>,
+    },
+    /// Whether two runs of one training config follow the same train-loss curve (e.g. the CPU
+    /// in f32 against CUDA in bf16): the first step's loss, then means over windows of steps,
+    /// each within a relative tolerance; exits non-zero when one is not.
+    Curves {
+        /// The reference run (its folder or its metrics.jsonl).
+        reference: PathBuf,
+        /// The run compared with it.
+        candidate: PathBuf,
+        /// Steps per window.
+        #[arg(long, default_value_t = 20)]
+        window: usize,
+        /// Largest relative difference of the first step's loss (the defaults suit bf16
+        /// against f32: 8 significant bits, a few roundings deep).
+        #[arg(long, default_value_t = 0.02)]
+        first_tol: f64,
+        /// Largest relative difference of a window's mean loss.
+        #[arg(long, default_value_t = 0.05)]
+        window_tol: f64,
     },
     /// How closely models follow a reference on images: identical greedy captions, top-1
     /// agreement and mean KL divergence of next-token predictions along the reference's greedy
@@ -259,5 +400,8 @@ pub enum BenchCommand {
         /// Most tokens generated per caption.
         #[arg(long, default_value_t = 30)]
         max_length: usize,
+        /// Where to run both models.
+        #[command(flatten)]
+        device: DeviceArgs,
     },
 }

@@ -10,9 +10,12 @@
 //!   never stops on one bad file.
 //! - [`epoch_order`], [`caption_index`] and [`Loader`] make the data order and the caption
 //!   choice a pure function of (seed, epoch, index), so a resumed run sees the same batches.
+//! - [`coco_download`] gets COCO 2017 into the layout the original's setup script makes
+//!   (`native data coco`).
 
 mod batch;
 mod coco;
+pub mod coco_download;
 pub mod feature_cache;
 mod fetch;
 mod json;

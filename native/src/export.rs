@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 use caption_model::tokenizer::{Tokenizer, GPT2_TOKENIZER_JSON};
 use caption_model::weights::block_scales::split_block_scales;
 use caption_model::weights::{
@@ -12,6 +11,7 @@ use caption_model::weights::{
 };
 use clap::Args;
 
+use crate::cli::DeviceArgs;
 use crate::files::write_atomic;
 use crate::load::{load_folder_dir, load_tensors};
 
@@ -33,6 +33,9 @@ pub struct ExportArgs {
     /// The folder to write (created if missing; its model files are replaced).
     #[arg(long)]
     pub out: PathBuf,
+    /// Where the checkpoint is read and the written folder loaded back as a check.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// The tokenizer file to ship: the given one, or GPT-2's when the vocabulary is GPT-2's.
@@ -57,7 +60,7 @@ fn tokenizer_bytes(path: Option<&Path>, vocab: usize) -> Result<Vec<u8>> {
 /// manifest.
 pub fn export(args: &ExportArgs) -> Result<Manifest> {
     let quant: Quant = args.quant.parse()?;
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let (cfg, tensors) = load_tensors(&args.checkpoint, args.config.as_deref(), &device)?;
     // A quantization-aware run's trained block scales set the blocks of their scheme.
     let (tensors, scales) = split_block_scales(tensors);

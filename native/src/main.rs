@@ -8,8 +8,10 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use caption_model::tokenizer::Tokenizer;
 use clap::Parser;
+use native::bench::caption::CaptionBenchOptions;
 use native::bench::train::TrainBenchOptions;
-use native::cli::{BenchCommand, CaptionArgs, Cli, Command, EngineName, TrainArgs};
+use native::cli::{BenchCommand, CaptionArgs, Cli, Command, DataCommand, EngineName, TrainArgs};
+use native::data::coco_download::{download_coco, CocoDownload};
 use native::export::ExportArgs;
 use native::synth::word_tokenizer::write_word_tokenizer;
 use native::synth::SynthArgs;
@@ -36,11 +38,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Caption(args) => run_caption(args),
-        Command::Verify { dir } => run_verify(&dir),
+        Command::Verify { dir, device } => run_verify(&dir, &device.open()?),
         Command::Train(args) => run_train(&args),
         Command::Score { cases } => run_score(&cases),
         Command::Synth(args) => run_synth(&args),
         Command::Bench { which } => run_bench(which),
+        Command::Data { which } => run_data(which),
         Command::Export(args) => run_export(&args),
         Command::Inspect { dir } => {
             print!("{}", export::inspect(&dir)?);
@@ -59,8 +62,8 @@ fn exit_code(ok: bool) -> ExitCode {
 }
 
 /// `verify`: one line per compared output, then PASSED or FAILED.
-fn run_verify(dir: &Path) -> Result<ExitCode> {
-    let report = verify::verify_dir(dir).with_context(|| format!("verifying {}", dir.display()))?;
+fn run_verify(dir: &Path, device: &Device) -> Result<ExitCode> {
+    let report = verify::verify_dir(dir, device).with_context(|| format!("verifying {}", dir.display()))?;
     for line in report.lines() {
         println!("{line}");
     }
@@ -71,8 +74,8 @@ fn run_verify(dir: &Path) -> Result<ExitCode> {
 
 /// `train`: the original's run.py, in `mode=train` or `mode=test`.
 fn run_train(args: &TrainArgs) -> Result<ExitCode> {
+    let device = args.device.open()?;
     let cfg = ProjectConfig::load(&args.config_path, &args.config_name, &args.overrides)?;
-    let device = device(args.cuda)?;
     match cfg.mode {
         Mode::Train => {
             let mut trainer = Trainer::new(cfg, &device)?;
@@ -86,11 +89,6 @@ fn run_train(args: &TrainArgs) -> Result<ExitCode> {
         Mode::Test => run_test(&cfg, &device)?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The CUDA device when asked for, else the CPU.
-fn device(cuda: bool) -> Result<Device> {
-    Ok(if cuda { Device::new_cuda(0)? } else { Device::Cpu })
 }
 
 /// `score`: caption metrics for a JSON file of cases.
@@ -114,9 +112,19 @@ fn run_synth(args: &SynthArgs) -> Result<ExitCode> {
 /// `bench`: the chosen benchmark's figures.
 fn run_bench(which: BenchCommand) -> Result<ExitCode> {
     match which {
-        BenchCommand::Caption { timing: t, quant } => {
-            bench::bench_caption(t.iters.max(1), t.tokens.max(1), t.beam_width, quant.parse()?)?
-        }
+        BenchCommand::Caption {
+            timing: t,
+            quant,
+            precision,
+            device,
+        } => bench::bench_caption(&CaptionBenchOptions {
+            iters: t.iters.max(1),
+            tokens: t.tokens.max(1),
+            beam_width: t.beam_width,
+            quant: quant.parse()?,
+            dtype: Precision::parse(&precision)?.dtype(),
+            device: device.open()?,
+        })?,
         BenchCommand::Webgpu { timing: t, quant } => {
             let quants = quant.iter().map(|q| q.parse()).collect::<Result<Vec<_>, _>>()?;
             run_bench_webgpu(t.iters.max(1), t.tokens.max(1), t.beam_width, &quants)?
@@ -125,7 +133,7 @@ fn run_bench(which: BenchCommand) -> Result<ExitCode> {
             batch,
             steps,
             tokens,
-            cuda,
+            device,
             precision,
             paths,
         } => {
@@ -133,24 +141,64 @@ fn run_bench(which: BenchCommand) -> Result<ExitCode> {
                 batch_sizes: batch,
                 steps,
                 tokens,
-                device: device(cuda)?,
+                device: device.open()?,
                 precision: Precision::parse(&precision)?,
                 paths: paths.iter().map(|p| p.parse()).collect::<Result<_>>()?,
             })?;
+        }
+        BenchCommand::Curves {
+            reference,
+            candidate,
+            window,
+            first_tol,
+            window_tol,
+        } => {
+            let c = bench::curves::compare_runs(&reference, &candidate, window)?;
+            print!("{c}");
+            let ok = c.passes(first_tol, window_tol);
+            println!(
+                "curves: {} (first step within {first_tol}, every {window}-step mean within {window_tol})",
+                if ok { "AGREE" } else { "DIFFER" }
+            );
+            return Ok(exit_code(ok));
         }
         BenchCommand::Agreement {
             reference,
             candidate,
             inputs,
             max_length,
+            device,
         } => {
+            let device = device.open()?;
             let files = caption::collect_inputs(&inputs)?;
-            let (reference_model, _) = load::load_any(&reference, None, &Device::Cpu)?;
+            let (reference_model, _) = load::load_any(&reference, None, &device)?;
             for path in &candidate {
-                let (model, _) = load::load_any(path, None, &Device::Cpu)?;
+                let (model, _) = load::load_any(path, None, &device)?;
                 let a = bench::agreement::agreement(&reference_model, &model, &files, max_length)?;
                 println!("{}: {a}", path.display());
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `data`: a dataset downloaded into the original's layout.
+fn run_data(which: DataCommand) -> Result<ExitCode> {
+    match which {
+        DataCommand::Coco {
+            out,
+            splits,
+            base_url,
+            keep_zips,
+        } => {
+            let summary = download_coco(&CocoDownload {
+                out,
+                base_url,
+                splits,
+                keep_zips,
+                progress: true,
+            })?;
+            println!("{summary}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -182,15 +230,19 @@ fn folder_size(dir: &Path) -> Result<u64> {
 }
 
 fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
-    let device = Device::Cpu;
     let path = args
         .model
         .as_ref()
         .or(args.checkpoint.as_ref())
         .context("pass --model <folder> or --checkpoint <file>")?;
     if args.backend == EngineName::Webgpu {
+        anyhow::ensure!(
+            !args.device.is_cuda(),
+            "--backend webgpu picks its own GPU adapter; drop --cuda/--device, which are for the candle engine"
+        );
         return run_caption_webgpu(path, &args);
     }
+    let device = args.device.open()?;
     let (model, own_tokenizer) = load::load_any(path, args.config.as_deref(), &device)?;
     caption_with(&model, own_tokenizer, &args)
 }

@@ -126,8 +126,8 @@ fn ids(t: &Tensor) -> Result<Vec<u32>> {
 }
 
 /// Runs the fixture in `dir` and compares its outputs.
-pub fn verify_dir(dir: &Path) -> Result<Report> {
-    let device = Device::Cpu;
+pub fn verify_dir(dir: &Path, device: &Device) -> Result<Report> {
+    let device = device.clone();
     let cfg = ModelConfig::from_file(dir.join("config.json"))?;
     let weights = read_safetensors(&dir.join("weights.safetensors"), &device)?;
     let model = model_from_tensors(&cfg, weights.clone(), &device)?;

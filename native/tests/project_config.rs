@@ -97,3 +97,16 @@ fn references_that_multiply_are_refused_not_expanded() {
     let err = ProjectConfig::from_yaml(&yaml, &[]).unwrap_err().to_string();
     assert!(err.contains("interpolations expand to more than"), "{err}");
 }
+
+#[test]
+fn the_shipped_copy_of_the_original_config_is_verbatim() {
+    // README's GPU walk uses configs/original/config.yaml on machines without ../shared.
+    let shipped = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/original/config.yaml"
+    ));
+    assert_eq!(
+        std::fs::read(&shipped).unwrap(),
+        std::fs::read(original_dir().join("config.yaml")).unwrap()
+    );
+}

@@ -108,3 +108,48 @@ fn sigkill_then_resume_continues_the_same_loss_curve() {
         at + 1
     );
 }
+
+/// The `data_wait_s` of every train_loss line of a run.
+fn data_waits(exp: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(exp.join("synth/metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train_loss")
+        .map(|v| v["data_wait_s"].as_f64().expect("a data_wait_s field"))
+        .collect()
+}
+
+#[test]
+fn batches_prepared_ahead_give_the_same_curve_as_batches_prepared_inline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth_images(&data, 48, 8, 8, 5);
+    for cache in ["true", "false"] {
+        let run = |workers: usize| {
+            let exp = tmp.path().join(format!("cache-{cache}-workers-{workers}"));
+            let extra = [
+                format!("dataset.train_ds.num_workers={workers}"),
+                format!("+trainer.feature_cache={cache}"),
+            ];
+            common::run_native(&train_args(&data, &exp, &extra));
+            exp
+        };
+        let (inline, ahead) = (run(0), run(2));
+        let (a, b) = (losses(&inline), losses(&ahead));
+        assert_eq!(a.len(), 20);
+        assert_eq!(b.len(), 20);
+        for (step, v) in &a {
+            assert_eq!(
+                v.to_bits(),
+                b[step].to_bits(),
+                "cache {cache}, step {step}: {v} vs {}",
+                b[step]
+            );
+        }
+        for exp in [&inline, &ahead] {
+            let waits = data_waits(exp);
+            assert_eq!(waits.len(), 20);
+            assert!(waits.iter().all(|w| w.is_finite() && *w >= 0.0), "{waits:?}");
+        }
+    }
+}

@@ -21,7 +21,7 @@ const VARIANTS: [&str; 4] = [
 #[test]
 fn every_seed_variant_matches_the_original() {
     for variant in VARIANTS {
-        let report = verify_dir(&fixture(&format!("fixtures/seed/{variant}"))).unwrap();
+        let report = verify_dir(&fixture(&format!("fixtures/seed/{variant}")), &Device::Cpu).unwrap();
         println!("{variant}:\n  {}", report.lines().join("\n  "));
         let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
         assert!(names.contains(&"logits") && names.contains(&"loss") && names.contains(&"mapped_prefix"));
@@ -97,7 +97,7 @@ fn the_command_fails_when_logits_or_tokens_are_off() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
 
     let dir = tampered("mapper_only", "greedy_tokens_image0", |t| (t + 1.0).unwrap());
-    let report = verify_dir(dir.path()).unwrap();
+    let report = verify_dir(dir.path(), &Device::Cpu).unwrap();
     assert!(!report.passed());
     assert!(
         report.checks.iter().all(|c| c.passed()),
@@ -157,7 +157,7 @@ fn a_single_nan_in_a_compared_value_fails_and_is_named() {
     // Not the first element, which a NaN-skipping reduction would still have seen.
     for (name, index) in [("logits", 777), ("mapped_prefix", 5)] {
         let dir = tampered("mlp_resampler", name, |t| with_nan_at(t, index));
-        let report = verify_dir(dir.path()).unwrap();
+        let report = verify_dir(dir.path(), &Device::Cpu).unwrap();
         let lines = report.lines().join("\n");
         assert!(!report.passed(), "{lines}");
         let l = line(&lines, name);

@@ -78,7 +78,7 @@ fn verify_handles_a_directory_of_another_shape() {
     ]);
     let io_path = dir.path().join("io.safetensors");
     candle_core::safetensors::save(&io, &io_path).unwrap();
-    let first = verify_dir(dir.path()).unwrap();
+    let first = verify_dir(dir.path(), &Device::Cpu).unwrap();
     assert!(first.checks.iter().all(|c| c.passed()), "{:?}", first.lines());
     let (_, produced) = first.greedy.unwrap();
     assert_eq!(produced[0], 96, "starts from the config's bos");
@@ -89,5 +89,5 @@ fn verify_handles_a_directory_of_another_shape() {
         Tensor::new(ids.as_slice(), &dev).unwrap(),
     );
     candle_core::safetensors::save(&io, &io_path).unwrap();
-    assert!(verify_dir(dir.path()).unwrap().passed());
+    assert!(verify_dir(dir.path(), &Device::Cpu).unwrap().passed());
 }

@@ -109,7 +109,11 @@ pub trait Backend: Clone + Debug + Sized {
     /// The values, flattened row-major, read back without blocking (a browser GPU must wait
     /// for the read; the default reads synchronously).
     async fn to_vec_async(&self) -> Result<Vec<f32>> {
-        self.to_candle()?.flatten_all()?.to_vec1()
+        // A bf16 model's logits are read as f32 (a no-op for f32 tensors).
+        self.to_candle()?
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()
     }
 
     /// For logits [R, V]: each row's `k` best tokens and its log-normaliser. The default reads

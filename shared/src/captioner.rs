@@ -25,6 +25,8 @@ pub struct Captioner<'m, T: Backend = Tensor> {
     rows: usize,
     cache: Vec<KvCache<T>>,
     pos: usize,
+    /// Tokens that fit after the prefix in GPT-2's positions.
+    max_steps: usize,
 }
 
 impl<'m, T: Backend> Captioner<'m, T> {
@@ -43,6 +45,11 @@ impl<'m, T: Backend> Captioner<'m, T> {
             rows: visual.prefix.dim(0)?,
             cache: model.text().new_cache(),
             pos: 0,
+            max_steps: model
+                .config()
+                .text_config()?
+                .n_positions
+                .saturating_sub(visual.prefix.dim(1)?),
         })
     }
 
@@ -106,6 +113,10 @@ impl<'m, T: Backend> Captioner<'m, T> {
 impl<T: Backend> StepModel for Captioner<'_, T> {
     fn rows(&self) -> usize {
         self.rows
+    }
+
+    fn max_steps(&self) -> Option<usize> {
+        Some(self.max_steps)
     }
 
     async fn step(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {

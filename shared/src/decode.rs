@@ -44,6 +44,11 @@ pub trait StepModel {
     }
     /// Rearranges the cached rows: new row i continues old row `rows[i]` (rows may repeat or be dropped).
     fn select_rows(&mut self, rows: &[usize]) -> Result<()>;
+    /// Most steps the model has room for (GPT-2's positions left after the visual prefix);
+    /// captions stop there even when `max_length` asks for more. `None`: no limit.
+    fn max_steps(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A row's most likely next tokens.
@@ -182,6 +187,16 @@ pub async fn generate_async<M: StepModel>(model: &mut M, opts: &DecodeOptions) -
     if model.rows() == 0 {
         return Ok(Vec::new());
     }
+    let mut opts = opts.clone();
+    if let Some(room) = model.max_steps() {
+        if room == 0 {
+            return Err(Error::Decode(
+                "the visual prefix fills every position of GPT-2: no room for a caption".into(),
+            ));
+        }
+        opts.max_length = opts.max_length.min(room);
+    }
+    let opts = &opts;
     match opts.strategy {
         Strategy::Greedy => greedy::generate(model, opts).await,
         Strategy::Beam { width } => beam::generate(model, opts, width).await,

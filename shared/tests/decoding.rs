@@ -151,3 +151,34 @@ fn nucleus_is_reproducible_with_a_seed() {
     let tokens = |v: &[(Vec<u32>, f32)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(tokens(&decode(&model, &images, tiny_p, 12)), tokens(&greedy));
 }
+
+#[test]
+fn captions_stop_where_gpt2_runs_out_of_positions() {
+    let (model, video) = load("mlp_resampler");
+    let images = frames(&video).narrow(0, 0, 2).unwrap();
+    let mask = CaptionModel::frame_mask(&[1, 1], 1, model.device()).unwrap();
+    let visual = model.visual(&images, &mask).unwrap();
+    let t = model.config().text_config().unwrap();
+    // One prefix token per frame: the rest of GPT-2's positions hold bos and what follows.
+    let room = t.n_positions - visual.prefix.dim(1).unwrap();
+    assert_eq!(room, 63);
+    for strategy in [Strategy::Greedy, Strategy::Beam { width: 3 }] {
+        let run = |max_length: usize| {
+            let opts = DecodeOptions {
+                strategy: strategy.clone(),
+                max_length,
+                bos: t.bos_token_id,
+                // Outside the vocabulary: never produced, so every caption runs to its limit.
+                eos: t.vocab_size as u32,
+            };
+            let mut captioner = Captioner::new(&model, &visual).unwrap();
+            generate(&mut captioner, &opts).unwrap()
+        };
+        let (long, exact) = (run(500), run(room));
+        assert_eq!(long.len(), 2);
+        for (a, b) in long.iter().zip(&exact) {
+            assert_eq!(a.tokens.len(), room, "{strategy:?}");
+            assert_eq!(a.tokens, b.tokens, "{strategy:?}");
+        }
+    }
+}

@@ -65,6 +65,10 @@ impl<M: StepModel> StepModel for Streaming<'_, M> {
         self.rows = rows.iter().map(|&r| self.rows[r].clone()).collect();
         self.inner.select_rows(rows)
     }
+
+    fn max_steps(&self) -> Option<usize> {
+        self.inner.max_steps()
+    }
 }
 
 #[cfg(test)]

@@ -16,37 +16,78 @@ fn summary(mut ms: Vec<f64>) -> (f64, f64) {
     (ms[ms.len() / 2], ms[0])
 }
 
+/// What `bench caption` times.
+#[derive(Debug, Clone)]
+pub struct CaptionBenchOptions {
+    /// Timed captions per strategy (after one warm-up).
+    pub iters: usize,
+    /// Tokens per caption.
+    pub tokens: usize,
+    /// Beam width of the beam run.
+    pub beam_width: usize,
+    /// Weights as exported.
+    pub quant: Quant,
+    /// The dtype an f32 model computes in (f32 or bf16).
+    pub dtype: DType,
+    /// Where the model runs.
+    pub device: Device,
+}
+
 /// Runs the caption benchmark and prints its figures.
-pub fn bench_caption(iters: usize, tokens: usize, beam_width: usize, quant: Quant) -> Result<()> {
-    let device = Device::Cpu;
+pub fn bench_caption(opts: &CaptionBenchOptions) -> Result<()> {
+    let CaptionBenchOptions {
+        iters,
+        tokens,
+        beam_width,
+        quant,
+        dtype,
+        ref device,
+    } = *opts;
+    anyhow::ensure!(
+        dtype == DType::F32 || quant == Quant::F32,
+        "--precision bf16 casts f32 weights; it does not apply to {quant} weights"
+    );
     let cfg = ModelConfig::default();
     let start = Instant::now();
     let model = if quant == Quant::F32 {
-        CaptionModel::new(&cfg, var_builder(RandomInit::new(0), DType::F32, &device))?
+        CaptionModel::new(&cfg, var_builder(RandomInit::new(0), dtype, device))?
     } else {
         // The same random weights, exported and loaded back as a model folder would be.
         let folder = export_folder(
             &cfg,
-            random_tensors(&cfg, 0, &device)?,
+            random_tensors(&cfg, 0, &Device::Cpu)?,
             quant,
             GPT2_TOKENIZER_JSON,
         )?;
         let size = folder.manifest.len() + folder.model.len() + folder.tokenizer.len();
         println!("{quant} model folder: {:.1} MB", size as f64 / 1e6);
-        load_folder(folder.as_bytes(), &device)?.model
+        load_folder(folder.as_bytes(), device)?.model
     };
     println!(
-        "built full-size default model (random weights, {quant}) in {:.1} s",
+        "built full-size default model (random weights, {quant}, computing in {dtype:?}) on {} in {:.1} s",
+        device_label(device),
         start.elapsed().as_secs_f64()
     );
-    let pixels = Tensor::randn(0f32, 1.0, (1, 1, 3, 224, 224), &device)?;
-    // candle's own pool follows CANDLE_NUM_THREADS (what --threads sets), then rayon's count.
-    let threads = std::env::var("CANDLE_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or_else(candle_core::utils::get_num_threads);
-    println!("CPU threads: {threads}; {iters} timed runs after one warm-up; {tokens} tokens per caption");
+    let pixels = Tensor::randn(0f32, 1.0, (1, 1, 3, 224, 224), device)?.to_dtype(dtype)?;
+    if device.is_cpu() {
+        // candle's own pool follows CANDLE_NUM_THREADS (what --threads sets), then rayon's count.
+        let threads = std::env::var("CANDLE_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or_else(candle_core::utils::get_num_threads);
+        println!("CPU threads: {threads}");
+    }
+    println!("{iters} timed runs after one warm-up; {tokens} tokens per caption");
     time_captions(&model, &pixels, iters, tokens, beam_width)
+}
+
+/// "CPU", or the CUDA device and its ordinal.
+pub fn device_label(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "the CPU".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("CUDA GPU {gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("Metal GPU {gpu_id}"),
+    }
 }
 
 /// Times greedy and beam captions of `pixels` [1, 1, 3, 224, 224] and prints the figures.
@@ -75,7 +116,14 @@ pub fn time_captions<T: Backend>(
             let t0 = Instant::now();
             let visual = model.visual(pixels, &mask)?;
             // The encode is timed to its end: read one value back (GPU work is asynchronous).
-            visual.prefix.narrow(2, 0, 1)?.to_candle()?;
+            // (A CUDA tensor is read only when its values are copied to the host.)
+            visual
+                .prefix
+                .narrow(2, 0, 1)?
+                .to_candle()?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             let t1 = Instant::now();
             let mut captioner = Captioner::new(model, &visual)?;
             let out = generate(&mut captioner, &opts(strategy.clone()))?;

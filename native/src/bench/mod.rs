@@ -4,6 +4,7 @@
 
 pub mod agreement;
 pub mod caption;
+pub mod curves;
 pub mod train;
 
 #[cfg(feature = "webgpu")]

@@ -74,6 +74,12 @@ impl BatchBuilder {
         self
     }
 
+    /// The same builder, creating its tensors on `device`.
+    pub fn on_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
     /// Number of threads decoding the samples of a batch (at least 1).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);

@@ -52,15 +52,13 @@ struct Record {
 /// points sorted by step.
 struct Series(String, Rgb<u8>, bool, i32, Vec<(f64, f64)>);
 
-/// Renders `metrics.jsonl` of a run into `loss.png` (train loss, smoothed with an EMA, plus the
-/// raw points faint; val loss as markers joined by lines) and `lr.png` (learning rate against
-/// step), and, when kinds other than train_loss/val_loss are present (e.g. "bleu4"), `metrics.png`
-/// with one line per kind; each written atomically (temp file + rename) into `dir`. Returns the
-/// paths written. Malformed lines and non-finite values are skipped.
-pub fn plot_run(metrics_jsonl: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(metrics_jsonl)
-        .with_context(|| format!("reading {}", metrics_jsonl.display()))?;
-    let mut by_kind: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+/// `(step, value)` points sorted by step.
+pub type Curve = Vec<(f64, f64)>;
+
+/// The curve of each kind in a `metrics.jsonl` text, and the learning rate's (malformed lines
+/// and non-finite values are skipped).
+pub fn read_curves(text: &str) -> (BTreeMap<String, Curve>, Curve) {
+    let mut by_kind: BTreeMap<String, Curve> = BTreeMap::new();
     let mut lr = Vec::new();
     let parse = |line: &str| serde_json::from_str::<Record>(line).ok();
     for rec in text.lines().filter_map(parse) {
@@ -73,6 +71,18 @@ pub fn plot_run(metrics_jsonl: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     lr.dedup_by(|a, b| a.0 == b.0);
+    (by_kind, lr)
+}
+
+/// Renders `metrics.jsonl` of a run into `loss.png` (train loss, smoothed with an EMA, plus the
+/// raw points faint; val loss as markers joined by lines) and `lr.png` (learning rate against
+/// step), and, when kinds other than train_loss/val_loss are present (e.g. "bleu4"), `metrics.png`
+/// with one line per kind; each written atomically (temp file + rename) into `dir`. Returns the
+/// paths written. Malformed lines and non-finite values are skipped.
+pub fn plot_run(metrics_jsonl: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(metrics_jsonl)
+        .with_context(|| format!("reading {}", metrics_jsonl.display()))?;
+    let (mut by_kind, lr) = read_curves(&text);
     let train = by_kind.remove("train_loss").unwrap_or_default();
     let val = by_kind.remove("val_loss").unwrap_or_default();
     // Exponential moving average with a window of about a twentieth of the points.

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +15,8 @@ use caption_model::{caption_loss, CaptionModel, ModelConfig};
 
 use super::checkpoint::{self, LoopState};
 use super::config::ProjectConfig;
-use super::forward::{batch_logits, training_loss, TrainingLoss};
+use super::feed::{BatchFeed, BatchSource, FedBatch, StepJob};
+use super::forward::{batch_logits, prepare, training_loss, TrainingLoss};
 use super::init::initial_weights;
 use super::optim::schedule::Schedule;
 use super::optim::{Adam, AdamConfig, Moments};
@@ -38,7 +40,7 @@ pub struct Trainer {
     extra: BTreeMap<String, Tensor>,
     schedule: Schedule,
     state: LoopState,
-    train: Dataset,
+    train: Arc<Dataset>,
     val: Option<Dataset>,
     builder: BatchBuilder,
     /// Compute precision, and the bf16 model builder when it is bf16.
@@ -49,7 +51,7 @@ pub struct Trainer {
     teacher: Option<Teacher>,
     compute: Option<ComputeModel>,
     /// CLIP features of the training and validation samples, when the vision tower is frozen.
-    cache: Option<FeatureCache>,
+    cache: Option<Arc<FeatureCache>>,
     /// Dropout masks, reseeded every step so that a resumed run draws the same ones.
     dropout: DropoutRng,
     run_dir: PathBuf,
@@ -65,6 +67,8 @@ struct MetricLine<'a> {
     value: f64,
     lr: f64,
     samples_per_s: f64,
+    /// Seconds the step waited for its batch (0 when it was prepared ahead in time).
+    data_wait_s: f64,
 }
 
 /// The training split (which must have usable samples) and the validation split, if any.
@@ -197,14 +201,14 @@ impl Trainer {
         let builder =
             BatchBuilder::new(pre, tokenizer, device.clone()).with_max_frames(cfg.dataset.max_frames);
         let cache = match cache_key {
-            Some(key) => Some(fill_feature_cache(
+            Some(key) => Some(Arc::new(fill_feature_cache(
                 &cfg,
                 &run_dir,
                 &key,
                 &model,
                 &builder,
                 (&train, val.as_ref()),
-            )?),
+            )?)),
             None => None,
         };
         let resolved = serde_yaml::to_string(&cfg)?;
@@ -219,7 +223,7 @@ impl Trainer {
             extra,
             schedule: plan.schedule,
             state: plan.state,
-            train,
+            train: Arc::new(train),
             val,
             builder,
             precision,
@@ -264,10 +268,19 @@ impl Trainer {
                 (0..self.train.len()).collect()
             };
             let batches: Vec<&[usize]> = order.chunks(bs).collect();
+            let jobs = batches[self.state.batch_in_epoch.min(batches.len())..]
+                .iter()
+                .map(|idx| self.job(idx))
+                .collect();
+            let workers = self.cfg.dataset.train_ds.num_workers;
+            let mut feed = BatchFeed::start(self.batch_source(), jobs, workers);
             while self.state.batch_in_epoch < batches.len() && self.state.step < self.total_steps {
-                let idx = batches[self.state.batch_in_epoch];
                 let started = Instant::now();
-                let loss = self.train_step(idx)?;
+                let fed = feed
+                    .next_batch()?
+                    .context("the batch feed ended before the epoch did")?;
+                let waited = fed.waited.as_secs_f64();
+                let loss = self.train_step(fed)?;
                 self.state.batch_in_epoch += 1;
                 if let Some((loss, n)) = loss {
                     let lr = self.schedule.lr(self.state.step - 1);
@@ -281,6 +294,7 @@ impl Trainer {
                         value: loss,
                         lr,
                         samples_per_s: rate,
+                        data_wait_s: waited,
                     };
                     writeln!(log, "{}", serde_json::to_string(&line)?)?;
                     if self
@@ -293,6 +307,7 @@ impl Trainer {
                     }
                 }
             }
+            feed.shut()?;
             if self.state.batch_in_epoch >= batches.len() {
                 self.state.epoch += 1;
                 self.state.batch_in_epoch = 0;
@@ -307,14 +322,40 @@ impl Trainer {
         self.save_last()
     }
 
-    /// One optimizer step on the samples at `idx`; None when every sample was unreadable.
-    fn train_step(&mut self, idx: &[usize]) -> Result<Option<(f64, usize)>> {
-        let samples: Vec<_> = idx.iter().map(|&i| &self.train.samples[i]).collect();
-        let picks: Vec<usize> = idx
+    /// The samples of a step and the caption drawn for each, a pure function of (seed, epoch,
+    /// position), so that a resumed run draws the same.
+    fn job(&self, idx: &[usize]) -> StepJob {
+        let picks = idx
             .iter()
-            .zip(&samples)
-            .map(|(&i, s)| caption_index(self.cfg.trainer.seed, self.state.epoch, i, s.captions.len()))
+            .map(|&i| {
+                let n = self.train.samples[i].captions.len();
+                caption_index(self.cfg.trainer.seed, self.state.epoch, i, n)
+            })
             .collect();
+        StepJob {
+            idx: idx.to_vec(),
+            picks,
+        }
+    }
+
+    /// Where the step's batches are prepared from (host tensors; the step moves them).
+    fn batch_source(&self) -> BatchSource {
+        BatchSource {
+            data: Arc::clone(&self.train),
+            builder: self.builder.clone().on_device(Device::Cpu),
+            cache: self.cache.clone(),
+        }
+    }
+
+    /// One optimizer step on a fed batch; None when every sample was unreadable.
+    fn train_step(&mut self, fed: FedBatch) -> Result<Option<(f64, usize)>> {
+        self.state.skipped += fed.skipped.len();
+        for s in &fed.skipped {
+            eprintln!("warning: skipped {}: {}", s.entry, s.reason);
+        }
+        let Some(inputs) = fed.inputs else {
+            return Ok(None);
+        };
         let bf16 = self.compute.as_ref().map(|c| c.model(&self.vars)).transpose()?;
         let seed = step_seed(self.cfg.trainer.seed, self.state.step);
         self.dropout.reseed(seed);
@@ -325,27 +366,14 @@ impl Trainer {
         let rounded = self.rounded.as_ref().map(|r| r.model(&self.vars)).transpose()?;
         let rounded = rounded.map(|r| r.with_dropout(&self.dropout));
         let dtype = self.precision.dtype();
-        let batch = (&samples[..], &picks[..]);
-        let (out, skipped) = match &self.teacher {
+        let TrainingLoss { loss, value, rows } = match &self.teacher {
             Some(teacher) => {
+                let samples: Vec<_> = fed.job.idx.iter().map(|&i| &self.train.samples[i]).collect();
                 let student = rounded.as_ref().unwrap_or(model);
-                teacher.loss(student, &self.builder, self.cache.as_ref(), batch, dtype)?
+                let batch = (&samples[..], &fed.job.picks[..]);
+                teacher.loss(student, &inputs, &self.builder, batch, dtype)?
             }
-            None => training_loss(
-                model,
-                rounded.as_ref(),
-                &self.builder,
-                self.cache.as_ref(),
-                batch,
-                dtype,
-            )?,
-        };
-        self.state.skipped += skipped.len();
-        for s in &skipped {
-            eprintln!("warning: skipped {}: {}", s.entry, s.reason);
-        }
-        let Some(TrainingLoss { loss, value, rows }) = out else {
-            return Ok(None);
+            None => training_loss(model, rounded.as_ref(), &inputs, dtype)?,
         };
         if !value.is_finite() {
             bail!("the loss is {value} at step {} (epoch {}): stopping before the update would corrupt the weights", self.state.step, self.state.epoch);
@@ -373,14 +401,14 @@ impl Trainer {
         for idx in order.chunks(bs) {
             let samples: Vec<_> = idx.iter().map(|&i| &data.samples[i]).collect();
             let picks = vec![0; samples.len()];
-            let cache = self.cache.as_ref();
+            let cache = self.cache.as_deref();
             let (loss, rows) = match &self.teacher {
                 Some(teacher) => {
-                    let (Some(out), _) =
-                        teacher.loss(model, &self.builder, cache, (&samples, &picks), dtype)?
+                    let (Some(inputs), _) = prepare(&self.builder, cache, &samples, &picks, model.device())?
                     else {
                         continue;
                     };
+                    let out = teacher.loss(model, &inputs, &self.builder, (&samples, &picks), dtype)?;
                     (out.value, out.rows)
                 }
                 None => {
@@ -414,6 +442,7 @@ impl Trainer {
             value,
             lr: self.schedule.lr(self.state.step),
             samples_per_s: 0.0,
+            data_wait_s: 0.0,
         };
         writeln!(log, "{}", serde_json::to_string(&line)?)?;
         log.flush()?;

@@ -86,6 +86,7 @@ pub fn logged(run_dir: &Path, kind: &str) -> BTreeMap<u64, f64> {
         .collect()
 }
 pub mod batches;
+pub mod http_zip;
 pub mod scenes;
 
 /// A fresh model of `configs/synth.yaml` with `overrides`: seeded weights (cross-attention

@@ -8,10 +8,9 @@ use candle_core::{DType, Device, Tensor, D};
 use caption_model::weights::{var_builder, TensorStore};
 use caption_model::{CaptionModel, ModelConfig};
 
-use crate::data::feature_cache::FeatureCache;
-use crate::data::{BatchBuilder, Sample, Skipped};
+use crate::data::{BatchBuilder, Sample};
 use crate::train::config::ProjectConfig;
-use crate::train::forward::{batch_logits, TrainingLoss};
+use crate::train::forward::{batch_logits, prepared_logits, Prepared, TrainingLoss};
 use crate::train::init::initial_weights;
 
 /// The frozen model a distillation run imitates.
@@ -42,40 +41,44 @@ impl Teacher {
     }
 
     /// The teacher's logits for a batch (no gradient), always from the pixels: the feature
-    /// cache holds the student's tower's features, and the teacher's tower may differ.
+    /// cache holds the student's tower's features, and the teacher's tower may differ. The
+    /// student's own decoded pixels are reused when it has them.
     fn logits(
         &self,
+        student_inputs: &Prepared,
         builder: &BatchBuilder,
         (samples, picks): (&[&Sample], &[usize]),
     ) -> Result<Option<Tensor>> {
-        let (out, _) = batch_logits(&self.model, builder, None, samples, picks, DType::F32)?;
+        let out = match student_inputs {
+            Prepared::Pixels(_) => Some(prepared_logits(&self.model, student_inputs, DType::F32)?),
+            Prepared::Features { .. } => {
+                batch_logits(&self.model, builder, None, samples, picks, DType::F32)?.0
+            }
+        };
         Ok(out.map(|o| o.logits.detach()))
     }
 
     /// The distillation loss of `student` (the rounded model under quantization-aware training)
-    /// on a batch: the mean KL divergence of its next-token distributions from the teacher's
-    /// along the batch's captions.
+    /// on a batch prepared for it: the mean KL divergence of its next-token distributions from
+    /// the teacher's along the batch's captions.
     pub fn loss(
         &self,
         student: &CaptionModel,
+        inputs: &Prepared,
         builder: &BatchBuilder,
-        cache: Option<&FeatureCache>,
         batch: (&[&Sample], &[usize]),
         dtype: DType,
-    ) -> Result<(Option<TrainingLoss>, Vec<Skipped>)> {
-        let (out, skipped) = batch_logits(student, builder, cache, batch.0, batch.1, dtype)?;
-        let Some(out) = out else {
-            return Ok((None, skipped));
-        };
+    ) -> Result<TrainingLoss> {
+        let out = prepared_logits(student, inputs, dtype)?;
         // The same samples: a sample unreadable for the student was unreadable for the teacher.
         let reference = self
-            .logits(builder, batch)?
+            .logits(inputs, builder, batch)?
             .context("the teacher could read none of the batch the student read")?;
         let t = self.temperature;
         let loss = (kl_divergence(&(reference / t)?, &(out.logits / t)?, &out.tokens)? * (t * t))?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let rows = out.rows;
-        Ok((Some(TrainingLoss { loss, value, rows }), skipped))
+        Ok(TrainingLoss { loss, value, rows })
     }
 }
 
