@@ -26,7 +26,8 @@ part() {
   local name=$1 limit=$2 t0=$SECONDS rc
   shift 2
   echo "=== $name"
-  timeout --kill-after=5 "$limit" "$@" 2>&1 | tee "$LOG/$name.log"
+  # Through bash, so that the exported functions below run under the time limit too.
+  timeout --kill-after=5 "$limit" bash -c 'set -o pipefail; "$@"' _ "$@" 2>&1 | tee "$LOG/$name.log"
   rc=${PIPESTATUS[0]}
   local verdict="ok"
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then verdict="TIMED OUT after ${limit} s"
@@ -38,6 +39,7 @@ part() {
 gzip -dc "$G/native.gz" >"$W/native" && chmod +x "$W/native"
 tar -C "$W" -xzf "$G/shared.tar.gz"
 N="$W/native"
+export G W N LOG
 
 part gpu 15 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
 
@@ -49,12 +51,14 @@ verify_all() {
   done
   return $failed
 }
+export -f verify_all
 part verify 50 verify_all
 
 caption_bench() {
   "$N" bench caption --cuda --precision f32 --iters 5 --tokens 20 --beam-width 5 &&
     "$N" bench caption --cuda --precision bf16 --iters 5 --tokens 20 --beam-width 5
 }
+export -f caption_bench
 part bench-caption 80 caption_bench
 
 part bench-train 140 "$N" bench train --cuda --precision bf16 --batch 32,256 --steps 3
@@ -82,6 +86,7 @@ curves() {
   local b=$?
   [ $a = 0 ] && [ $b = 0 ]
 }
+export -f curves
 part curves 90 curves
 
 webgpu() {
@@ -97,6 +102,7 @@ webgpu() {
   fi
   "$N" bench webgpu --iters 3 --quant q4,q8
 }
+export -f webgpu
 part bench-webgpu 90 webgpu
 
 echo "=== summary ($SECONDS s)"
