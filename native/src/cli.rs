@@ -365,6 +365,19 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "new")]
         paths: Vec<String>,
     },
+    /// Memory read bandwidth (a streaming read far beyond the caches, 1 and N threads): the
+    /// ceiling for decoding, which reads the text model's weights once per token.
+    Memory {
+        /// Buffer size in MB.
+        #[arg(long, default_value_t = 1024)]
+        mb: usize,
+        /// Threads of the parallel run (default: the machine's).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Passes; the best is reported.
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+    },
     /// Whether two runs of one training config follow the same train-loss curve (e.g. the CPU
     /// in f32 against CUDA in bf16): the first step's loss, then means over windows of steps,
     /// each within a relative tolerance; exits non-zero when one is not.

@@ -146,6 +146,10 @@ fn run_bench(which: BenchCommand) -> Result<ExitCode> {
                 paths: paths.iter().map(|p| p.parse()).collect::<Result<_>>()?,
             })?;
         }
+        BenchCommand::Memory { mb, threads, iters } => {
+            let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            bench::memory::bench_memory(mb, n, iters)?;
+        }
         BenchCommand::Curves {
             reference,
             candidate,

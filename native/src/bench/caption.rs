@@ -7,7 +7,9 @@ use candle_core::{DType, Device, Tensor};
 use caption_model::backend::Backend;
 use caption_model::decode::{generate, DecodeOptions, Strategy};
 use caption_model::tokenizer::GPT2_TOKENIZER_JSON;
-use caption_model::weights::{export_folder, load_folder, random_tensors, var_builder, Quant, RandomInit};
+use caption_model::weights::{
+    export_folder, load_folder, random_tensors, var_builder, Manifest, Quant, RandomInit, ShapeRecorder,
+};
 use caption_model::{CaptionModel, Captioner, ModelConfig};
 
 /// Median and minimum of timings in ms.
@@ -49,8 +51,17 @@ pub fn bench_caption(opts: &CaptionBenchOptions) -> Result<()> {
     );
     let cfg = ModelConfig::default();
     let start = Instant::now();
-    let model = if quant == Quant::F32 {
-        CaptionModel::new(&cfg, var_builder(RandomInit::new(0), dtype, device))?
+    let (model, weight_bytes) = if quant == Quant::F32 {
+        let recorder = ShapeRecorder::default();
+        CaptionModel::new(&cfg, var_builder(recorder.clone(), DType::F32, &Device::Cpu))?;
+        let per_token: u64 = recorder
+            .shapes()
+            .iter()
+            .filter(|(name, _)| read_per_token(name))
+            .map(|(_, shape)| shape.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64)
+            .sum();
+        let model = CaptionModel::new(&cfg, var_builder(RandomInit::new(0), dtype, device))?;
+        (model, per_token)
     } else {
         // The same random weights, exported and loaded back as a model folder would be.
         let folder = export_folder(
@@ -61,7 +72,14 @@ pub fn bench_caption(opts: &CaptionBenchOptions) -> Result<()> {
         )?;
         let size = folder.manifest.len() + folder.model.len() + folder.tokenizer.len();
         println!("{quant} model folder: {:.1} MB", size as f64 / 1e6);
-        load_folder(folder.as_bytes(), device)?.model
+        let manifest: Manifest = serde_json::from_slice(&folder.manifest)?;
+        let per_token: u64 = manifest
+            .tensors
+            .iter()
+            .filter(|t| read_per_token(&t.name))
+            .map(|t| t.bytes)
+            .sum();
+        (load_folder(folder.as_bytes(), device)?.model, per_token)
     };
     println!(
         "built full-size default model (random weights, {quant}, computing in {dtype:?}) on {} in {:.1} s",
@@ -78,7 +96,25 @@ pub fn bench_caption(opts: &CaptionBenchOptions) -> Result<()> {
         println!("CPU threads: {threads}");
     }
     println!("{iters} timed runs after one warm-up; {tokens} tokens per caption");
-    time_captions(&model, &pixels, iters, tokens, beam_width)
+    let per_token = time_captions(&model, &pixels, iters, tokens, beam_width)?;
+    println!(
+        "weights read per generated token: {:.1} MB (GPT-2 blocks, cross-attention, LM head)",
+        weight_bytes as f64 / 1e6
+    );
+    for (label, ms) in per_token {
+        println!(
+            "{label:<8} reads them at {:.2} GB/s (compare `native bench memory`)",
+            weight_bytes as f64 / (ms / 1e3) / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// Whether a stored tensor is read for every generated token: GPT-2's blocks and the
+/// cross-attention blocks (but their media key/value projections, applied once per image), the
+/// final norm and the tied LM head (`wte`); not the position table, of which a step reads one row.
+fn read_per_token(name: &str) -> bool {
+    name.starts_with("text_generator.lm.transformer.") && !name.contains(".wpe.") && !name.contains(".to_kv.")
 }
 
 /// "CPU", or the CUDA device and its ordinal.
@@ -90,14 +126,16 @@ pub fn device_label(device: &Device) -> String {
     }
 }
 
-/// Times greedy and beam captions of `pixels` [1, 1, 3, 224, 224] and prints the figures.
+/// Times greedy and beam captions of `pixels` [1, 1, 3, 224, 224], prints the figures and
+/// returns each strategy's label and ms per generated token.
 pub fn time_captions<T: Backend>(
     model: &CaptionModel<T>,
     pixels: &T,
     iters: usize,
     tokens: usize,
     beam_width: usize,
-) -> Result<()> {
+) -> Result<Vec<(String, f64)>> {
+    let mut per_token = Vec::new();
     let mask = CaptionModel::frame_mask_like(&[1], 1, pixels)?;
     let vocab = model.config().text_config()?.vocab_size as u32;
     // An eos outside the vocabulary is never produced: every caption has exactly `tokens` tokens.
@@ -149,8 +187,9 @@ pub fn time_captions<T: Backend>(
              {:.1} ms/token",
             (med - enc_med) / tokens as f64
         );
+        per_token.push((label, (med - enc_med) / tokens as f64));
     }
-    Ok(())
+    Ok(per_token)
 }
 
 /// `bench webgpu`: ms per caption of the full-size default model (random weights) on the WebGPU

@@ -5,6 +5,7 @@
 pub mod agreement;
 pub mod caption;
 pub mod curves;
+pub mod memory;
 pub mod train;
 
 #[cfg(feature = "webgpu")]
