@@ -18,6 +18,9 @@ const BLOCK: usize = 32;
 /// candle's gemm (each weight is then decoded once for many rows); fewer rows take the fused
 /// quant × activation dot.
 const GEMM_MIN_ROWS: usize = 8;
+/// Rows of activations the AVX2 fused dot holds in registers; more take the portable code.
+#[cfg(target_arch = "x86_64")]
+const AVX2_MAX_ROWS: usize = 8;
 /// Weights decoded at a time on the gemm path (16 MB of f32), so that a large matrix (the tied
 /// LM head) never exists whole in f32.
 const TILE_WEIGHTS: usize = 1 << 22;
@@ -104,11 +107,114 @@ impl BlockMatrix {
         self.fused_part_portable(x, m, range)
     }
 
-    /// [`BlockMatrix::fused_part`] compiled for AVX2 (sign extension and 8-wide lanes).
+    /// [`BlockMatrix::fused_part`] in AVX2 registers: a block's 32 weights decoded with a few
+    /// vector instructions (nibbles or bytes sign-extended to i32, converted, times the scale),
+    /// then per row the portable code's 8 lanes as one register, multiplied and added in the
+    /// same order (separate multiply and add, never fused), so the bits are the portable ones.
+    /// Each lane's sum is a chain of dependent adds, so several output columns run side by side
+    /// (independent chains) when there are few rows.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn fused_part_avx2(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
-        self.fused_part_portable(x, m, range)
+        if m > AVX2_MAX_ROWS {
+            return self.fused_part_portable(x, m, range);
+        }
+        let width = range.len();
+        let mut y = vec![0f32; m * width];
+        assert!(x.len() >= m * self.cols);
+        // Output columns side by side: 4 for one row, 2 for two or three.
+        let group = match m {
+            1 => 4,
+            2..=3 => 2,
+            _ => 1,
+        };
+        let mut c = 0;
+        while c < width {
+            let o = range.start + c;
+            c += match (group, width - c) {
+                (4, 4..) => self.columns_avx2::<4>(x, m, o, &mut y[c..], width),
+                (2.., 2..) => self.columns_avx2::<2>(x, m, o, &mut y[c..], width),
+                _ => self.columns_avx2::<1>(x, m, o, &mut y[c..], width),
+            };
+        }
+        y
+    }
+
+    /// Output columns `o..o + G` of `x W^T` for the `m` (at most [`AVX2_MAX_ROWS`]) rows of `x`,
+    /// written to `y[r * width + g]` for row r and column g; returns G.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn columns_avx2<const G: usize>(
+        &self,
+        x: &[f32],
+        m: usize,
+        o: usize,
+        y: &mut [f32],
+        width: usize,
+    ) -> usize {
+        use std::arch::x86_64::*;
+        let per_row = self.cols / BLOCK;
+        let block_bytes = if self.q4 { 16 } else { 32 };
+        assert!((o + G) * per_row * block_bytes <= self.quants.len() && m * self.cols <= x.len());
+        let mut acc = [[_mm256_setzero_ps(); G]; AVX2_MAX_ROWS];
+        for b in 0..per_row {
+            let mut w = [[_mm256_setzero_ps(); 4]; G];
+            for (g, wg) in w.iter_mut().enumerate() {
+                let block = (o + g) * per_row + b;
+                let d = _mm256_set1_ps(self.scales[block]);
+                // Eight i8 quants → eight f32 weights: sign-extend, convert, scale.
+                #[inline]
+                #[target_feature(enable = "avx2")]
+                fn widen(d: __m256, v: __m128i) -> __m256 {
+                    _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)))
+                }
+                let widen = |v| widen(d, v);
+                // SAFETY: the assert above keeps the block inside `quants`.
+                *wg = unsafe {
+                    let p = self.quants.as_ptr().add(block * block_bytes);
+                    if self.q4 {
+                        let bytes = _mm_loadu_si128(p.cast());
+                        let (mask, eight) = (_mm_set1_epi8(0x0F), _mm_set1_epi8(8));
+                        let lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);
+                        let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight);
+                        [
+                            widen(lo),
+                            widen(_mm_srli_si128(lo, 8)),
+                            widen(hi),
+                            widen(_mm_srli_si128(hi, 8)),
+                        ]
+                    } else {
+                        let (a, c) = (_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(16).cast()));
+                        [
+                            widen(a),
+                            widen(_mm_srli_si128(a, 8)),
+                            widen(c),
+                            widen(_mm_srli_si128(c, 8)),
+                        ]
+                    }
+                };
+            }
+            for (r, lanes) in acc.iter_mut().enumerate().take(m) {
+                // SAFETY: row r's block b lies inside `x` (asserted above).
+                let xs = unsafe { x.as_ptr().add(r * self.cols + b * BLOCK) };
+                for k in 0..4 {
+                    // SAFETY: as above.
+                    let xk = unsafe { _mm256_loadu_ps(xs.add(8 * k)) };
+                    for (lane, wg) in lanes.iter_mut().zip(&w) {
+                        *lane = _mm256_add_ps(*lane, _mm256_mul_ps(wg[k], xk));
+                    }
+                }
+            }
+        }
+        for (r, lanes) in acc.iter().enumerate().take(m) {
+            for (g, lane) in lanes.iter().enumerate() {
+                let mut v = [0f32; 8];
+                // SAFETY: `v` holds 8 floats.
+                unsafe { _mm256_storeu_ps(v.as_mut_ptr(), *lane) };
+                y[r * width + g] = v.iter().sum();
+            }
+        }
+        G
     }
 
     /// [`BlockMatrix::fused_part`] for the build's baseline instruction set.
@@ -217,7 +323,9 @@ fn thread_count(work: usize) -> usize {
     if cfg!(target_arch = "wasm32") || work < 1 << 20 {
         return 1;
     }
-    candle_core::utils::get_num_threads().clamp(1, 64)
+    // candle counts physical cores by reading /proc/cpuinfo on every call: once is enough.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().clamp(1, 64))
 }
 
 #[cfg(test)]
@@ -295,14 +403,18 @@ mod tests {
             return;
         }
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
-            let (blocks, _) = quantized(33, 256, dtype, 4);
-            let mut rng = StdRng::seed_from_u64(5);
-            let x: Vec<f32> = (0..3 * 256).map(|_| rng.random_range(-2.0..2.0)).collect();
-            // The dispatching entry (AVX2 where the CPU has it) against the baseline build.
-            let wide = blocks.fused_part(&x, 3, 0..33);
-            let portable = blocks.fused_part_portable(&x, 3, 0..33);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&wide), bits(&portable), "{dtype:?}");
+            let (blocks, _) = quantized(35, 256, dtype, 4);
+            // 1 row runs 4 columns side by side, 2-3 rows 2, more rows 1; 9 rows fall back to
+            // the portable code. 35 columns leave a remainder for every grouping.
+            for m in [1, 2, 3, 5, 7, 8, 9] {
+                let mut rng = StdRng::seed_from_u64(5 + m as u64);
+                let x: Vec<f32> = (0..m * 256).map(|_| rng.random_range(-2.0..2.0)).collect();
+                // The dispatching entry (AVX2 where the CPU has it) against the baseline build.
+                let wide = blocks.fused_part(&x, m, 1..35);
+                let portable = blocks.fused_part_portable(&x, m, 1..35);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&wide), bits(&portable), "{dtype:?}, {m} rows");
+            }
         }
     }
 }
