@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http_zip::{build_zip, Server};
+use common::run_native;
 use native::train::checkpoint;
 
 const STEPS: u64 = 40;
@@ -67,14 +68,9 @@ fn train_args(coco: &Path, tokenizer: &Path, exp: &Path, extra: &[String]) -> Ve
         "--config-name".into(),
         "config.yaml".into(),
         "name=walk".into(),
-        format!(
-            "model.vision.pretrained_name={}",
-            common::shared("fixtures/hub/clip").display()
-        ),
-        format!(
-            "model.text.pretrained_name={}",
-            common::shared("fixtures/hub/gpt2").display()
-        ),
+    ];
+    args.extend(common::fixture_backbones());
+    args.extend([
         format!("dataset.tokenizer={}", tokenizer.display()),
         format!("trainer.exp_dir={}", exp.display()),
         format!("dataset.train_ds.visual_dir={}", c("train2017")),
@@ -84,21 +80,9 @@ fn train_args(coco: &Path, tokenizer: &Path, exp: &Path, extra: &[String]) -> Ve
         "dataset.train_ds.batch_size=4".into(),
         format!("+trainer.max_steps={STEPS}"),
         "+trainer.save_every_n_steps=1".into(),
-    ];
+    ]);
     args.extend_from_slice(extra);
     args
-}
-
-fn native(args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_native"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Starts a training run and SIGKILLs it once its checkpoint holds step 2 or later; returns
@@ -150,7 +134,7 @@ fn coco_download_train_kill_resume_test_and_export() {
 
     // Get the data as README says.
     let data = tmp.path().join("data");
-    let out = native(&[
+    let summary = run_native(&[
         "data".into(),
         "coco".into(),
         "--out".into(),
@@ -158,7 +142,6 @@ fn coco_download_train_kill_resume_test_and_export() {
         "--base-url".into(),
         server.url.clone(),
     ]);
-    let summary = ok(&out);
     assert!(summary.contains("train2017/: 16 images"), "{summary}");
     assert!(summary.contains("val2017/: 6 images"), "{summary}");
     let coco = data.join("mscoco");
@@ -176,7 +159,7 @@ fn coco_download_train_kill_resume_test_and_export() {
         format!("pretrained_name={}", last.display()),
         "resume_pretrained_state=true".into(),
     ];
-    let stdout = ok(&native(&train_args(&coco, &tokenizer, &exp, &resume)));
+    let stdout = run_native(&train_args(&coco, &tokenizer, &exp, &resume));
     assert!(stdout.contains(&format!("trained {STEPS} steps")), "{stdout}");
     let steps: Vec<u64> = common::logged(&exp.join("walk"), "train_loss")
         .into_keys()
@@ -193,7 +176,7 @@ fn coco_download_train_kill_resume_test_and_export() {
             coco.join("val2017.json").display()
         ),
     ];
-    ok(&native(&train_args(&coco, &tokenizer, &exp, &test)));
+    run_native(&train_args(&coco, &tokenizer, &exp, &test));
     let scores: serde_json::Value =
         serde_json::from_slice(&std::fs::read(exp.join("walk/test_scores.json")).unwrap()).unwrap();
     let bleu4 = scores["bleu4"].as_f64();
@@ -204,7 +187,7 @@ fn coco_download_train_kill_resume_test_and_export() {
 
     // Export, and the folder captions a downloaded image.
     let folder = tmp.path().join("folder");
-    ok(&native(&[
+    run_native(&[
         "export".into(),
         "--checkpoint".into(),
         last.display().to_string(),
@@ -214,9 +197,9 @@ fn coco_download_train_kill_resume_test_and_export() {
         "q8".into(),
         "--out".into(),
         folder.display().to_string(),
-    ]));
+    ]);
     let image = coco.join("val2017/1000001.png");
-    let stdout = ok(&native(&[
+    let stdout = run_native(&[
         "caption".into(),
         "--model".into(),
         folder.display().to_string(),
@@ -225,6 +208,6 @@ fn coco_download_train_kill_resume_test_and_export() {
         "--max-length".into(),
         "6".into(),
         image.display().to_string(),
-    ]));
+    ]);
     assert!(stdout.starts_with(&format!("{}\t", image.display())), "{stdout}");
 }

@@ -12,22 +12,16 @@ use native::train::config::ProjectConfig;
 /// The original config's overrides for the fixture backbones and the synthetic set in `data`.
 fn overrides(data: &Path, exp: &Path) -> Vec<String> {
     let d = |p: &str| data.join(p).display().to_string();
-    vec![
-        format!(
-            "model.vision.pretrained_name={}",
-            common::shared("fixtures/hub/clip").display()
-        ),
-        format!(
-            "model.text.pretrained_name={}",
-            common::shared("fixtures/hub/gpt2").display()
-        ),
+    let mut over = common::fixture_backbones().to_vec();
+    over.extend([
         format!("trainer.exp_dir={}", exp.display()),
         format!("dataset.train_ds.visual_dir={}", d("images/train")),
         format!("dataset.train_ds.json_path={}", d("train.json")),
         format!("dataset.validation_ds.visual_dir={}", d("images/val")),
         format!("dataset.validation_ds.json_path={}", d("val.json")),
         "+trainer.max_steps=2".into(),
-    ]
+    ]);
+    over
 }
 
 /// `native train` with the original config and `extra` overrides.

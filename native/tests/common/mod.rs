@@ -17,6 +17,21 @@ pub fn shared(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")).join(rel)
 }
 
+/// Overrides that take the backbones from the fixture hub-layout folders
+/// (`../shared/fixtures/hub/{clip,gpt2}`).
+pub fn fixture_backbones() -> [String; 2] {
+    [
+        format!(
+            "model.vision.pretrained_name={}",
+            shared("fixtures/hub/clip").display()
+        ),
+        format!(
+            "model.text.pretrained_name={}",
+            shared("fixtures/hub/gpt2").display()
+        ),
+    ]
+}
+
 /// Writes a synthetic image dataset (64 px) and its word-level tokenizer into `dir`.
 pub fn synth_images(dir: &Path, train: usize, val: usize, test: usize, seed: u64) {
     let opts = SynthOptions {
