@@ -180,8 +180,8 @@ mod tests {
         assert!((c.windows[0].candidate - 3.02).abs() < 1e-12);
         assert!((c.windows[1].rel_diff() - 0.1).abs() < 1e-9);
         assert_eq!(c.worst_window().unwrap().first_step, 2);
-        assert!(c.passes(0.01, 0.1 + 1e-9));
-        assert!(!c.passes(0.01, 0.09));
+        assert!(c.passes(0.01 + 1e-9, 0.1 + 1e-9));
+        assert!(!c.passes(0.01 + 1e-9, 0.09));
         assert!(!c.passes(0.009, 0.2));
     }
 
