@@ -101,8 +101,9 @@ impl BlockMatrix {
     fn fused_part(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, the only feature the function enables.
-            return unsafe { self.fused_part_avx2(x, m, range) };
+            let wide = std::arch::is_x86_feature_detected!("avx512f");
+            // SAFETY: the CPU has AVX2, and AVX-512F where `wide` says so.
+            return unsafe { self.fused_part_avx2(x, m, range, wide) };
         }
         self.fused_part_portable(x, m, range)
     }
@@ -115,7 +116,9 @@ impl BlockMatrix {
     /// (independent chains) when there are few rows.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn fused_part_avx2(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
+    /// With `wide` (the CPU has AVX-512F, checked by the caller), two columns share a 16-lane
+    /// register.
+    fn fused_part_avx2(&self, x: &[f32], m: usize, range: Range<usize>, wide: bool) -> Vec<f32> {
         if m > AVX2_MAX_ROWS {
             return self.fused_part_portable(x, m, range);
         }
@@ -131,9 +134,12 @@ impl BlockMatrix {
         let mut c = 0;
         while c < width {
             let o = range.start + c;
-            c += match (group, width - c) {
-                (4, 4..) => self.columns_avx2::<4>(x, m, o, &mut y[c..], width),
-                (2.., 2..) => self.columns_avx2::<2>(x, m, o, &mut y[c..], width),
+            // SAFETY (AVX-512 arms): the caller checked the CPU has AVX-512F for `wide`.
+            c += match (wide, group, width - c) {
+                (true, 4, 4..) => unsafe { self.columns_avx512::<2>(x, m, o, &mut y[c..], width) },
+                (true, _, 2..) => unsafe { self.columns_avx512::<1>(x, m, o, &mut y[c..], width) },
+                (_, 4, 4..) => self.columns_avx2::<4>(x, m, o, &mut y[c..], width),
+                (_, 2.., 2..) => self.columns_avx2::<2>(x, m, o, &mut y[c..], width),
                 _ => self.columns_avx2::<1>(x, m, o, &mut y[c..], width),
             };
         }
@@ -162,37 +168,10 @@ impl BlockMatrix {
             for (g, wg) in w.iter_mut().enumerate() {
                 let block = (o + g) * per_row + b;
                 let d = _mm256_set1_ps(self.scales[block]);
-                // Eight i8 quants → eight f32 weights: sign-extend, convert, scale.
-                #[inline]
-                #[target_feature(enable = "avx2")]
-                fn widen(d: __m256, v: __m128i) -> __m256 {
-                    _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)))
-                }
-                let widen = |v| widen(d, v);
                 // SAFETY: the assert above keeps the block inside `quants`.
-                *wg = unsafe {
-                    let p = self.quants.as_ptr().add(block * block_bytes);
-                    if self.q4 {
-                        let bytes = _mm_loadu_si128(p.cast());
-                        let (mask, eight) = (_mm_set1_epi8(0x0F), _mm_set1_epi8(8));
-                        let lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);
-                        let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight);
-                        [
-                            widen(lo),
-                            widen(_mm_srli_si128(lo, 8)),
-                            widen(hi),
-                            widen(_mm_srli_si128(hi, 8)),
-                        ]
-                    } else {
-                        let (a, c) = (_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(16).cast()));
-                        [
-                            widen(a),
-                            widen(_mm_srli_si128(a, 8)),
-                            widen(c),
-                            widen(_mm_srli_si128(c, 8)),
-                        ]
-                    }
-                };
+                let q = unsafe { self.quants_i8(block) };
+                // Eight i8 quants → eight f32 weights: sign-extend, convert, scale.
+                *wg = q.map(|v| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
             }
             for (r, lanes) in acc.iter_mut().enumerate().take(m) {
                 // SAFETY: row r's block b lies inside `x` (asserted above).
@@ -215,6 +194,93 @@ impl BlockMatrix {
             }
         }
         G
+    }
+
+    /// Block `block`'s 32 quants as four registers of eight i8 each (in the low 8 bytes), in
+    /// the order of the block's values; q4 nibbles are unpacked and offset by -8.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and `block` is inside the matrix.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants_i8(&self, block: usize) -> [std::arch::x86_64::__m128i; 4] {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller keeps `block` inside `quants`.
+        unsafe {
+            if self.q4 {
+                let bytes = _mm_loadu_si128(self.quants.as_ptr().add(block * 16).cast());
+                let (mask, eight) = (_mm_set1_epi8(0x0F), _mm_set1_epi8(8));
+                let lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);
+                let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight);
+                [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)]
+            } else {
+                let p = self.quants.as_ptr().add(block * 32);
+                let (a, c) = (_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(16).cast()));
+                [a, _mm_srli_si128(a, 8), c, _mm_srli_si128(c, 8)]
+            }
+        }
+    }
+
+    /// Output columns `o..o + 2P` like [`BlockMatrix::columns_avx2`], two columns to a 16-lane
+    /// register: each half holds one column's 8 lanes, multiplied and added exactly as the
+    /// 8-lane code does, so the bits are the same with half the instructions.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2")]
+    fn columns_avx512<const P: usize>(
+        &self,
+        x: &[f32],
+        m: usize,
+        o: usize,
+        y: &mut [f32],
+        width: usize,
+    ) -> usize {
+        use std::arch::x86_64::*;
+        /// `a` in the low half of a 16-lane register, `b` in the high half.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn halves(a: __m256, b: __m256) -> __m512 {
+            let low = _mm512_castpd256_pd512(_mm256_castps_pd(a));
+            _mm512_castpd_ps(_mm512_insertf64x4(low, _mm256_castps_pd(b), 1))
+        }
+        let per_row = self.cols / BLOCK;
+        let block_bytes = if self.q4 { 16 } else { 32 };
+        assert!((o + 2 * P) * per_row * block_bytes <= self.quants.len() && m * self.cols <= x.len());
+        let mut acc = [[_mm512_setzero_ps(); P]; AVX2_MAX_ROWS];
+        for b in 0..per_row {
+            let mut w = [[_mm512_setzero_ps(); 4]; P];
+            for (p, wp) in w.iter_mut().enumerate() {
+                let (ba, bb) = ((o + 2 * p) * per_row + b, (o + 2 * p + 1) * per_row + b);
+                let d = halves(_mm256_set1_ps(self.scales[ba]), _mm256_set1_ps(self.scales[bb]));
+                // SAFETY: the assert above keeps both blocks inside `quants`.
+                let (qa, qb) = unsafe { (self.quants_i8(ba), self.quants_i8(bb)) };
+                for k in 0..4 {
+                    let both = _mm_unpacklo_epi64(qa[k], qb[k]);
+                    wp[k] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(both)));
+                }
+            }
+            for (r, lanes) in acc.iter_mut().enumerate().take(m) {
+                // SAFETY: row r's block b lies inside `x` (asserted above).
+                let xs = unsafe { x.as_ptr().add(r * self.cols + b * BLOCK) };
+                for k in 0..4 {
+                    // SAFETY: as above.
+                    let x8 = unsafe { _mm256_loadu_ps(xs.add(8 * k)) };
+                    let xk = halves(x8, x8);
+                    for (lane, wp) in lanes.iter_mut().zip(&w) {
+                        *lane = _mm512_add_ps(*lane, _mm512_mul_ps(wp[k], xk));
+                    }
+                }
+            }
+        }
+        for (r, lanes) in acc.iter().enumerate().take(m) {
+            for (p, lane) in lanes.iter().enumerate() {
+                let mut v = [0f32; 16];
+                // SAFETY: `v` holds 16 floats.
+                unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *lane) };
+                y[r * width + 2 * p] = v[..8].iter().sum();
+                y[r * width + 2 * p + 1] = v[8..].iter().sum();
+            }
+        }
+        2 * P
     }
 
     /// [`BlockMatrix::fused_part`] for the build's baseline instruction set.
@@ -409,11 +475,18 @@ mod tests {
             for m in [1, 2, 3, 5, 7, 8, 9] {
                 let mut rng = StdRng::seed_from_u64(5 + m as u64);
                 let x: Vec<f32> = (0..m * 256).map(|_| rng.random_range(-2.0..2.0)).collect();
-                // The dispatching entry (AVX2 where the CPU has it) against the baseline build.
-                let wide = blocks.fused_part(&x, m, 1..35);
+                // The dispatching entry (AVX-512 or AVX2, as the CPU has them), and the AVX2
+                // code alone, against the baseline build.
                 let portable = blocks.fused_part_portable(&x, m, 1..35);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                let wide = blocks.fused_part(&x, m, 1..35);
                 assert_eq!(bits(&wide), bits(&portable), "{dtype:?}, {m} rows");
+                #[cfg(target_arch = "x86_64")]
+                {
+                    // SAFETY: `wide_path` checked AVX2; `false` keeps AVX-512 out.
+                    let avx2 = unsafe { blocks.fused_part_avx2(&x, m, 1..35, false) };
+                    assert_eq!(bits(&avx2), bits(&portable), "{dtype:?}, {m} rows, AVX2 only");
+                }
             }
         }
     }
