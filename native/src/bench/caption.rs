@@ -8,7 +8,8 @@ use caption_model::backend::Backend;
 use caption_model::decode::{generate, DecodeOptions, Strategy};
 use caption_model::tokenizer::GPT2_TOKENIZER_JSON;
 use caption_model::weights::{
-    export_folder, load_folder, random_tensors, var_builder, Manifest, Quant, RandomInit, ShapeRecorder,
+    export_folder, load_folder, parse_manifest, random_tensors, var_builder, ExportedFolder, Quant,
+    RandomInit, ShapeRecorder,
 };
 use caption_model::{CaptionModel, Captioner, ModelConfig};
 
@@ -63,16 +64,9 @@ pub fn bench_caption(opts: &CaptionBenchOptions) -> Result<()> {
         let model = CaptionModel::new(&cfg, var_builder(RandomInit::new(0), dtype, device))?;
         (model, per_token)
     } else {
-        // The same random weights, exported and loaded back as a model folder would be.
-        let folder = export_folder(
-            &cfg,
-            random_tensors(&cfg, 0, &Device::Cpu)?,
-            quant,
-            GPT2_TOKENIZER_JSON,
-        )?;
-        let size = folder.manifest.len() + folder.model.len() + folder.tokenizer.len();
+        let (folder, size) = random_folder(&cfg, quant)?;
         println!("{quant} model folder: {:.1} MB", size as f64 / 1e6);
-        let manifest: Manifest = serde_json::from_slice(&folder.manifest)?;
+        let manifest = parse_manifest(&folder.manifest)?;
         let per_token: u64 = manifest
             .tensors
             .iter()
@@ -108,6 +102,19 @@ pub fn bench_caption(opts: &CaptionBenchOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The full-size model's random weights (seed 0) exported as a `quant` folder, as `native
+/// export` would write it, and its size in bytes.
+fn random_folder(cfg: &ModelConfig, quant: Quant) -> Result<(ExportedFolder, usize)> {
+    let folder = export_folder(
+        cfg,
+        random_tensors(cfg, 0, &Device::Cpu)?,
+        quant,
+        GPT2_TOKENIZER_JSON,
+    )?;
+    let size = folder.manifest.len() + folder.model.len() + folder.tokenizer.len();
+    Ok((folder, size))
 }
 
 /// Whether a stored tensor is read for every generated token: GPT-2's blocks and the
@@ -204,13 +211,7 @@ pub fn bench_webgpu(iters: usize, tokens: usize, beam_width: usize, quants: &[Qu
     let cfg = ModelConfig::default();
     for &quant in quants {
         let start = Instant::now();
-        let folder = export_folder(
-            &cfg,
-            random_tensors(&cfg, 0, &Device::Cpu)?,
-            quant,
-            GPT2_TOKENIZER_JSON,
-        )?;
-        let size = folder.manifest.len() + folder.model.len() + folder.tokenizer.len();
+        let (folder, size) = random_folder(&cfg, quant)?;
         let before = gpu.allocated_bytes();
         let model = load_folder_on::<GpuTensor>(folder.as_bytes(), &gpu)?.model;
         let weights = gpu.allocated_bytes() - before;
