@@ -340,6 +340,25 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "q4,q8")]
         quant: Vec<String>,
     },
+    /// Images per second of `caption` over a folder of random PNGs (full-size default model,
+    /// random weights, greedy), one batch size against others, with the captions checked equal.
+    Batch {
+        /// Images in the folder.
+        #[arg(long, default_value_t = 64)]
+        images: usize,
+        /// Batch sizes, comma-separated; the first is the reference for the ratios.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        batch_size: Vec<usize>,
+        /// Weights as exported, comma-separated: f32, f16, q8, q4.
+        #[arg(long, value_delimiter = ',', default_value = "q4,f32")]
+        quant: Vec<String>,
+        /// Tokens generated per caption (eos is never taken).
+        #[arg(long, default_value_t = 20)]
+        tokens: usize,
+        /// Engine: cpu, or webgpu (Vulkan/Metal/DX12 natively).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+    },
     /// Training throughput (images/s) of the full-size default model (random weights): PNGs
     /// decoded and CLIP run every step, or CLIP features from the feature cache; forward, loss,
     /// backward and AdamW on the bridge.

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use caption_model::tokenizer::Tokenizer;
 use clap::Parser;
+use native::bench::batch::BatchBenchOptions;
 use native::bench::caption::CaptionBenchOptions;
 use native::bench::train::TrainBenchOptions;
 use native::cli::{BenchCommand, CaptionArgs, Cli, Command, DataCommand, EngineName, TrainArgs};
@@ -129,6 +130,23 @@ fn run_bench(which: BenchCommand) -> Result<ExitCode> {
             let quants = quant.iter().map(|q| q.parse()).collect::<Result<Vec<_>, _>>()?;
             run_bench_webgpu(t.iters.max(1), t.tokens.max(1), t.beam_width, &quants)?
         }
+        BenchCommand::Batch {
+            images,
+            batch_size,
+            quant,
+            tokens,
+            backend,
+        } => bench::batch::bench_batch(&BatchBenchOptions {
+            images: images.max(1),
+            batch_sizes: batch_size,
+            quants: quant.iter().map(|q| q.parse()).collect::<Result<Vec<_>, _>>()?,
+            tokens: tokens.max(1),
+            webgpu: match backend.as_str() {
+                "cpu" => false,
+                "webgpu" => true,
+                other => anyhow::bail!("--backend {other}: expected cpu or webgpu"),
+            },
+        })?,
         BenchCommand::Train {
             batch,
             steps,

@@ -8,6 +8,7 @@
 //! Shapes are row-major; every op returns a new tensor (a backend may share storage).
 
 mod candle;
+mod few_rows;
 mod frozen;
 mod vb;
 

@@ -72,6 +72,19 @@ impl ClipVisionConfig {
         side * side + 1
     }
 
+    /// Floating-point operations (a multiply-add counts two) of one image's forward pass: the
+    /// patch embedding, and per layer the projections, the attention products and the MLP.
+    pub fn forward_flops(&self) -> u64 {
+        let (t, d, f) = (
+            self.num_tokens() as u64,
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+        );
+        let patch = self.num_channels as u64 * (self.patch_size as u64).pow(2);
+        let per_layer = t * (4 * d * d + 2 * d * f) + 2 * t * t * d;
+        2 * ((t - 1) * patch * d + self.num_hidden_layers as u64 * per_layer)
+    }
+
     /// Checks the sizes divide as the model needs.
     pub fn validate(&self) -> Result<()> {
         if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
@@ -235,5 +248,20 @@ impl<T: Backend> ClipVisionTransformer<T> {
         let d = last_hidden_state.dims();
         self.post_layernorm
             .forward(&last_hidden_state.narrow(1, 0, 1)?.reshape(&[d[0], d[2]])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ViT-B/32 at 224 px is the often-quoted 4.4 G multiply-adds per image (50 tokens, 12
+    /// layers of width 768): 4,408,418,304 counted by hand, two operations each.
+    #[test]
+    fn vit_b32_forward_is_4_4_g_multiply_adds() {
+        assert_eq!(
+            ClipVisionConfig::vit_base_patch32().forward_flops(),
+            2 * 4_408_418_304
+        );
     }
 }

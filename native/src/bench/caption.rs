@@ -106,7 +106,7 @@ pub fn bench_caption(opts: &CaptionBenchOptions) -> Result<()> {
 
 /// The full-size model's random weights (seed 0) exported as a `quant` folder, as `native
 /// export` would write it, and its size in bytes.
-fn random_folder(cfg: &ModelConfig, quant: Quant) -> Result<(ExportedFolder, usize)> {
+pub(crate) fn random_folder(cfg: &ModelConfig, quant: Quant) -> Result<(ExportedFolder, usize)> {
     let folder = export_folder(
         cfg,
         random_tensors(cfg, 0, &Device::Cpu)?,

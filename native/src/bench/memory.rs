@@ -1,6 +1,7 @@
 //! `bench memory`: the machine's memory read bandwidth, the ceiling for decoding (every
 //! generated token reads the text model's weights once): a streaming read over a buffer far
-//! larger than the caches, on 1 thread and on N threads.
+//! larger than the caches, on 1 thread and on N threads. Also the f32 multiply-add peak, the
+//! ceiling for the image encode (dense products over 50 tokens).
 
 use std::time::Instant;
 
@@ -43,6 +44,82 @@ pub fn read_bandwidth(buffer: &[u64], threads: usize, iters: usize) -> f64 {
     std::mem::size_of_val(buffer) as f64 / best / 1e9
 }
 
+/// Independent accumulators of the peak loop: enough to cover the multiply-add latency on
+/// every port.
+const PEAK_CHAINS: usize = 12;
+
+/// f32 multiply-adds of `rounds` rounds over [`PEAK_CHAINS`] registers of the widest vectors the
+/// CPU has (16 lanes with AVX-512F, 8 with AVX2+FMA, else scalar `mul_add`); returns the
+/// lanes per register.
+fn fma_rounds(rounds: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            fn run(rounds: usize) {
+                let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+                let mut acc = [_mm512_set1_ps(1.0); PEAK_CHAINS];
+                for _ in 0..rounds {
+                    for r in acc.iter_mut() {
+                        *r = _mm512_fmadd_ps(*r, a, b);
+                    }
+                }
+                std::hint::black_box(acc);
+            }
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { run(rounds) };
+            return 16;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            #[target_feature(enable = "avx2,fma")]
+            fn run(rounds: usize) {
+                let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+                let mut acc = [_mm256_set1_ps(1.0); PEAK_CHAINS];
+                for _ in 0..rounds {
+                    for r in acc.iter_mut() {
+                        *r = _mm256_fmadd_ps(*r, a, b);
+                    }
+                }
+                std::hint::black_box(acc);
+            }
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { run(rounds) };
+            return 8;
+        }
+    }
+    let mut acc = [1f32; PEAK_CHAINS];
+    for _ in 0..rounds {
+        for r in acc.iter_mut() {
+            *r = r.mul_add(0.999_999, 1e-7);
+        }
+    }
+    std::hint::black_box(acc);
+    1
+}
+
+/// Best f32 GFLOP/s (a multiply-add counts two) of the multiply-add loop on `threads` threads
+/// at once, over `iters` passes.
+pub fn fma_peak(threads: usize, iters: usize) -> f64 {
+    const ROUNDS: usize = 20_000_000;
+    let threads = threads.max(1);
+    let mut best = f64::MAX;
+    let mut lanes = 1;
+    for _ in 0..iters.max(1) {
+        let t = Instant::now();
+        lanes = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| fma_rounds(ROUNDS))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(1))
+                .max()
+                .unwrap_or(1)
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (threads * ROUNDS * PEAK_CHAINS * lanes * 2) as f64 / best / 1e9
+}
+
 /// Prints the read bandwidth of a `mb`-megabyte buffer on 1 thread and on `threads` threads.
 pub fn bench_memory(mb: usize, threads: usize, iters: usize) -> Result<()> {
     ensure!(mb >= 64, "use a buffer of at least 64 MB, well beyond the caches");
@@ -53,11 +130,21 @@ pub fn bench_memory(mb: usize, threads: usize, iters: usize) -> Result<()> {
     if threads > 1 {
         counts.push(threads);
     }
-    for n in counts {
+    for &n in &counts {
         println!(
             "{n} thread{}: {:.1} GB/s",
             if n == 1 { "" } else { "s" },
             read_bandwidth(&buffer, n, iters)
+        );
+    }
+    println!(
+        "f32 multiply-add peak (widest vectors, {PEAK_CHAINS} chains per thread), best of {iters} passes"
+    );
+    for &n in &counts {
+        println!(
+            "{n} thread{}: {:.1} GFLOP/s",
+            if n == 1 { "" } else { "s" },
+            fma_peak(n, iters)
         );
     }
     Ok(())

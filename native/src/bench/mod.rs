@@ -3,6 +3,7 @@
 //! its f32 reference.
 
 pub mod agreement;
+pub mod batch;
 pub mod caption;
 pub mod curves;
 pub mod memory;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Result, Tensor, D};
 
+use super::few_rows;
 use super::frozen::{frozen_matmul, is_frozen_product};
 use super::{Backend, Weight};
 use crate::dropout::Dropout;
@@ -49,12 +50,17 @@ impl Backend for Tensor {
     }
 
     fn matrix_from_candle(w: Weight, device: &Self::Device) -> Result<CandleMatrix> {
-        if let (true, Weight::Quantized(QMatMul::QTensor(q))) = (device.is_cpu(), &w) {
-            if let Some(b) = BlockMatrix::from_qtensor(q)? {
-                return Ok(CandleMatrix::Blocks(Arc::new(b)));
+        match w {
+            Weight::Quantized(QMatMul::QTensor(ref q)) if device.is_cpu() => {
+                if let Some(b) = BlockMatrix::from_qtensor(q)? {
+                    return Ok(CandleMatrix::Blocks(Arc::new(b)));
+                }
+                Ok(CandleMatrix::Candle(w))
             }
+            // Laid out for the decoding steps' few-rows products.
+            Weight::Dense(wt) => Ok(CandleMatrix::Candle(Weight::Dense(few_rows::output_rows(&wt)?))),
+            w => Ok(CandleMatrix::Candle(w)),
         }
-        Ok(CandleMatrix::Candle(w))
     }
 
     fn tied_embedding(
@@ -161,6 +167,8 @@ impl Backend for Tensor {
         let y = match w {
             // A frozen weight under a tracked input: the backward computes dX only.
             CandleMatrix::Candle(Weight::Dense(w)) if is_frozen_product(&x, w) => frozen_matmul(&x, w)?,
+            // A decoding step's few rows: one pass over the weights (candle's gemm packs them).
+            CandleMatrix::Candle(Weight::Dense(w)) if few_rows::applies(&x, w) => few_rows::product(&x, w)?,
             CandleMatrix::Candle(Weight::Dense(w)) => x.matmul(w)?,
             // The quantized kernels read the activations as one contiguous f32 block.
             CandleMatrix::Candle(Weight::Quantized(q)) => q.forward(&x.contiguous()?)?,

@@ -17,10 +17,14 @@ const BLOCK: usize = 32;
 /// Rows of activations from which a product decodes tiles of W to f32 and multiplies them with
 /// candle's gemm (each weight is then decoded once for many rows); fewer rows take the fused
 /// quant × activation dot.
-const GEMM_MIN_ROWS: usize = 8;
+const GEMM_MIN_ROWS: usize = 9;
 /// Rows of activations the AVX2 fused dot holds in registers; more take the portable code.
 #[cfg(target_arch = "x86_64")]
 const AVX2_MAX_ROWS: usize = 8;
+/// Rows of activations the wasm SIMD128 fused dot holds in registers; more take the portable
+/// code.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const SIMD128_MAX_ROWS: usize = 8;
 /// Weights decoded at a time on the gemm path (16 MB of f32), so that a large matrix (the tied
 /// LM head) never exists whole in f32.
 const TILE_WEIGHTS: usize = 1 << 22;
@@ -87,11 +91,50 @@ impl BlockMatrix {
         }
     }
 
-    /// Output rows `rows` of W decoded into `out` [rows.len(), cols].
+    /// Output rows `rows` of W decoded into `out` [rows.len(), cols], split over threads when
+    /// the tile is large (the gemm that follows is parallel; a serial decode would idle them).
     fn decode_rows(&self, rows: Range<usize>, out: &mut [f32]) {
         let first = rows.start * self.cols / BLOCK;
+        let threads = thread_count(out.len());
+        if threads > 1 {
+            let per_chunk = out.len().div_ceil(threads).next_multiple_of(BLOCK);
+            out.par_chunks_mut(per_chunk).enumerate().for_each(|(c, part)| {
+                self.decode_blocks(first + c * per_chunk / BLOCK, part);
+            });
+        } else {
+            self.decode_blocks(first, out);
+        }
+    }
+
+    /// Consecutive blocks from `first` decoded into `out` (a whole number of blocks).
+    fn decode_blocks(&self, first: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.decode_blocks_avx2(first, out) };
+        }
         for (i, w) in out.chunks_exact_mut(BLOCK).enumerate() {
             self.decode_block(first + i, w);
+        }
+    }
+
+    /// [`BlockMatrix::decode_blocks`] in AVX2 registers: the same products (scale times quant,
+    /// both exact in f32), so the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn decode_blocks_avx2(&self, first: usize, out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        assert!((first + out.len() / BLOCK) * BLOCK <= self.rows * self.cols);
+        for (i, w) in out.chunks_exact_mut(BLOCK).enumerate() {
+            let block = first + i;
+            let d = _mm256_set1_ps(self.scales[block]);
+            // SAFETY: the assert above keeps the block inside the matrix.
+            let q = unsafe { self.quants_i8(block) };
+            for (k, v) in q.iter().enumerate() {
+                let f = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(*v)));
+                // SAFETY: `w` holds 32 floats, k < 4.
+                unsafe { _mm256_storeu_ps(w.as_mut_ptr().add(8 * k), f) };
+            }
         }
     }
 
@@ -105,7 +148,109 @@ impl BlockMatrix {
             // SAFETY: the CPU has AVX2, and AVX-512F where `wide` says so.
             return unsafe { self.fused_part_avx2(x, m, range, wide) };
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if m <= SIMD128_MAX_ROWS {
+            return self.fused_part_simd128(x, m, range);
+        }
         self.fused_part_portable(x, m, range)
+    }
+
+    /// [`BlockMatrix::fused_part`] in wasm SIMD128 registers (the browser's CPU engine): the
+    /// portable code's 8 lanes as two 4-lane registers, multiplied and added in the same order
+    /// (wasm SIMD has no fused multiply-add), so the bits are the portable ones. Several output
+    /// columns run side by side when there are few rows, as on x86.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn fused_part_simd128(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
+        let width = range.len();
+        let mut y = vec![0f32; m * width];
+        assert!(x.len() >= m * self.cols && range.end <= self.rows);
+        let mut c = 0;
+        while c < width {
+            let o = range.start + c;
+            c += match (m, width - c) {
+                (1, 4..) => self.columns_simd128::<4>(x, m, o, &mut y[c..], width),
+                (1..=3, 2..) => self.columns_simd128::<2>(x, m, o, &mut y[c..], width),
+                _ => self.columns_simd128::<1>(x, m, o, &mut y[c..], width),
+            };
+        }
+        y
+    }
+
+    /// Output columns `o..o + G` of `x W^T` for the `m` (at most [`SIMD128_MAX_ROWS`]) rows of
+    /// `x`, written to `y[r * width + g]`; returns G.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn columns_simd128<const G: usize>(
+        &self,
+        x: &[f32],
+        m: usize,
+        o: usize,
+        y: &mut [f32],
+        width: usize,
+    ) -> usize {
+        use std::arch::wasm32::*;
+        let per_row = self.cols / BLOCK;
+        let mut acc = [[[f32x4_splat(0.0); 2]; G]; SIMD128_MAX_ROWS];
+        for b in 0..per_row {
+            let w: [[v128; 8]; G] = std::array::from_fn(|g| self.block_simd128((o + g) * per_row + b));
+            for (r, lanes) in acc.iter_mut().enumerate().take(m) {
+                let xs = &x[r * self.cols + b * BLOCK..r * self.cols + (b + 1) * BLOCK];
+                for k in 0..4 {
+                    let (lo, hi) = (load4(&xs[8 * k..]), load4(&xs[8 * k + 4..]));
+                    for (lane, wg) in lanes.iter_mut().zip(&w) {
+                        lane[0] = f32x4_add(lane[0], f32x4_mul(wg[2 * k], lo));
+                        lane[1] = f32x4_add(lane[1], f32x4_mul(wg[2 * k + 1], hi));
+                    }
+                }
+            }
+        }
+        for (r, lanes) in acc.iter().enumerate().take(m) {
+            for (g, lane) in lanes.iter().enumerate() {
+                let v: [f32; 8] = [
+                    f32x4_extract_lane::<0>(lane[0]),
+                    f32x4_extract_lane::<1>(lane[0]),
+                    f32x4_extract_lane::<2>(lane[0]),
+                    f32x4_extract_lane::<3>(lane[0]),
+                    f32x4_extract_lane::<0>(lane[1]),
+                    f32x4_extract_lane::<1>(lane[1]),
+                    f32x4_extract_lane::<2>(lane[1]),
+                    f32x4_extract_lane::<3>(lane[1]),
+                ];
+                y[r * width + g] = v.iter().sum();
+            }
+        }
+        G
+    }
+
+    /// Block `block`'s 32 weights as eight 4-lane registers in order (quants sign-extended,
+    /// converted, times the scale: the portable decode's exact products).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn block_simd128(&self, block: usize) -> [std::arch::wasm32::v128; 8] {
+        use std::arch::wasm32::*;
+        let d = f32x4_splat(self.scales[block]);
+        let (first, second) = if self.q4 {
+            let bytes = load16(&self.quants[block * 16..]);
+            let eight = i8x16_splat(8);
+            (
+                i8x16_sub(v128_and(bytes, u8x16_splat(0x0F)), eight),
+                i8x16_sub(u8x16_shr(bytes, 4), eight),
+            )
+        } else {
+            (
+                load16(&self.quants[block * 32..]),
+                load16(&self.quants[block * 32 + 16..]),
+            )
+        };
+        let mut out = [f32x4_splat(0.0); 8];
+        for (h, sixteen) in [first, second].into_iter().enumerate() {
+            for (q, eight) in [i16x8_extend_low_i8x16(sixteen), i16x8_extend_high_i8x16(sixteen)]
+                .into_iter()
+                .enumerate()
+            {
+                out[4 * h + 2 * q] = f32x4_mul(d, f32x4_convert_i32x4(i32x4_extend_low_i16x8(eight)));
+                out[4 * h + 2 * q + 1] = f32x4_mul(d, f32x4_convert_i32x4(i32x4_extend_high_i16x8(eight)));
+            }
+        }
+        out
     }
 
     /// [`BlockMatrix::fused_part`] in AVX2 registers: a block's 32 weights decoded with a few
@@ -381,6 +526,22 @@ impl BlockMatrix {
         }
         Tensor::from_vec(y, (m, self.rows), x.device())
     }
+}
+
+/// Four f32 from the front of `v` (at least four long) as one SIMD128 register.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn load4(v: &[f32]) -> std::arch::wasm32::v128 {
+    assert!(v.len() >= 4);
+    // SAFETY: four f32 are in bounds (asserted); v128 loads need no alignment.
+    unsafe { std::arch::wasm32::v128_load(v.as_ptr().cast()) }
+}
+
+/// Sixteen bytes from the front of `v` (at least sixteen long) as one SIMD128 register.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn load16(v: &[u8]) -> std::arch::wasm32::v128 {
+    assert!(v.len() >= 16);
+    // SAFETY: sixteen bytes are in bounds (asserted); v128 loads need no alignment.
+    unsafe { std::arch::wasm32::v128_load(v.as_ptr().cast()) }
 }
 
 /// Threads for a product of `work` multiply-adds: one unless it is large (and never on wasm32,

@@ -1,0 +1,304 @@
+//! `x W^T` for a few rows of `x` (decoding: one row per caption and beam) against a dense f32
+//! weight, in AVX-512 registers, on the CPU.
+//!
+//! candle's gemm is built for many rows: at one to eight rows it packs the weight matrix on
+//! every call and runs kernels sized for sixteen rows, so a beam of five cost three times a
+//! single caption's step and a batch of eight barely paid. A decoding step is a pass over the
+//! weights: this kernel streams each output's weights once, multiplies them with every row
+//! while they are in registers, and splits the output columns over threads. It wants `W` row
+//! by row ([out, in], PyTorch's `Linear`); GPT-2's `Conv1D` weights ([in, out]) are laid out
+//! that way once, when the model is built ([`output_rows`]): walking down the columns of an
+//! [in, out] matrix jumps a row's length at every load, which starves the prefetchers (measured
+//! at half the bandwidth). One image's CLIP tokens (50 rows) run here too, at the gemm's speed
+//! (0.97-1.09x, measured), so that an AVX-512 gemm build (slow on narrow products) leaves them
+//! alone. Where the CPU lacks AVX-512, or for more rows, candle's gemm runs.
+
+use candle_core::{DType, Device, Result, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Most rows of `x` these products take: a decoding step's rows, or one image's CLIP tokens
+/// (50 at ViT-B/32); training batches and batched encodes are larger and go to the gemm.
+pub const MAX_ROWS: usize = 64;
+
+/// Whether `x` [m, k] · `wt` [k, n] runs here: no gradient wanted, f32 on the CPU, at most
+/// [`MAX_ROWS`] rows, `wt` the transpose of a row-major `W` [n, k], and a CPU with AVX-512F.
+pub fn applies(x: &Tensor, wt: &Tensor) -> bool {
+    available()
+        && !x.track_op()
+        && !wt.track_op()
+        && x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && x.dims().len() == 2
+        && x.dims()[0] <= MAX_ROWS
+        && (x.dims()[0] > 1 || wt.elem_count() <= ONE_ROW_MAX_WEIGHTS)
+        && is_output_rows(wt)
+}
+
+/// Largest weight a single row is multiplied with here: against larger ones candle's own
+/// one-row path (the gemm crate's AVX2 kernels) streams the weights a little faster (0.8-1.0x
+/// here, measured), against smaller ones this kernel is faster (1.5x at 768 x 768). The gemm
+/// crate's AVX-512 kernels repack the whole matrix for one row, so with them every size
+/// comes here.
+const ONE_ROW_MAX_WEIGHTS: usize = if cfg!(feature = "avx512-gemm") {
+    usize::MAX
+} else {
+    1 << 20
+};
+
+/// `wt` [k, n] held as `W` [n, k] row by row, the layout [`product`] reads: a frozen f32
+/// weight on the CPU that is not already is copied into it once (same size; the gemm that
+/// larger products use reads either layout).
+pub fn output_rows(wt: &Tensor) -> Result<Tensor> {
+    if available() && !wt.track_op() && !is_output_rows(wt) && wt.dims().len() == 2 {
+        return wt.t()?.contiguous()?.t();
+    }
+    Ok(wt.clone())
+}
+
+/// Whether the CPU has the kernel's instructions (read once).
+fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether `wt` [k, n] is an f32 CPU tensor whose transpose `W` [n, k] is row-major.
+fn is_output_rows(wt: &Tensor) -> bool {
+    match (wt.dims2(), wt.layout().stride()) {
+        (Ok((k, _)), [1, s]) => *s == k && wt.device().is_cpu() && wt.dtype() == DType::F32,
+        _ => false,
+    }
+}
+
+/// `x` [m, k] · `wt` [k, n] → [m, n] (see [`applies`] for when it may be called).
+pub fn product(x: &Tensor, wt: &Tensor) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let (k2, n) = wt.dims2()?;
+    if k != k2 || m > MAX_ROWS || !available() || !is_output_rows(wt) {
+        candle_core::bail!("few-rows product of [{m}, {k}] and [{k2}, {n}] {:?}", wt.layout());
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let (storage, l) = wt.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("few-rows product of a weight that is not on the CPU");
+    };
+    let w = &cpu.as_slice::<f32>()?[l.start_offset()..l.start_offset() + k * n];
+    let y = columns_in_parallel(&xs, m, k, w, n);
+    Tensor::from_vec(y, (m, n), &Device::Cpu)
+}
+
+/// Splits the `n` output columns over the rayon threads (one part when the product is small)
+/// and gathers the parts into `y` [m, n].
+fn columns_in_parallel(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
+    let threads = if m * k * n < 1 << 20 {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    };
+    let chunk = n.div_ceil(threads).max(1);
+    let ranges: Vec<(usize, usize)> = (0..n).step_by(chunk).map(|s| (s, (s + chunk).min(n))).collect();
+    let part = |&(start, end): &(usize, usize)| {
+        let mut y = vec![0f32; m * (end - start)];
+        columns(x, m, k, w, start..end, &mut y);
+        y
+    };
+    let mut parts: Vec<Vec<f32>> = if ranges.len() == 1 {
+        vec![part(&ranges[0])]
+    } else {
+        ranges.par_iter().map(part).collect()
+    };
+    if parts.len() == 1 {
+        return parts.swap_remove(0);
+    }
+    let mut y = vec![0f32; m * n];
+    for (&(start, end), p) in ranges.iter().zip(&parts) {
+        let width = end - start;
+        for r in 0..m {
+            y[r * n + start..r * n + end].copy_from_slice(&p[r * width..(r + 1) * width]);
+        }
+    }
+    y
+}
+
+/// Output columns `cols` of `x W^T` into `y` [m, cols.len()]. More rows than a register tile
+/// holds go in blocks of [`TILE_ROWS`] over panels of [`PANEL_COLUMNS`] columns, so that a
+/// panel's weights come from memory once and from the cache for the other blocks.
+fn columns(x: &[f32], m: usize, k: usize, w: &[f32], cols: std::ops::Range<usize>, y: &mut [f32]) {
+    assert!(x.len() >= m * k && w.len() >= cols.end * k && y.len() >= m * cols.len());
+    assert!(available(), "few-rows product without AVX-512F");
+    let width = cols.len();
+    for panel in (cols.start..cols.end).step_by(PANEL_COLUMNS) {
+        let panel = panel..(panel + PANEL_COLUMNS).min(cols.end);
+        for first in (0..m).step_by(TILE_ROWS) {
+            let rows = (m - first).min(TILE_ROWS);
+            let xs = &x[first * k..(first + rows) * k];
+            let ys = &mut y[first * width + panel.start - cols.start..];
+            tile(xs, rows, k, w, panel.clone(), ys, width);
+        }
+    }
+}
+
+/// Rows of `x` one kernel call holds in registers.
+const TILE_ROWS: usize = 8;
+/// Output columns whose weights stay in the cache while every block of rows passes (196 KB
+/// of f32 weights at 768 inputs).
+const PANEL_COLUMNS: usize = 64;
+
+/// One register tile: `rows` (at most [`TILE_ROWS`]) rows of `x` against columns `cols`,
+/// into `y` (rows of `ldy` values), dispatched on the row count so the accumulators are a
+/// fixed tile.
+fn tile(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    cols: std::ops::Range<usize>,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    assert!(x.len() >= rows * k && w.len() >= cols.end * k);
+    assert!(y.len() >= (rows - 1) * ldy + cols.len() && ldy >= cols.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! by_rows {
+            ($($rows:literal)*) => {
+                match rows {
+                    // SAFETY: AVX-512F checked by the caller; the bounds are asserted above.
+                    $($rows => unsafe { x86::dots::<$rows>(x, k, w, cols, y, ldy) },)*
+                    _ => unreachable!("at most {TILE_ROWS} rows"),
+                }
+            };
+        }
+        by_rows!(1 2 3 4 5 6 7 8);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// Output columns per pass of [`dots`]: fewer rows leave registers for more columns.
+    const fn dot_group(rows: usize) -> usize {
+        if rows <= 2 {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// `W` [n, k] row-major: y[r][j] = x_r · W_j, each 16-value piece of `W_j` loaded once and
+    /// multiplied with every row, the 16 lanes summed at the end.
+    ///
+    /// # Safety
+    /// AVX-512F; `x` holds [M, k], `w` holds rows `cols` of [n, k], `y` holds M rows of `ldy`
+    /// (at least `cols.len()`) values.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dots<const M: usize>(
+        x: &[f32],
+        k: usize,
+        w: &[f32],
+        cols: Range<usize>,
+        y: &mut [f32],
+        ldy: usize,
+    ) {
+        let group = dot_group(M);
+        let mut j = cols.start;
+        while j < cols.end {
+            let g = group.min(cols.end - j);
+            let mut acc = [[_mm512_setzero_ps(); 4]; M];
+            let mut kk = 0;
+            while kk < k {
+                let lanes = (k - kk).min(16);
+                let mask: __mmask16 = if lanes == 16 { 0xFFFF } else { (1u16 << lanes) - 1 };
+                let mut wv = [_mm512_setzero_ps(); 4];
+                for (c, v) in wv.iter_mut().enumerate().take(g) {
+                    // SAFETY: row j + c of W, values kk..kk + lanes (masked), inside `w`.
+                    let p = unsafe { w.as_ptr().add((j + c) * k + kk) };
+                    *v = unsafe { _mm512_maskz_loadu_ps(mask, p) };
+                    // The next column group's row, a group ahead: W streams from memory.
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(g * k).cast());
+                }
+                for (r, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: row r of x, values kk..kk + lanes (masked).
+                    let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(r * k + kk)) };
+                    for (lane, v) in a.iter_mut().zip(&wv).take(g) {
+                        *lane = _mm512_fmadd_ps(xv, *v, *lane);
+                    }
+                }
+                kk += 16;
+            }
+            for (r, a) in acc.iter().enumerate() {
+                for (c, lane) in a.iter().enumerate().take(g) {
+                    y[r * ldy + j - cols.start + c] = _mm512_reduce_add_ps(*lane);
+                }
+            }
+            j += g;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// Row counts inside, at and past a register tile, weights in either layout (an [in, out] one laid out by
+    /// [`output_rows`]), ragged sizes (k not a multiple of 16, n not a multiple of any tile,
+    /// products large enough to split over threads), against candle's matmul within the f32
+    /// rounding of a k-term sum.
+    #[test]
+    fn matches_candle_for_every_row_count_and_layout() {
+        if !available() {
+            crate::test_skip::skip("the CPU has no AVX-512F");
+            return;
+        }
+        for (k, n) in [(37, 45), (768, 2304), (100, 1000)] {
+            let w = Tensor::from_vec(random(k * n, 1), (n, k), &Device::Cpu).unwrap();
+            for wt in [w.t().unwrap(), w.t().unwrap().contiguous().unwrap()] {
+                let wt = output_rows(&wt).unwrap();
+                for m in (1..=9).chain([15, 16, 17, 50, MAX_ROWS]) {
+                    let x = Tensor::from_vec(random(m * k, m as u64), (m, k), &Device::Cpu).unwrap();
+                    assert_eq!(applies(&x, &wt), m > 1 || k * n <= ONE_ROW_MAX_WEIGHTS);
+                    let want: Vec<f32> = x.matmul(&wt).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                    let got: Vec<f32> = product(&x, &wt)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    let tol = 1e-5 * (k as f32).sqrt() * 4.0;
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!((a - b).abs() <= tol, "m={m} k={k} n={n} [{i}]: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_tracked_inputs_and_strided_weights() {
+        let w = Tensor::from_vec(random(64 * 32, 2), (64, 32), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(random(32, 3), (1, 32), &Device::Cpu).unwrap();
+        // A column slice of W^T has neither dimension contiguous; an [in, out] weight is not
+        // read in place.
+        let strided = w.narrow(1, 0, 16).unwrap().t().unwrap();
+        assert!(!applies(&x.narrow(1, 0, 16).unwrap(), &strided));
+        let input_rows = w.t().unwrap().contiguous().unwrap();
+        assert!(!applies(&x, &input_rows));
+        assert_eq!(applies(&x, &output_rows(&input_rows).unwrap()), available());
+        let var = candle_core::Var::from_tensor(&x).unwrap();
+        assert!(!applies(var.as_tensor(), &w.t().unwrap()));
+        let nine = Tensor::zeros((MAX_ROWS + 1, 32), DType::F32, &Device::Cpu).unwrap();
+        assert!(!applies(&nine, &w.t().unwrap()));
+    }
+}
