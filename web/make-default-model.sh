@@ -60,7 +60,9 @@ if [ "$DISTILL_EPOCHS" -gt 0 ]; then
 fi
 
 rm -rf "$OUT"
+# Kept word for word in web/model/manifest.json: the page shows it beside the model's name.
+DESCRIPTION="Knows only synthetic shapes: trained from scratch on rendered scenes of coloured circles, squares, triangles and crosses, and on short clips of such shapes moving. It describes any photo or video in those words, so a cat may come out as orange triangles. For real photos, use “Load another model” with a model trained on them (e.g. COCO)."
 "$NATIVE" export --checkpoint "$CKPT" \
-  --tokenizer "$DATA/tokenizer.json" --quant q8 --out "$OUT"
+  --tokenizer "$DATA/tokenizer.json" --quant q8 --description "$DESCRIPTION" --out "$OUT"
 "$NATIVE" inspect "$OUT" | tail -n 3
 du -sh "$OUT"

@@ -24,7 +24,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Caption images (files or folders): one caption per image.
+    /// Caption images and videos (files or folders): one caption per file.
     Caption(CaptionArgs),
     /// Check the model against a fixture directory (config.json, weights.safetensors,
     /// io.safetensors) laid out like ../shared/fixtures/seed/<variant>; exits non-zero on any mismatch.
@@ -97,9 +97,14 @@ pub enum DataCommand {
 /// `caption` arguments.
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
-    /// Images, or folders of images.
+    /// Images and videos, or folders of them (videos by extension: mp4, m4v, mov, webm, mkv,
+    /// avi, ogv, mpg; decoded with ffmpeg).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+    /// Frames captioned per video, taken at the middles of equal spans of its duration (the
+    /// page's rule); default 8, at most the model's frame limit (its time embeddings).
+    #[arg(long)]
+    pub frames: Option<usize>,
     /// Model weights: our checkpoint (.safetensors with its config inside), the original's
     /// state dict as .safetensors, or the original trainer's .pt checkpoint.
     #[arg(long, required_unless_present = "model", conflicts_with = "model")]

@@ -24,6 +24,7 @@ mod loader;
 mod mlslt;
 mod order;
 mod probe;
+mod sampled;
 mod video;
 
 use std::fmt;
@@ -36,7 +37,8 @@ pub use jsonl::{load_jsonl, parse_jsonl};
 pub use loader::{EpochBatches, LoadedBatch, Loader};
 pub use mlslt::{load_mlslt, parse_mlslt, SIGN_LANGUAGES};
 pub use order::{caption_index, epoch_order, step_seed};
-pub use probe::{probe_video, FfmpegMissing, VideoInfo};
+pub use probe::{probe_timeline, probe_video, FfmpegMissing, Timeline, VideoInfo};
+pub use sampled::{decode_sampled, SampledVideo};
 pub use video::{decode_video, decode_video_frames, sample_indices, DecodedVideo};
 
 /// Where a sample's pixels come from.

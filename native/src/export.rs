@@ -1,13 +1,15 @@
 //! `native export` (a checkpoint → a model folder) and `native inspect` (a folder's tensors).
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use caption_model::tokenizer::{Tokenizer, GPT2_TOKENIZER_JSON};
 use caption_model::weights::block_scales::split_block_scales;
 use caption_model::weights::{
-    export_folder, model_tensors, verify_folder, FolderBytes, Manifest, Quant, MANIFEST_FILE, MODEL_FILE,
+    check_description, checkpoint_description, export_folder, model_tensors, verify_folder, FolderBytes,
+    Manifest, Quant, MANIFEST_FILE, MODEL_FILE,
 };
 use clap::Args;
 
@@ -30,6 +32,11 @@ pub struct ExportArgs {
     /// How matrices are stored: f32 (exact), f16, q8 or q4 (32-value blocks, one f16 scale each).
     #[arg(long, default_value = "q8")]
     pub quant: String,
+    /// What the model was trained on and what it knows, in plain text (one paragraph, at most
+    /// 600 characters, no `<` `>`): shown beside the model's name in the page and by
+    /// `native inspect`. Default: the checkpoint's own description, when it has one.
+    #[arg(long)]
+    pub description: Option<String>,
     /// The folder to write (created if missing; its model files are replaced).
     #[arg(long)]
     pub out: PathBuf,
@@ -67,7 +74,14 @@ pub fn export(args: &ExportArgs) -> Result<Manifest> {
     let tensors = model_tensors(&cfg, tensors, &device)
         .with_context(|| format!("loading {}", args.checkpoint.display()))?;
     let tokenizer = tokenizer_bytes(args.tokenizer.as_deref(), cfg.text_config()?.vocab_size)?;
-    let folder = export_folder(&cfg, tensors.into_iter().chain(scales), quant, &tokenizer)?;
+    let description = match &args.description {
+        Some(d) => Some(d.trim().to_string()),
+        None => stored_description(&args.checkpoint)?,
+    };
+    let mut folder = export_folder(&cfg, tensors.into_iter().chain(scales), quant, &tokenizer)?;
+    folder
+        .set_description(description.as_deref())
+        .context("--description")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let manifest = verify_folder(folder.as_bytes())?;
     // The manifest goes last: until it is there, the folder is not a model folder.
@@ -77,6 +91,40 @@ pub fn export(args: &ExportArgs) -> Result<Manifest> {
     write_atomic(&args.out.join(MANIFEST_FILE), &folder.manifest)?;
     load_folder_dir(&args.out, &device).context("the written folder does not load back")?;
     Ok(manifest)
+}
+
+/// The description a safetensors checkpoint carries (none for `.pt` files, for checkpoints
+/// written before descriptions existed, or one that would not be accepted in a manifest, which
+/// is then left out with a warning). Reads only the file's header.
+fn stored_description(checkpoint: &Path) -> Result<Option<String>> {
+    if matches!(
+        checkpoint.extension().and_then(|e| e.to_str()),
+        Some("pt" | "pth")
+    ) {
+        return Ok(None);
+    }
+    let mut file =
+        std::fs::File::open(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .with_context(|| format!("{}: not a safetensors file", checkpoint.display()))?;
+    // The header is bounded by the file; a claim beyond it is the loader's error to report.
+    let header_len = u64::from_le_bytes(len).min(file.metadata()?.len());
+    let mut head = len.to_vec();
+    file.take(header_len).read_to_end(&mut head)?;
+    let Ok(Some(d)) = checkpoint_description(&head) else {
+        return Ok(None);
+    };
+    match check_description(&d) {
+        Ok(()) => Ok(Some(d)),
+        Err(why) => {
+            eprintln!(
+                "warning: {}: its description is left out of the manifest ({why})",
+                checkpoint.display()
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Human-readable byte count.
@@ -95,6 +143,10 @@ pub fn inspect_table(manifest: &Manifest, manifest_bytes: u64) -> String {
     out.push_str(&format!(
         "format {} v{}, quant {}, tokenizer {}\n",
         manifest.format, manifest.format_version, manifest.quant, manifest.tokenizer
+    ));
+    out.push_str(&format!(
+        "description: {}\n",
+        manifest.description.as_deref().unwrap_or("(none)")
     ));
     out.push_str(&format!(
         "{:<width$}  {:<6}  {:<18}  {:>10}\n",

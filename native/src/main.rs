@@ -303,23 +303,31 @@ fn caption_with<T: caption_model::backend::Backend>(
         (None, None) => Tokenizer::gpt2()?,
     };
     let opts = args.decode.options(model)?;
-    let files = caption::collect_inputs(&args.inputs)?;
-    anyhow::ensure!(!files.is_empty(), "no images found in the given inputs");
+    let files = caption::collect_media(&args.inputs)?;
+    anyhow::ensure!(!files.is_empty(), "no images or videos found in the given inputs");
     let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta}")
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files, {per_sec}, eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let json = args.json;
-    let results = caption::caption_files(model, &tokenizer, &files, &opts, args.batch_size, |r| {
-        bar.inc(1);
-        if !json {
-            bar.suspend(|| match (&r.caption, &r.error) {
-                (Some(c), _) => println!("{}\t{c}", r.file),
-                (_, Some(e)) => eprintln!("{}: error: {e}", r.file),
-                _ => {}
-            });
-        }
-    })?;
+    let results = caption::caption_media(
+        model,
+        &tokenizer,
+        &files,
+        &opts,
+        args.batch_size,
+        args.frames,
+        |r| {
+            bar.inc(1);
+            if !json {
+                bar.suspend(|| match (&r.caption, &r.error) {
+                    (Some(c), _) => println!("{}\t{c}", r.file),
+                    (_, Some(e)) => eprintln!("{}: error: {e}", r.file),
+                    _ => {}
+                });
+            }
+        },
+    )?;
     bar.finish_and_clear();
     if json {
         let mut out = std::io::stdout().lock();
@@ -328,7 +336,7 @@ fn caption_with<T: caption_model::backend::Backend>(
     }
     let failed = results.iter().filter(|r| r.error.is_some()).count();
     if failed > 0 {
-        eprintln!("{failed} of {} image(s) could not be captioned", results.len());
+        eprintln!("{failed} of {} file(s) could not be captioned", results.len());
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -214,7 +214,7 @@ fn a_fine_tuned_scratch_model_keeps_its_frozen_tower() {
         .filter(|(k, _)| !k.starts_with("vision_encoder.") && !k.starts_with("optimizer."))
         .collect();
     let broken = tmp.path().join("towerless.safetensors");
-    native::train::checkpoint::save(&broken, &cfg, &towerless, None).unwrap();
+    native::train::checkpoint::save(&broken, &cfg, &towerless, None, None).unwrap();
     let err = native(&[
         "export",
         "--checkpoint",

@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod dropout;
 pub mod error;
+pub mod frame_sampling;
 pub mod fused;
 pub mod gpt2;
 #[cfg(feature = "webgpu")]

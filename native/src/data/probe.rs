@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::Context;
+use caption_model::frame_sampling::pts_micros;
 use serde::Deserialize;
 
 /// Lines and bytes of ffmpeg's error output kept for messages (its tail: the last errors
@@ -44,6 +45,8 @@ pub struct VideoInfo {
     pub height: u32,
     /// Frame count declared by the container, when it declares one.
     pub frames: Option<usize>,
+    /// Whether ffmpeg turns the frames a quarter turn (width and height are already swapped).
+    pub quarter_turn: bool,
 }
 
 #[derive(Deserialize)]
@@ -87,14 +90,152 @@ pub fn probe_video(path: &Path) -> anyhow::Result<VideoInfo> {
         .iter()
         .find_map(|s| s.rotation)
         .unwrap_or(0.0);
-    if (rotation.round() as i64).rem_euclid(180) == 90 {
+    let quarter_turn = (rotation.round() as i64).rem_euclid(180) == 90;
+    if quarter_turn {
         std::mem::swap(&mut width, &mut height);
     }
     Ok(VideoInfo {
         width,
         height,
         frames: stream.nb_frames.and_then(|n| n.trim().parse().ok()),
+        quarter_turn,
     })
+}
+
+/// A video's frames on its presentation timeline, as ffprobe decodes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    /// Width of the decoded frames (after rotation).
+    pub width: u32,
+    /// Height of the decoded frames (after rotation).
+    pub height: u32,
+    /// Pixel aspect ratio `(num, den)`; `(1, 1)` when the stream declares none.
+    pub sar: (u32, u32),
+    /// The container's duration in seconds, as a browser reports it (whole microseconds).
+    pub duration: f64,
+    /// Presentation timestamp of every decoded frame, in microseconds, in decoding-output order.
+    pub pts_us: Vec<i64>,
+    /// The frame count the container declares, if any.
+    pub declared: Option<usize>,
+    /// ffprobe's error output (empty for a clean file).
+    pub messages: String,
+}
+
+#[derive(Deserialize)]
+struct TimelineProbe {
+    #[serde(default)]
+    frames: Vec<ProbeFrame>,
+    #[serde(default)]
+    streams: Vec<TimelineStream>,
+    format: Option<ProbeFormat>,
+}
+
+#[derive(Deserialize)]
+struct ProbeFrame {
+    pts: Option<i64>,
+    best_effort_timestamp: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct TimelineStream {
+    sample_aspect_ratio: Option<String>,
+    time_base: Option<String>,
+    duration: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProbeFormat {
+    duration: Option<String>,
+}
+
+/// Decodes `path`'s first video stream with ffprobe for the timestamp of every frame, with the
+/// frame size, pixel aspect ratio and duration. Errors: as [`probe_video`], or no usable time
+/// base or duration.
+pub fn probe_timeline(path: &Path) -> anyhow::Result<Timeline> {
+    let info = probe_video(path)?;
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .arg("stream=sample_aspect_ratio,time_base,duration:format=duration:frame=pts,best_effort_timestamp")
+        .args(["-of", "json"])
+        .arg(file_url(path))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_error("ffprobe", e))?;
+    let messages = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        anyhow::bail!("{}: ffprobe cannot open it: {}", path.display(), tail(&messages));
+    }
+    let probe: TimelineProbe = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{}: unreadable ffprobe output", path.display()))?;
+    let stream = probe
+        .streams
+        .into_iter()
+        .next()
+        .with_context(|| format!("{}: no video stream", path.display()))?;
+    let (num, den) = stream
+        .time_base
+        .as_deref()
+        .and_then(|r| ratio(r, '/'))
+        .with_context(|| format!("{}: the video stream has no time base", path.display()))?;
+    let pts_us = probe
+        .frames
+        .iter()
+        .map(|f| {
+            f.pts
+                .or(f.best_effort_timestamp)
+                .and_then(|p| pts_micros(p, i64::from(num), i64::from(den)))
+        })
+        .collect::<Option<Vec<i64>>>()
+        .with_context(|| format!("{}: a decoded frame has no timestamp", path.display()))?;
+    let duration = probe
+        .format
+        .and_then(|f| f.duration)
+        .or(stream.duration)
+        .as_deref()
+        .and_then(micros_of_decimal)
+        .filter(|&us| us > 0)
+        .with_context(|| format!("{}: the video declares no duration", path.display()))?;
+    let sar = stream
+        .sample_aspect_ratio
+        .as_deref()
+        .and_then(|r| ratio(r, ':'))
+        .filter(|&(n, d)| n > 0 && d > 0)
+        .unwrap_or((1, 1));
+    // A quarter turn (already applied to the size) turns the pixels too.
+    let sar = if info.quarter_turn { (sar.1, sar.0) } else { sar };
+    Ok(Timeline {
+        width: info.width,
+        height: info.height,
+        sar,
+        // Microseconds over 1e6, as Chromium's `TimeDelta::InSecondsF` gives `video.duration`.
+        duration: duration as f64 / 1e6,
+        pts_us,
+        declared: info.frames,
+        messages,
+    })
+}
+
+/// `a<sep>b` as two positive numbers.
+fn ratio(text: &str, sep: char) -> Option<(u32, u32)> {
+    let (a, b) = text.split_once(sep)?;
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (b > 0).then_some((a, b))
+}
+
+/// Seconds written in decimal (`"4.004000"`, ffprobe's microsecond precision) as whole
+/// microseconds, exactly (digits past the sixth are dropped).
+fn micros_of_decimal(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+    int.parse::<i64>()
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(frac.parse::<i64>().ok()?)
 }
 
 /// Counts frames by decoding (`ffprobe -count_frames`), for containers that declare none.

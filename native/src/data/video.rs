@@ -5,15 +5,16 @@
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 
 use anyhow::Context;
 use image::RgbImage;
 
-use super::probe::{count_frames, file_url, probe_video, spawn_error, tail, VideoInfo};
+use super::probe::{count_frames, file_url, probe_video, spawn_error, tail};
 
 /// Largest frame accepted (Pillow's image limit), so a hostile header cannot make us
 /// allocate an absurd frame buffer.
-const MAX_FRAME_PIXELS: u64 = 89_478_485;
+pub(super) const MAX_FRAME_PIXELS: u64 = 89_478_485;
 
 /// Frames decoded from a video, with how they were chosen.
 #[derive(Debug, Clone)]
@@ -88,35 +89,8 @@ pub fn decode_video_frames(path: &Path, max_frames: Option<usize>) -> anyhow::Re
         anyhow::bail!("{}: the video declares no frame", path.display());
     }
 
-    let mut child = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(file_url(path))
-        // Passthrough: exactly the decoded frames, no duplicates or drops for a frame rate.
-        .args([
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| spawn_error("ffmpeg", e))?;
-    let stderr = child.stderr.take().map(|mut err| {
-        // Drained on its own thread so a chatty ffmpeg never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = err.read_to_end(&mut all);
-            String::from_utf8_lossy(&all).into_owned()
-        })
-    });
-    let read = read_frames(&mut child, info, wanted.as_deref());
+    let (mut child, stderr) = spawn_rgb(path, None)?;
+    let read = read_frames(&mut child, (info.width, info.height), wanted.as_deref());
     let stopped_early = read.as_ref().is_ok_and(|r| r.stopped_early);
     if stopped_early {
         // Every wanted frame is in; the rest of the stream is not needed.
@@ -163,18 +137,58 @@ pub fn decode_video_frames(path: &Path, max_frames: Option<usize>) -> anyhow::Re
     })
 }
 
-/// Frames read from ffmpeg's output.
-struct ReadFrames {
-    frames: Vec<RgbImage>,
-    indices: Vec<usize>,
-    /// Complete frames that came out of ffmpeg.
-    seen: usize,
-    /// Reading stopped because every wanted frame was in.
-    stopped_early: bool,
+/// Starts ffmpeg decoding the first video stream of `path` to raw RGB on its stdout, every
+/// decoded frame in presentation order (passthrough: no duplicates or drops for a frame rate),
+/// scaled (bilinear) to `size` when given; its error output is drained on a thread whose
+/// handle is returned.
+pub(super) fn spawn_rgb(
+    path: &Path,
+    size: Option<(u32, u32)>,
+) -> anyhow::Result<(Child, Option<JoinHandle<String>>)> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error", "-i"])
+        .arg(file_url(path))
+        .args(["-map", "0:v:0", "-fps_mode", "passthrough"]);
+    if let Some((w, h)) = size {
+        cmd.args(["-vf", &format!("scale={w}:{h}:flags=bilinear")]);
+    }
+    let mut child = cmd
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error("ffmpeg", e))?;
+    let stderr = child.stderr.take().map(|mut err| {
+        // Drained on its own thread so a chatty ffmpeg never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = err.read_to_end(&mut all);
+            String::from_utf8_lossy(&all).into_owned()
+        })
+    });
+    Ok((child, stderr))
 }
 
-/// Reads raw RGB frames from the child's stdout, keeping those in `wanted` (all if `None`).
-fn read_frames(child: &mut Child, info: VideoInfo, wanted: Option<&[usize]>) -> std::io::Result<ReadFrames> {
+/// Frames read from ffmpeg's output.
+pub(super) struct ReadFrames {
+    /// The kept frames.
+    pub(super) frames: Vec<RgbImage>,
+    /// Output index of each kept frame.
+    pub(super) indices: Vec<usize>,
+    /// Complete frames that came out of ffmpeg.
+    pub(super) seen: usize,
+    /// Reading stopped because every wanted frame was in.
+    pub(super) stopped_early: bool,
+}
+
+/// Reads raw RGB frames of `(width, height)` from the child's stdout, keeping those in
+/// `wanted` (ascending, distinct; all if `None`).
+pub(super) fn read_frames(
+    child: &mut Child,
+    (width, height): (u32, u32),
+    wanted: Option<&[usize]>,
+) -> std::io::Result<ReadFrames> {
     let mut out = ReadFrames {
         frames: Vec::new(),
         indices: Vec::new(),
@@ -185,7 +199,7 @@ fn read_frames(child: &mut Child, info: VideoInfo, wanted: Option<&[usize]>) -> 
         return Ok(out);
     };
     // Bounded by MAX_FRAME_PIXELS * 3, checked by the caller.
-    let frame_bytes = info.width as usize * info.height as usize * 3;
+    let frame_bytes = width as usize * height as usize * 3;
     let mut buf = vec![0u8; frame_bytes];
     let mut next = 0; // position in `wanted`
     loop {
@@ -203,7 +217,7 @@ fn read_frames(child: &mut Child, info: VideoInfo, wanted: Option<&[usize]>) -> 
         out.seen += 1;
         if wanted.is_none_or(|w| w[next] == index) {
             next += 1;
-            if let Some(img) = RgbImage::from_raw(info.width, info.height, buf.clone()) {
+            if let Some(img) = RgbImage::from_raw(width, height, buf.clone()) {
                 out.frames.push(img);
                 out.indices.push(index);
             }

@@ -8,10 +8,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use caption_model::weights::{CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
+use caption_model::weights::{
+    check_description, CHECKPOINT_DESCRIPTION_KEY, CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
+};
 use caption_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
+use super::config::ProjectConfig;
 use super::optim::Moments;
 
 /// Prefix of optimizer tensors inside a training checkpoint.
@@ -42,12 +45,35 @@ pub struct TrainingCheckpoint {
     pub state: Option<LoopState>,
 }
 
-/// Writes weights (+ optimizer state) atomically: a temporary file beside `path`, then rename.
+/// The description a run's checkpoints carry: `trainer.description`, or else the dataset's
+/// name and training caption file (e.g. "Trained on the coco dataset (train2017.json)."). An
+/// explicit description that [`check_description`] refuses is an error; a generated one that
+/// it refuses (an odd file name) is left out.
+pub fn run_description(cfg: &ProjectConfig) -> Result<Option<String>> {
+    if let Some(d) = &cfg.trainer.description {
+        check_description(d).map_err(|e| anyhow::anyhow!("trainer.description: {e}"))?;
+        return Ok(Some(d.clone()));
+    }
+    let file = cfg
+        .dataset
+        .train_ds
+        .json_path
+        .as_deref()
+        .and_then(|p| Path::new(p).file_name())
+        .map(|f| format!(" ({})", f.to_string_lossy()))
+        .unwrap_or_default();
+    let generated = format!("Trained on the {} dataset{file}.", cfg.dataset.name);
+    Ok(check_description(&generated).is_ok().then_some(generated))
+}
+
+/// Writes weights (+ optimizer state, + a description for people) atomically: a temporary
+/// file beside `path`, then rename.
 pub fn save(
     path: &Path,
     cfg: &ModelConfig,
     weights: &BTreeMap<String, Tensor>,
     optimizer: Option<(&BTreeMap<String, Moments>, &LoopState)>,
+    description: Option<&str>,
 ) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (k, v) in weights {
@@ -58,6 +84,9 @@ pub fn save(
         ("format_version".to_string(), CHECKPOINT_VERSION.to_string()),
         ("model_config".to_string(), serde_json::to_string(cfg)?),
     ]);
+    if let Some(d) = description {
+        metadata.insert(CHECKPOINT_DESCRIPTION_KEY.to_string(), d.to_string());
+    }
     if let Some((moments, state)) = optimizer {
         for (k, m) in moments {
             tensors.insert(

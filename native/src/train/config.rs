@@ -113,6 +113,11 @@ pub struct TrainerConfig {
     /// Seed of data order, caption choice and initialisation.
     #[serde(default)]
     pub seed: u64,
+    /// What the model is trained on, in plain text for people: stored in every checkpoint and
+    /// copied into an export's manifest (`native export --description` overrides it). When
+    /// absent, the checkpoints say which dataset and caption file trained them.
+    #[serde(default)]
+    pub description: Option<String>,
     /// Stop after this many optimizer steps (for quick runs and tests).
     #[serde(default)]
     pub max_steps: Option<u64>,

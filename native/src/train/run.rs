@@ -180,6 +180,8 @@ impl Trainer {
     /// Prepares a run: datasets, initial (or resumed) weights, optimizer and schedule.
     pub fn new(cfg: ProjectConfig, device: &Device) -> Result<Self> {
         let run_dir = cfg.run_dir()?;
+        // A bad trainer.description fails now, not at the first checkpoint.
+        checkpoint::run_description(&cfg)?;
         let ckpt_dir = run_dir.join("checkpoints");
         std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
         let tokenizer = tokenizer_for(&cfg)?;
@@ -459,7 +461,14 @@ impl Trainer {
         self.state.best.push((value, name.clone()));
         self.state.best.sort_by(|a, b| a.0.total_cmp(&b.0));
         if self.state.best.iter().take(k).any(|(_, n)| n == &name) {
-            checkpoint::save(&dir.join(&name), self.model.config(), &self.weights(), None)?;
+            let description = checkpoint::run_description(&self.cfg)?;
+            checkpoint::save(
+                &dir.join(&name),
+                self.model.config(),
+                &self.weights(),
+                None,
+                description.as_deref(),
+            )?;
         }
         for (_, dropped) in self.state.best.drain(k.min(self.state.best.len())..) {
             let _ = std::fs::remove_file(dir.join(dropped));
@@ -484,6 +493,7 @@ impl Trainer {
             self.model.config(),
             &self.weights(),
             Some((&moments, &self.state)),
+            checkpoint::run_description(&self.cfg)?.as_deref(),
         )
     }
 }

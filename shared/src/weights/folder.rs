@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::block_scales::{encode_with_scales, scale_name, split_block_scales};
 use super::manifest::{
-    FileEntry, FolderError, Manifest, TensorEntry, FOLDER_FORMAT, FOLDER_VERSION, MODEL_FILE, TOKENIZER_FILE,
+    check_description, FileEntry, FolderError, Manifest, TensorEntry, FOLDER_FORMAT, FOLDER_VERSION,
+    MODEL_FILE, TOKENIZER_FILE,
 };
 use super::quant::{encode, plan, split_quantized, stored_name, Layout, Quant, Scheme};
 use super::quant_store::{LookupFailure, QuantStore};
@@ -44,6 +45,19 @@ pub struct ExportedFolder {
 }
 
 impl ExportedFolder {
+    /// Sets (or, with `None`, removes) the manifest's description; the model and tokenizer
+    /// files, and so their checksums, are untouched. An invalid description is refused with
+    /// [`check_description`]'s reason.
+    pub fn set_description(&mut self, description: Option<&str>) -> Result<()> {
+        if let Some(d) = description {
+            check_description(d).map_err(|e| Error::Weights(format!("description: {e}")))?;
+        }
+        let mut manifest = parse_manifest(&self.manifest).map_err(Error::from)?;
+        manifest.description = description.map(str::to_string);
+        self.manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Weights(e.to_string()))?;
+        Ok(())
+    }
+
     /// The files as [`FolderBytes`].
     pub fn as_bytes(&self) -> FolderBytes<'_> {
         FolderBytes {
@@ -171,6 +185,7 @@ pub fn export_folder(
         quant,
         model_config: cfg.clone(),
         tokenizer: TOKENIZER_FILE.to_string(),
+        description: None,
         files: vec![file(MODEL_FILE, &model), file(TOKENIZER_FILE, &tokenizer_json)],
         tensors: listed,
     };
@@ -201,7 +216,12 @@ pub fn parse_manifest(bytes: &[u8]) -> std::result::Result<Manifest, FolderError
             })
         }
     }
-    serde_json::from_value(value).map_err(|e| FolderError::Manifest(e.to_string()))
+    let manifest: Manifest =
+        serde_json::from_value(value).map_err(|e| FolderError::Manifest(e.to_string()))?;
+    if let Some(d) = &manifest.description {
+        check_description(d).map_err(|e| FolderError::Manifest(format!("\"description\": {e}")))?;
+    }
+    Ok(manifest)
 }
 
 /// Checks a file against its manifest entry: size first (truncation), then checksum.

@@ -201,3 +201,30 @@ pub fn checkpoint_config(bytes: &[u8]) -> Result<Option<ModelConfig>> {
         .ok_or_else(|| Error::Weights("checkpoint metadata has no model_config".into()))?;
     ModelConfig::from_str_any(cfg).map(Some)
 }
+
+/// Metadata key of a checkpoint's description (what it was trained on), which `native export`
+/// copies into the model folder's manifest.
+pub const CHECKPOINT_DESCRIPTION_KEY: &str = "description";
+
+/// The description stored in a safetensors checkpoint's metadata, if any (checkpoints written
+/// before it existed have none). `bytes` is the file or just its start: the 8-byte header
+/// length and the JSON header are all that is read.
+pub fn checkpoint_description(bytes: &[u8]) -> Result<Option<String>> {
+    let bad = |why: &str| Error::Weights(format!("safetensors header: {why}"));
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("shorter than 8 bytes"))?;
+    let end = usize::try_from(u64::from_le_bytes(len))
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| bad("its length runs past the data"))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..end]).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    Ok(header
+        .get("__metadata__")
+        .and_then(|m| m.get(CHECKPOINT_DESCRIPTION_KEY))
+        .and_then(|d| d.as_str())
+        .map(str::to_string))
+}

@@ -62,6 +62,11 @@ pub struct Manifest {
     pub model_config: ModelConfig,
     /// The tokenizer's file name.
     pub tokenizer: String,
+    /// What the model was trained on and what it knows, in plain text for people (shown beside
+    /// the model's name); absent in folders written before it existed. See
+    /// [`check_description`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// `model.safetensors` and the tokenizer, with sizes and checksums.
     pub files: Vec<FileEntry>,
     /// Every tensor, in file order.
@@ -78,6 +83,40 @@ impl Manifest {
     pub fn files_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
+}
+
+/// Longest description accepted, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 600;
+
+/// Checks a model description: 1 to [`MAX_DESCRIPTION_CHARS`] characters of plain text with
+/// no leading or trailing whitespace, no control characters (one paragraph: no line breaks),
+/// no bidirectional-override characters (they can make shown text read differently from the
+/// stored one) and no `<` or `>` (it is shown as text, never as markup). The error says why.
+pub fn check_description(text: &str) -> Result<(), String> {
+    let chars = text.chars().count();
+    if text.trim().is_empty() {
+        return Err("the description is empty".into());
+    }
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(format!(
+            "the description is {chars} characters long, at most {MAX_DESCRIPTION_CHARS} are allowed"
+        ));
+    }
+    if text.trim() != text {
+        return Err("the description starts or ends with whitespace".into());
+    }
+    let bidi =
+        |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+    if let Some(c) = text
+        .chars()
+        .find(|&c| c.is_control() || bidi(c) || c == '<' || c == '>')
+    {
+        return Err(format!(
+            "the description must be one paragraph of plain text; it holds {c:?} (U+{:04X})",
+            c as u32
+        ));
+    }
+    Ok(())
 }
 
 /// Why a model folder is refused.
