@@ -8,8 +8,8 @@
 //! Shapes are row-major; every op returns a new tensor (a backend may share storage).
 
 mod candle;
-mod few_rows;
 mod frozen;
+pub(crate) mod row_dots;
 mod vb;
 
 use std::fmt::Debug;

@@ -12,6 +12,8 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 
+use crate::backend::row_dots;
+
 /// Values per GGML block.
 const BLOCK: usize = 32;
 /// Rows of activations from which a product decodes tiles of W to f32 and multiplies them with
@@ -467,7 +469,7 @@ impl BlockMatrix {
     ) -> Result<Vec<f32>> {
         let width = range.len();
         if m >= GEMM_MIN_ROWS {
-            // Many rows: decode each tile of W once and let candle's gemm multiply it.
+            // Many rows: decode each tile of W once and multiply it as a dense matrix.
             let x = Tensor::from_slice(x, (m, self.cols), &Device::Cpu)?;
             let tile_rows = (tile_weights / self.cols).max(1);
             let mut w = vec![0f32; tile_rows.min(width) * self.cols];
@@ -476,8 +478,12 @@ impl BlockMatrix {
                 let rows = start..(start + tile_rows).min(range.end);
                 let tile = &mut w[..rows.len() * self.cols];
                 self.decode_rows(rows.clone(), tile);
-                let tile = Tensor::from_slice(tile, (rows.len(), self.cols), &Device::Cpu)?;
-                parts.push(x.matmul(&tile.t()?)?);
+                let tile = Tensor::from_slice(tile, (rows.len(), self.cols), &Device::Cpu)?.t()?;
+                parts.push(if row_dots::applies(&x, &tile) {
+                    row_dots::product(&x, &tile)?
+                } else {
+                    x.matmul(&tile)?
+                });
             }
             return Tensor::cat(&parts, 1)?.flatten_all()?.to_vec1();
         }

@@ -1,27 +1,23 @@
-//! `x W^T` for a few rows of `x` (decoding: one row per caption and beam) against a dense f32
-//! weight, in AVX-512 registers, on the CPU.
+//! `x W^T` against a dense f32 weight, without a gradient, on an AVX-512 CPU: every output is
+//! the dot product of a row of `x` with a row of `W`, computed in register tiles of 8 rows of
+//! `x` by 3–4 rows of `W`.
 //!
-//! candle's gemm is built for many rows: at one to eight rows it packs the weight matrix on
-//! every call and runs kernels sized for sixteen rows, so a beam of five cost three times a
-//! single caption's step and a batch of eight barely paid. A decoding step is a pass over the
-//! weights: this kernel streams each output's weights once, multiplies them with every row
-//! while they are in registers, and splits the output columns over threads. It wants `W` row
-//! by row ([out, in], PyTorch's `Linear`); GPT-2's `Conv1D` weights ([in, out]) are laid out
-//! that way once, when the model is built ([`output_rows`]): walking down the columns of an
-//! [in, out] matrix jumps a row's length at every load, which starves the prefetchers (measured
-//! at half the bandwidth). One image's CLIP tokens (50 rows) run here too, at the gemm's speed
-//! (0.97-1.09x, measured), so that an AVX-512 gemm build (slow on narrow products) leaves them
-//! alone. Where the CPU lacks AVX-512, or for more rows, candle's gemm runs.
+//! candle's gemm packs the weight matrix on every call and runs 8-lane (AVX2) kernels sized for
+//! 16 rows: a decoding step's 1–8 rows left most of it idle (a beam of 5 cost 3× a single
+//! caption's step), and even an image's 50 CLIP tokens reached a fifth of the FMA peak. Here
+//! each output's weights are streamed once per block of 8 rows, over panels of
+//! [`PANEL_COLUMNS`] outputs whose weights stay in the cache while every block passes, and the
+//! output columns are split over the threads: 3–6× the gemm at 8 rows, 1.5–2.5× at 50, 1.3–1.6×
+//! at 400 (measured, `BENCHMARKS.md`). The kernel wants `W` row by row ([out, in], PyTorch's
+//! `Linear`); GPT-2's `Conv1D` weights ([in, out]) are laid out that way once, when the model
+//! is built ([`output_rows`]): down the columns of [in, out] it reached half the bandwidth.
+//! Products under a gradient (training) keep candle's gemm, which reads either layout.
 
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-/// Most rows of `x` these products take: a decoding step's rows, or one image's CLIP tokens
-/// (50 at ViT-B/32); training batches and batched encodes are larger and go to the gemm.
-pub const MAX_ROWS: usize = 64;
-
-/// Whether `x` [m, k] · `wt` [k, n] runs here: no gradient wanted, f32 on the CPU, at most
-/// [`MAX_ROWS`] rows, `wt` the transpose of a row-major `W` [n, k], and a CPU with AVX-512F.
+/// Whether `x` [m, k] · `wt` [k, n] runs here: no gradient wanted, f32 on the CPU, `wt` the
+/// transpose of a row-major `W` [n, k], and a CPU with AVX-512F.
 pub fn applies(x: &Tensor, wt: &Tensor) -> bool {
     available()
         && !x.track_op()
@@ -29,7 +25,6 @@ pub fn applies(x: &Tensor, wt: &Tensor) -> bool {
         && x.device().is_cpu()
         && x.dtype() == DType::F32
         && x.dims().len() == 2
-        && x.dims()[0] <= MAX_ROWS
         && (x.dims()[0] > 1 || wt.elem_count() <= ONE_ROW_MAX_WEIGHTS)
         && is_output_rows(wt)
 }
@@ -47,7 +42,7 @@ const ONE_ROW_MAX_WEIGHTS: usize = if cfg!(feature = "avx512-gemm") {
 
 /// `wt` [k, n] held as `W` [n, k] row by row, the layout [`product`] reads: a frozen f32
 /// weight on the CPU that is not already is copied into it once (same size; the gemm that
-/// larger products use reads either layout).
+/// products under a gradient use reads either layout).
 pub fn output_rows(wt: &Tensor) -> Result<Tensor> {
     if available() && !wt.track_op() && !is_output_rows(wt) && wt.dims().len() == 2 {
         return wt.t()?.contiguous()?.t();
@@ -78,13 +73,13 @@ fn is_output_rows(wt: &Tensor) -> bool {
 pub fn product(x: &Tensor, wt: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let (k2, n) = wt.dims2()?;
-    if k != k2 || m > MAX_ROWS || !available() || !is_output_rows(wt) {
-        candle_core::bail!("few-rows product of [{m}, {k}] and [{k2}, {n}] {:?}", wt.layout());
+    if k != k2 || !available() || !is_output_rows(wt) {
+        candle_core::bail!("row-dots product of [{m}, {k}] and [{k2}, {n}] {:?}", wt.layout());
     }
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let (storage, l) = wt.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("few-rows product of a weight that is not on the CPU");
+        candle_core::bail!("row-dots product of a weight that is not on the CPU");
     };
     let w = &cpu.as_slice::<f32>()?[l.start_offset()..l.start_offset() + k * n];
     let y = columns_in_parallel(&xs, m, k, w, n);
@@ -129,7 +124,7 @@ fn columns_in_parallel(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Ve
 /// panel's weights come from memory once and from the cache for the other blocks.
 fn columns(x: &[f32], m: usize, k: usize, w: &[f32], cols: std::ops::Range<usize>, y: &mut [f32]) {
     assert!(x.len() >= m * k && w.len() >= cols.end * k && y.len() >= m * cols.len());
-    assert!(available(), "few-rows product without AVX-512F");
+    assert!(available(), "row-dots product without AVX-512F");
     let width = cols.len();
     for panel in (cols.start..cols.end).step_by(PANEL_COLUMNS) {
         let panel = panel..(panel + PANEL_COLUMNS).min(cols.end);
@@ -182,12 +177,13 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    /// Output columns per pass of [`dots`]: fewer rows leave registers for more columns.
+    /// Output columns per pass of [`dots`]: as many as the 32 registers allow beside the
+    /// rows' accumulators.
     const fn dot_group(rows: usize) -> usize {
-        if rows <= 2 {
+        if rows <= 4 {
             4
         } else {
-            2
+            3
         }
     }
 
@@ -206,39 +202,65 @@ mod x86 {
         y: &mut [f32],
         ldy: usize,
     ) {
-        let group = dot_group(M);
         let mut j = cols.start;
         while j < cols.end {
-            let g = group.min(cols.end - j);
-            let mut acc = [[_mm512_setzero_ps(); 4]; M];
-            let mut kk = 0;
-            while kk < k {
-                let lanes = (k - kk).min(16);
-                let mask: __mmask16 = if lanes == 16 { 0xFFFF } else { (1u16 << lanes) - 1 };
-                let mut wv = [_mm512_setzero_ps(); 4];
-                for (c, v) in wv.iter_mut().enumerate().take(g) {
-                    // SAFETY: row j + c of W, values kk..kk + lanes (masked), inside `w`.
-                    let p = unsafe { w.as_ptr().add((j + c) * k + kk) };
-                    *v = unsafe { _mm512_maskz_loadu_ps(mask, p) };
-                    // The next column group's row, a group ahead: W streams from memory.
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(g * k).cast());
+            let left = cols.end - j;
+            let out = &mut y[j - cols.start..];
+            // SAFETY: forwarded; each group stays inside `cols`.
+            j += unsafe {
+                match (dot_group(M), left) {
+                    (4, 4..) => group::<M, 4>(x, k, w, j, out, ldy),
+                    (3, 3..) => group::<M, 3>(x, k, w, j, out, ldy),
+                    (_, 2..) => group::<M, 2>(x, k, w, j, out, ldy),
+                    _ => group::<M, 1>(x, k, w, j, out, ldy),
                 }
-                for (r, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: row r of x, values kk..kk + lanes (masked).
-                    let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(r * k + kk)) };
-                    for (lane, v) in a.iter_mut().zip(&wv).take(g) {
-                        *lane = _mm512_fmadd_ps(xv, *v, *lane);
-                    }
-                }
-                kk += 16;
-            }
-            for (r, a) in acc.iter().enumerate() {
-                for (c, lane) in a.iter().enumerate().take(g) {
-                    y[r * ldy + j - cols.start + c] = _mm512_reduce_add_ps(*lane);
-                }
-            }
-            j += g;
+            };
         }
+    }
+
+    /// Columns `j..j + G` for the M rows into `y[r * ldy + c]`; returns G. Constant tile sizes
+    /// keep every accumulator in a register.
+    ///
+    /// # Safety
+    /// As [`dots`], with rows `j..j + G` of `W` inside `w`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn group<const M: usize, const G: usize>(
+        x: &[f32],
+        k: usize,
+        w: &[f32],
+        j: usize,
+        y: &mut [f32],
+        ldy: usize,
+    ) -> usize {
+        let mut acc = [[_mm512_setzero_ps(); G]; M];
+        let full = k / 16 * 16;
+        let mut kk = 0;
+        while kk < k {
+            // The last piece of a row whose length is not a multiple of 16 is masked.
+            let mask: __mmask16 = if kk < full { 0xFFFF } else { (1u16 << (k - kk)) - 1 };
+            let mut wv = [_mm512_setzero_ps(); G];
+            for (c, v) in wv.iter_mut().enumerate() {
+                // SAFETY: row j + c of W, values kk..kk + 16 (masked past k), inside `w`.
+                let p = unsafe { w.as_ptr().add((j + c) * k + kk) };
+                *v = unsafe { _mm512_maskz_loadu_ps(mask, p) };
+                // The next column group's row, a group ahead: W streams from memory.
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(G * k).cast());
+            }
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: row r of x, values kk..kk + 16 (masked past k).
+                let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(r * k + kk)) };
+                for (lane, v) in a.iter_mut().zip(&wv) {
+                    *lane = _mm512_fmadd_ps(xv, *v, *lane);
+                }
+            }
+            kk += 16;
+        }
+        for (r, a) in acc.iter().enumerate() {
+            for (c, lane) in a.iter().enumerate() {
+                y[r * ldy + c] = _mm512_reduce_add_ps(*lane);
+            }
+        }
+        G
     }
 }
 
@@ -266,7 +288,7 @@ mod tests {
             let w = Tensor::from_vec(random(k * n, 1), (n, k), &Device::Cpu).unwrap();
             for wt in [w.t().unwrap(), w.t().unwrap().contiguous().unwrap()] {
                 let wt = output_rows(&wt).unwrap();
-                for m in (1..=9).chain([15, 16, 17, 50, MAX_ROWS]) {
+                for m in (1..=9).chain([15, 16, 17, 50, 400]) {
                     let x = Tensor::from_vec(random(m * k, m as u64), (m, k), &Device::Cpu).unwrap();
                     assert_eq!(applies(&x, &wt), m > 1 || k * n <= ONE_ROW_MAX_WEIGHTS);
                     let want: Vec<f32> = x.matmul(&wt).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -298,7 +320,5 @@ mod tests {
         assert_eq!(applies(&x, &output_rows(&input_rows).unwrap()), available());
         let var = candle_core::Var::from_tensor(&x).unwrap();
         assert!(!applies(var.as_tensor(), &w.t().unwrap()));
-        let nine = Tensor::zeros((MAX_ROWS + 1, 32), DType::F32, &Device::Cpu).unwrap();
-        assert!(!applies(&nine, &w.t().unwrap()));
     }
 }
