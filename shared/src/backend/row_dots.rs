@@ -51,7 +51,7 @@ pub fn output_rows(wt: &Tensor) -> Result<Tensor> {
 }
 
 /// Whether the CPU has the kernel's instructions (read once).
-fn available() -> bool {
+pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -98,7 +98,7 @@ fn columns_in_parallel(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Ve
     let ranges: Vec<(usize, usize)> = (0..n).step_by(chunk).map(|s| (s, (s + chunk).min(n))).collect();
     let part = |&(start, end): &(usize, usize)| {
         let mut y = vec![0f32; m * (end - start)];
-        columns(x, m, k, w, start..end, &mut y);
+        columns(x, m, k, w, start..end, &mut y, end - start);
         y
     };
     let mut parts: Vec<Vec<f32>> = if ranges.len() == 1 {
@@ -119,13 +119,42 @@ fn columns_in_parallel(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Ve
     y
 }
 
-/// Output columns `cols` of `x W^T` into `y` [m, cols.len()]. More rows than a register tile
-/// holds go in blocks of [`TILE_ROWS`] over panels of [`PANEL_COLUMNS`] columns, so that a
-/// panel's weights come from memory once and from the cache for the other blocks.
-fn columns(x: &[f32], m: usize, k: usize, w: &[f32], cols: std::ops::Range<usize>, y: &mut [f32]) {
-    assert!(x.len() >= m * k && w.len() >= cols.end * k && y.len() >= m * cols.len());
+/// `x` [m, k] times the transpose of a row-major `W` [n, k] given as a slice, on the calling
+/// thread, into `y` (m rows of `ldy` values, the first n of each written): for a caller that
+/// splits the work itself (the block matrices' decoded tiles). Returns false, writing
+/// nothing, when the CPU lacks AVX-512F.
+pub(crate) fn product_into(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    y: &mut [f32],
+    ldy: usize,
+) -> bool {
+    if !available() {
+        return false;
+    }
+    columns(x, m, k, w, 0..n, y, ldy);
+    true
+}
+
+/// Output columns `cols` of `x W^T` into `y` (m rows of `ldy` values). More rows than a
+/// register tile holds go in blocks of [`TILE_ROWS`] over panels of [`PANEL_COLUMNS`] columns,
+/// so that a panel's weights come from memory once and from the cache for the other blocks.
+fn columns(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    cols: std::ops::Range<usize>,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    assert!(x.len() >= m * k && w.len() >= cols.end * k);
+    assert!(ldy >= cols.len() && y.len() >= (m - 1) * ldy + cols.len());
     assert!(available(), "row-dots product without AVX-512F");
-    let width = cols.len();
+    let width = ldy;
     for panel in (cols.start..cols.end).step_by(PANEL_COLUMNS) {
         let panel = panel..(panel + PANEL_COLUMNS).min(cols.end);
         for first in (0..m).step_by(TILE_ROWS) {

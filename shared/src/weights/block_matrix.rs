@@ -23,6 +23,9 @@ const GEMM_MIN_ROWS: usize = 9;
 /// Rows of activations the AVX2 fused dot holds in registers; more take the portable code.
 #[cfg(target_arch = "x86_64")]
 const AVX2_MAX_ROWS: usize = 8;
+/// Weights decoded at a time for the AVX-512 dense path (256 KB of f32): the tile is written
+/// and read back while it is in the core's L2 cache.
+const CACHE_TILE_WEIGHTS: usize = 1 << 16;
 /// Rows of activations the wasm SIMD128 fused dot holds in registers; more take the portable
 /// code.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -468,6 +471,21 @@ impl BlockMatrix {
         tile_weights: usize,
     ) -> Result<Vec<f32>> {
         let width = range.len();
+        if m >= GEMM_MIN_ROWS && row_dots::available() {
+            // Many rows on AVX-512: decode a cache-sized tile of W at a time on this thread and
+            // dot its rows with every row of x while it is in the cache.
+            let tile_rows = (tile_weights.min(CACHE_TILE_WEIGHTS) / self.cols).max(1);
+            let mut w = vec![0f32; tile_rows.min(width) * self.cols];
+            let mut y = vec![0f32; m * width];
+            for start in range.clone().step_by(tile_rows) {
+                let rows = start..(start + tile_rows).min(range.end);
+                let tile = &mut w[..rows.len() * self.cols];
+                self.decode_blocks(rows.start * self.cols / BLOCK, tile);
+                let out = &mut y[start - range.start..];
+                row_dots::product_into(x, m, self.cols, tile, rows.len(), out, width);
+            }
+            return Ok(y);
+        }
         if m >= GEMM_MIN_ROWS {
             // Many rows: decode each tile of W once and multiply it as a dense matrix.
             let x = Tensor::from_slice(x, (m, self.cols), &Device::Cpu)?;
@@ -502,9 +520,9 @@ impl BlockMatrix {
             candle_core::bail!("[{m}, {k}] times a [{}, {}]^T block matrix", self.rows, self.cols);
         }
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        // The gemm path parallelises inside candle; the fused path splits W's rows over rayon's
-        // persistent threads.
-        let threads = if m >= GEMM_MIN_ROWS {
+        // candle's gemm parallelises inside; the fused and AVX-512 dense paths split W's rows
+        // over rayon's persistent threads.
+        let threads = if m >= GEMM_MIN_ROWS && !row_dots::available() {
             1
         } else {
             thread_count(m * self.rows * self.cols)
@@ -586,13 +604,16 @@ mod tests {
         let (rows, cols) = (700, 512);
         for (dtype, seed) in [(GgmlDType::Q8_0, 1), (GgmlDType::Q4_0, 2)] {
             let (blocks, dense) = quantized(rows, cols, dtype, seed);
-            // 1 and 3 rows take the fused dot (3 × 700 × 512 is large enough for threads); 8 and
-            // 21 the gemm over tiles, whole or 37 rows of W at a time.
+            // 1, 3 and 8 rows take the fused dot (3 × 700 × 512 is large enough for threads); 9,
+            // 21 and 50 decoded tiles, whole or 37 rows of W at a time (multiplied by the AVX-512
+            // row dots where the CPU has them, else candle's gemm).
             for (m, tile_weights) in [
                 (1, super::TILE_WEIGHTS),
                 (3, super::TILE_WEIGHTS),
                 (8, super::TILE_WEIGHTS),
+                (9, super::TILE_WEIGHTS),
                 (21, 37 * cols),
+                (50, 37 * cols),
             ] {
                 let mut rng = StdRng::seed_from_u64(seed * 100 + m as u64);
                 let x: Vec<f32> = (0..m * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
