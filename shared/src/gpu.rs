@@ -14,6 +14,7 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 mod backend;
+mod counters;
 mod device;
 mod kernels;
 mod layout;
@@ -24,6 +25,7 @@ mod readback;
 mod select;
 mod tensor;
 
+pub use counters::GpuCounters;
 pub use device::GpuDevice;
 pub use matrix::{GpuMatrix, MatrixData};
 pub use pool::GpuBuffer;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
+use super::counters::{Counters, GpuCounters};
 use super::kernels::Kernel;
 use super::pool::{size_class, GpuBuffer, Memory, PoolRef};
 
@@ -35,6 +36,7 @@ struct Inner {
     pending: Mutex<Pending>,
     pool: PoolRef,
     memory: Arc<Memory>,
+    counters: Counters,
     /// The first error the device reported on its own (validation, out of memory): wgpu's
     /// default would panic natively and only log in the browser; readbacks return it instead.
     error: Arc<Mutex<Option<String>>>,
@@ -105,6 +107,7 @@ impl GpuDevice {
             pending: Mutex::default(),
             pool: PoolRef::default(),
             memory: Arc::default(),
+            counters: Counters::default(),
             error,
         })))
     }
@@ -143,6 +146,12 @@ impl GpuDevice {
     /// The most bytes of storage buffers held at once since the device was opened.
     pub fn peak_bytes(&self) -> u64 {
         self.0.memory.peak()
+    }
+
+    /// What the engine has asked of the GPU since the device was opened (dispatches, bind
+    /// groups, bytes moved, CPU time recording); subtract two snapshots to count a span.
+    pub fn counters(&self) -> GpuCounters {
+        self.0.counters.snapshot()
     }
 
     /// The adapter's description (name, backend, driver).
@@ -220,6 +229,7 @@ impl GpuDevice {
     /// A storage buffer holding `words` (written at creation, so no queue ordering applies).
     pub(crate) fn upload(&self, words: &[u32], what: &str) -> Result<Arc<GpuBuffer>> {
         self.check_size(words.len() as u64 * 4, what)?;
+        self.0.counters.upload(words.len() as u64 * 4);
         let pad = [0u32];
         let contents: &[u32] = if words.is_empty() { &pad } else { words };
         let buf = self

@@ -4,6 +4,7 @@
 use candle_core::Result;
 
 use super::{gpu_err, lock, GpuDevice};
+use crate::gpu::counters::Counters;
 use crate::gpu::kernels::Kernel;
 use crate::gpu::pool::GpuBuffer;
 
@@ -99,6 +100,7 @@ impl GpuDevice {
         if params.len() > PARAM_WORDS {
             return Err(gpu_err(format!("{entry}: {} parameter words", params.len())));
         }
+        let start = Counters::clock();
         let pipeline = self.pipeline(kernel, entry, fmt)?;
         let mut words = [0u32; PARAM_WORDS];
         words[..params.len()].copy_from_slice(params);
@@ -116,6 +118,7 @@ impl GpuDevice {
         self.0
             .queue
             .write_buffer(&uniform, 0, bytemuck::cast_slice(&words));
+        self.0.counters.upload((PARAM_WORDS * 4) as u64);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: uniform.as_entire_binding(),
@@ -131,6 +134,7 @@ impl GpuDevice {
             layout: &pipeline.layout,
             entries: &entries,
         });
+        self.0.counters.bind_group();
         if pending.pass.is_none() {
             let encoder = pending
                 .encoder
@@ -144,6 +148,8 @@ impl GpuDevice {
         }
         pending.uniforms_in_use.push(uniform);
         pending.passes += 1;
+        self.0.counters.dispatch();
+        self.0.counters.recorded(start);
         if pending.passes >= SUBMIT_EVERY {
             self.submit(&mut pending);
         }
@@ -152,6 +158,7 @@ impl GpuDevice {
 
     /// Submits the recorded passes.
     fn submit(&self, pending: &mut Pending) {
+        let start = Counters::clock();
         pending.pass = None;
         if let Some(encoder) = pending.encoder.take() {
             self.0.queue.submit([encoder.finish()]);
@@ -159,6 +166,7 @@ impl GpuDevice {
         pending.passes = 0;
         let used = std::mem::take(&mut pending.uniforms_in_use);
         pending.uniforms_free.extend(used);
+        self.0.counters.recorded(start);
     }
 
     /// Submits everything recorded so far.
@@ -185,6 +193,7 @@ impl GpuDevice {
             .encoder
             .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.0.counters.read_back(bytes);
         self.submit(&mut pending);
         Ok(staging)
     }

@@ -1,0 +1,101 @@
+//! What the engine asks of the GPU, counted: dispatches, bind groups created, bytes uploaded
+//! and read back, and the CPU time spent recording and submitting work. `native bench webgpu`
+//! prints them per generated token; a test bounds the dispatches of a decoding step.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Running totals since the device was opened (see [`GpuCounters`] for a snapshot).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    dispatches: AtomicU64,
+    bind_groups: AtomicU64,
+    uploaded: AtomicU64,
+    read_back: AtomicU64,
+    record_ns: AtomicU64,
+}
+
+/// A snapshot of a device's counters; subtract two with [`GpuCounters::since`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuCounters {
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Bind groups created (the rest were reused from the cache).
+    pub bind_groups: u64,
+    /// Bytes written to the GPU: buffer uploads and parameter blocks.
+    pub bytes_uploaded: u64,
+    /// Bytes read back to the host.
+    pub bytes_read_back: u64,
+    /// CPU nanoseconds spent recording dispatches and submitting them (0 in the browser,
+    /// which has no monotonic clock in `std`).
+    pub record_ns: u64,
+}
+
+impl GpuCounters {
+    /// The counts from `earlier` to `self`.
+    pub fn since(&self, earlier: &GpuCounters) -> GpuCounters {
+        GpuCounters {
+            dispatches: self.dispatches - earlier.dispatches,
+            bind_groups: self.bind_groups - earlier.bind_groups,
+            bytes_uploaded: self.bytes_uploaded - earlier.bytes_uploaded,
+            bytes_read_back: self.bytes_read_back - earlier.bytes_read_back,
+            record_ns: self.record_ns - earlier.record_ns,
+        }
+    }
+}
+
+impl Counters {
+    /// Counts one dispatch.
+    pub(crate) fn dispatch(&self) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a bind group created.
+    pub(crate) fn bind_group(&self) {
+        self.bind_groups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts bytes written to the GPU.
+    pub(crate) fn upload(&self, bytes: u64) {
+        self.uploaded.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts bytes read back.
+    pub(crate) fn read_back(&self, bytes: u64) {
+        self.read_back.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Adds the time since `start` (from [`Counters::clock`]) to the recording time.
+    pub(crate) fn recorded(&self, start: Clock) {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.record_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        #[cfg(target_arch = "wasm32")]
+        let _ = start;
+    }
+
+    /// The current totals.
+    pub(crate) fn snapshot(&self) -> GpuCounters {
+        GpuCounters {
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            bind_groups: self.bind_groups.load(Ordering::Relaxed),
+            bytes_uploaded: self.uploaded.load(Ordering::Relaxed),
+            bytes_read_back: self.read_back.load(Ordering::Relaxed),
+            record_ns: self.record_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A start time for [`Counters::recorded`].
+    pub(crate) fn clock() -> Clock {
+        #[cfg(not(target_arch = "wasm32"))]
+        return std::time::Instant::now();
+        #[cfg(target_arch = "wasm32")]
+        return ();
+    }
+}
+
+/// A start time (natively an `Instant`; nothing in the browser).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type Clock = std::time::Instant;
+/// A start time (natively an `Instant`; nothing in the browser).
+#[cfg(target_arch = "wasm32")]
+pub(crate) type Clock = ();
