@@ -40,7 +40,7 @@ impl Backend for GpuTensor {
     }
 
     fn from_f32(data: Vec<f32>, dims: &[usize], like: &Self) -> Result<Self> {
-        GpuTensor::from_vec(&data, dims, &like.dev)
+        GpuTensor::transient(&data, dims, &like.dev)
     }
 
     fn ids(ids: &[u32], dims: &[usize], device: &GpuDevice) -> Result<GpuIds> {

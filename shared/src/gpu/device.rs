@@ -95,6 +95,7 @@ impl GpuDevice {
                 first.get_or_insert_with(|| e.to_string());
             }
         }));
+        let pending = Pending::new(&device);
         Ok(Self(Arc::new(Inner {
             _instance: instance,
             adapter,
@@ -104,7 +105,7 @@ impl GpuDevice {
             queue,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
-            pending: Mutex::default(),
+            pending: Mutex::new(pending),
             pool: PoolRef::default(),
             memory: Arc::default(),
             counters: Counters::default(),
@@ -205,25 +206,44 @@ impl GpuDevice {
             bytes.max(4).next_multiple_of(4)
         };
         let recycled = lock(&self.0.pool)?.take(size);
-        let buf = match recycled {
+        let (id, buf) = match recycled {
             Some(b) => b,
             None => {
                 self.0.memory.add(size);
-                self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                let buf = self.0.device.create_buffer(&wgpu::BufferDescriptor {
                     label: None,
                     size,
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
                         | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
-                })
+                });
+                (self.0.memory.new_id(), buf)
             }
         };
         Ok(Arc::new(GpuBuffer::new(
+            id,
             buf,
             Some(self.0.pool.clone()),
             self.0.memory.clone(),
         )))
+    }
+
+    /// A storage buffer holding `words` that lives about as long as a decoding step (ids, an
+    /// attention mask): recycled from the pool and written through the queue, so that the
+    /// next step binds the same buffer (and its cached bind groups). While work is recorded
+    /// and not submitted a queue write would land before it, on a buffer that work may still
+    /// read: then it takes a fresh buffer written at creation, as [`GpuDevice::upload`].
+    pub(crate) fn upload_transient(&self, words: &[u32], what: &str) -> Result<Arc<GpuBuffer>> {
+        if lock(&self.0.pending)?.has_work() {
+            return self.upload(words, what);
+        }
+        let buf = self.storage(words.len() as u64 * 4, what)?;
+        if !words.is_empty() {
+            self.0.queue.write_buffer(&buf, 0, bytemuck::cast_slice(words));
+            self.0.counters.upload(words.len() as u64 * 4);
+        }
+        Ok(buf)
     }
 
     /// A storage buffer holding `words` (written at creation, so no queue ordering applies).
@@ -243,7 +263,12 @@ impl GpuDevice {
                     | wgpu::BufferUsages::COPY_DST,
             });
         self.0.memory.add(buf.size());
-        Ok(Arc::new(GpuBuffer::new(buf, None, self.0.memory.clone())))
+        Ok(Arc::new(GpuBuffer::new(
+            self.0.memory.new_id(),
+            buf,
+            None,
+            self.0.memory.clone(),
+        )))
     }
 
     /// The wgpu device (natively, for waiting on mapped buffers).

@@ -49,6 +49,24 @@ impl Kernel {
         matches!(self, Kernel::Gather | Kernel::Matmul)
     }
 
+    /// The storage bindings 1, 2, ... the module declares, in order: whether each is
+    /// writable (`read_write`). Read from the source, so the layouts cannot drift from it.
+    pub(crate) fn storage_bindings(self) -> Vec<bool> {
+        let source = self.source();
+        let mut found: Vec<(u32, bool)> = source
+            .lines()
+            .filter_map(|line| {
+                let rest = line.trim().strip_prefix("@group(0) @binding(")?;
+                let (n, decl) = rest.split_once(')')?;
+                let n: u32 = n.parse().ok()?;
+                decl.contains("var<storage")
+                    .then(|| (n, decl.contains("read_write")))
+            })
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, w)| w).collect()
+    }
+
     /// The full WGSL source.
     pub(crate) fn source(self) -> String {
         let body = match self {
