@@ -16,6 +16,7 @@
 mod backend;
 mod counters;
 mod device;
+mod fused;
 mod kernels;
 mod layout;
 mod matrix;

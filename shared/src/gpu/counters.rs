@@ -66,11 +66,7 @@ impl Counters {
 
     /// Adds the time since `start` (from [`Counters::clock`]) to the recording time.
     pub(crate) fn recorded(&self, start: Clock) {
-        #[cfg(not(target_arch = "wasm32"))]
-        self.record_ns
-            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        #[cfg(target_arch = "wasm32")]
-        let _ = start;
+        self.record_ns.fetch_add(start.elapsed_ns(), Ordering::Relaxed);
     }
 
     /// The current totals.
@@ -86,16 +82,26 @@ impl Counters {
 
     /// A start time for [`Counters::recorded`].
     pub(crate) fn clock() -> Clock {
-        #[cfg(not(target_arch = "wasm32"))]
-        return std::time::Instant::now();
-        #[cfg(target_arch = "wasm32")]
-        return ();
+        Clock {
+            #[cfg(not(target_arch = "wasm32"))]
+            at: std::time::Instant::now(),
+        }
     }
 }
 
-/// A start time (natively an `Instant`; nothing in the browser).
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) type Clock = std::time::Instant;
-/// A start time (natively an `Instant`; nothing in the browser).
-#[cfg(target_arch = "wasm32")]
-pub(crate) type Clock = ();
+/// A start time: natively an `Instant`; nothing in the browser, whose `std` has no clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    #[cfg(not(target_arch = "wasm32"))]
+    at: std::time::Instant,
+}
+
+impl Clock {
+    /// Nanoseconds since the start (0 in the browser).
+    fn elapsed_ns(self) -> u64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.at.elapsed().as_nanos() as u64;
+        #[cfg(target_arch = "wasm32")]
+        0
+    }
+}

@@ -36,6 +36,8 @@ struct Inner {
     pending: Mutex<Pending>,
     pool: PoolRef,
     memory: Arc<Memory>,
+    /// A 4-byte buffer bound where a kernel's optional input is absent.
+    placeholder: Arc<GpuBuffer>,
     counters: Counters,
     /// The first error the device reported on its own (validation, out of memory): wgpu's
     /// default would panic natively and only log in the browser; readbacks return it instead.
@@ -96,6 +98,15 @@ impl GpuDevice {
             }
         }));
         let pending = Pending::new(&device);
+        let memory = Arc::<Memory>::default();
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("placeholder"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        memory.add(4);
+        let placeholder = Arc::new(GpuBuffer::new(memory.new_id(), placeholder, None, memory.clone()));
         Ok(Self(Arc::new(Inner {
             _instance: instance,
             adapter,
@@ -107,7 +118,8 @@ impl GpuDevice {
             pipelines: Mutex::default(),
             pending: Mutex::new(pending),
             pool: PoolRef::default(),
-            memory: Arc::default(),
+            memory,
+            placeholder,
             counters: Counters::default(),
             error,
         })))
@@ -230,19 +242,31 @@ impl GpuDevice {
     }
 
     /// A storage buffer holding `words` that lives about as long as a decoding step (ids, an
-    /// attention mask): recycled from the pool and written through the queue, so that the
-    /// next step binds the same buffer (and its cached bind groups). While work is recorded
-    /// and not submitted a queue write would land before it, on a buffer that work may still
-    /// read: then it takes a fresh buffer written at creation, as [`GpuDevice::upload`].
+    /// attention mask): recycled from the pool, so that the next step binds the same buffer
+    /// (and its cached bind groups). With nothing recorded it is written through the queue;
+    /// otherwise a queue write would land before recorded work that may still read the
+    /// recycled buffer, so the words are copied in by the encoder, in order.
     pub(crate) fn upload_transient(&self, words: &[u32], what: &str) -> Result<Arc<GpuBuffer>> {
-        if lock(&self.0.pending)?.has_work() {
-            return self.upload(words, what);
-        }
         let buf = self.storage(words.len() as u64 * 4, what)?;
-        if !words.is_empty() {
-            self.0.queue.write_buffer(&buf, 0, bytemuck::cast_slice(words));
-            self.0.counters.upload(words.len() as u64 * 4);
+        if words.is_empty() {
+            return Ok(buf);
         }
+        self.0.counters.upload(words.len() as u64 * 4);
+        let bytes: &[u8] = bytemuck::cast_slice(words);
+        let mut pending = lock(&self.0.pending)?;
+        if !pending.has_work() {
+            self.0.queue.write_buffer(&buf, 0, bytes);
+            return Ok(buf);
+        }
+        let staging = self
+            .0
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("upload"),
+                contents: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+        pending.copy(&self.0.device, &staging, &buf, bytes.len() as u64);
         Ok(buf)
     }
 
@@ -269,6 +293,11 @@ impl GpuDevice {
             None,
             self.0.memory.clone(),
         )))
+    }
+
+    /// A 4-byte buffer to bind where a kernel's optional input is absent (never written).
+    pub(crate) fn placeholder(&self) -> &GpuBuffer {
+        &self.0.placeholder
     }
 
     /// The wgpu device (natively, for waiting on mapped buffers).

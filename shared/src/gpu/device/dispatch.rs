@@ -88,6 +88,16 @@ impl Pending {
     pub(super) fn has_work(&self) -> bool {
         self.encoder.is_some()
     }
+
+    /// Records a copy of the first `bytes` of `src` into `dst` after the recorded work.
+    pub(super) fn copy(&mut self, device: &wgpu::Device, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) {
+        // A copy cannot be recorded inside a compute pass.
+        self.pass = None;
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
+        encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+    }
 }
 
 /// The explicit bind group layout of a kernel entry binding `n` storage buffers: the
@@ -316,12 +326,7 @@ impl GpuDevice {
             mapped_at_creation: false,
         });
         let mut pending = lock(&self.0.pending)?;
-        // A copy cannot be recorded inside a compute pass.
-        pending.pass = None;
-        let encoder = pending
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        pending.copy(device, buffer, &staging, bytes);
         self.0.counters.read_back(bytes);
         self.submit(&mut pending);
         Ok(staging)
