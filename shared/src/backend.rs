@@ -148,6 +148,13 @@ pub trait Backend: Clone + Debug + Sized {
         compose::self_attention(qkv, heads, scale, bias, cache, drop)
     }
 
+    /// Keeps/duplicates the cache's batch rows: new row i is old row `rows[i]` (`ids` holds
+    /// the same on the device). The default copies the selected rows.
+    fn select_cache_rows(cache: &mut KvCache<Self>, rows: &[usize], ids: &Self::Ids) -> Result<()> {
+        let _ = rows;
+        cache.select_rows(ids)
+    }
+
     /// Attention of the queries `to_q(norm(x))` scaled by `scale` over `kv` ([B, H, m, Dh]
     /// each, no mask); the heads merged, [B, S, H·Dh].
     fn cross_attention(

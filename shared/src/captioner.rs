@@ -152,7 +152,7 @@ impl<T: Backend> StepModel for Captioner<'_, T> {
         let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
         let idx = T::ids(&idx, &[rows.len()], self.model.device())?;
         for c in &mut self.cache {
-            c.select_rows(&idx)?;
+            T::select_cache_rows(c, rows, &idx)?;
         }
         let origin: Vec<usize> = rows.iter().map(|&r| self.origin[r]).collect();
         // Beams of one image share its media rows: a step that keeps each row's image keeps them.

@@ -43,13 +43,15 @@ pub fn bench_webgpu(iters: usize, tokens: usize, beam_width: usize, quants: &[Qu
             let per = |v: u64| v as f64 / (tokens - 1) as f64;
             println!(
                 "{:<8} per generated token: {:.1} dispatches, {:.1} bind groups created, \
-                 {:.0} bytes uploaded, {:.0} bytes read back, {:.0} us CPU recording and submitting",
+                 {:.0} bytes uploaded, {:.0} bytes read back; CPU {:.0} us recording, \
+                 {:.0} us submitting",
                 strategy_label(&strategy),
                 per(c.dispatches),
                 per(c.bind_groups),
                 per(c.bytes_uploaded),
                 per(c.bytes_read_back),
-                per(c.record_ns) / 1e3
+                per(c.record_ns) / 1e3,
+                per(c.submit_ns) / 1e3
             );
         }
         println!(

@@ -4,18 +4,26 @@ use candle_core::Result;
 
 use super::Backend;
 
-/// Cached keys and values of one self-attention layer, [B, H, C, Dh] each, of which the first
-/// `len` positions along C are filled. The candle engine keeps exactly `len` (C = len, grown by
-/// concatenation); the WebGPU engine keeps room for more and writes new positions in place.
+/// Cached keys and values of one self-attention layer, [N, H, C, Dh] each, of which the first
+/// `len` positions along C are filled. The candle engine keeps exactly the rows and positions
+/// (N = rows, C = len; grown by concatenation, reordered by selecting rows). The WebGPU engine
+/// keeps room for more positions and writes new ones in place, and reorders rows lazily: `rows`
+/// then says which stored row holds each position of each row.
 #[derive(Debug, Clone)]
 pub struct KvCache<T: Backend> {
     pub(crate) kv: Option<(T, T)>,
     pub(crate) len: usize,
+    /// Per row, the stored row holding each cached position; empty: row b is stored row b.
+    pub(crate) rows: Vec<Vec<u32>>,
 }
 
 impl<T: Backend> Default for KvCache<T> {
     fn default() -> Self {
-        Self { kv: None, len: 0 }
+        Self {
+            kv: None,
+            len: 0,
+            rows: Vec::new(),
+        }
     }
 }
 

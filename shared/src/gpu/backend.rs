@@ -195,6 +195,10 @@ impl Backend for GpuTensor {
         }
     }
 
+    fn select_cache_rows(cache: &mut KvCache<Self>, rows: &[usize], _ids: &GpuIds) -> Result<()> {
+        GpuTensor::select_cache_rows(cache, rows)
+    }
+
     fn cross_attention(
         x: &Self,
         norm: &LayerNorm<Self>,

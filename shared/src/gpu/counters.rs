@@ -1,5 +1,5 @@
 //! What the engine asks of the GPU, counted: dispatches, bind groups created, bytes uploaded
-//! and read back, and the CPU time spent recording and submitting work. `native bench webgpu`
+//! and read back, and the CPU time spent recording work and submitting it. `native bench webgpu`
 //! prints them per generated token; a test bounds the dispatches of a decoding step.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     uploaded: AtomicU64,
     read_back: AtomicU64,
     record_ns: AtomicU64,
+    submit_ns: AtomicU64,
 }
 
 /// A snapshot of a device's counters; subtract two with [`GpuCounters::since`].
@@ -25,9 +26,12 @@ pub struct GpuCounters {
     pub bytes_uploaded: u64,
     /// Bytes read back to the host.
     pub bytes_read_back: u64,
-    /// CPU nanoseconds spent recording dispatches and submitting them (0 in the browser,
-    /// which has no monotonic clock in `std`).
+    /// CPU nanoseconds spent recording dispatches: parameters, bind groups, commands (0 in
+    /// the browser, which has no monotonic clock in `std`).
     pub record_ns: u64,
+    /// CPU nanoseconds spent in submissions (on lavapipe, a CPU driver, this includes running
+    /// the work; 0 in the browser).
+    pub submit_ns: u64,
 }
 
 impl GpuCounters {
@@ -39,6 +43,7 @@ impl GpuCounters {
             bytes_uploaded: self.bytes_uploaded - earlier.bytes_uploaded,
             bytes_read_back: self.bytes_read_back - earlier.bytes_read_back,
             record_ns: self.record_ns - earlier.record_ns,
+            submit_ns: self.submit_ns - earlier.submit_ns,
         }
     }
 }
@@ -69,6 +74,11 @@ impl Counters {
         self.record_ns.fetch_add(start.elapsed_ns(), Ordering::Relaxed);
     }
 
+    /// Adds the time since `start` to the submission time.
+    pub(crate) fn submitted(&self, start: Clock) {
+        self.submit_ns.fetch_add(start.elapsed_ns(), Ordering::Relaxed);
+    }
+
     /// The current totals.
     pub(crate) fn snapshot(&self) -> GpuCounters {
         GpuCounters {
@@ -77,6 +87,7 @@ impl Counters {
             bytes_uploaded: self.uploaded.load(Ordering::Relaxed),
             bytes_read_back: self.read_back.load(Ordering::Relaxed),
             record_ns: self.record_ns.load(Ordering::Relaxed),
+            submit_ns: self.submit_ns.load(Ordering::Relaxed),
         }
     }
 

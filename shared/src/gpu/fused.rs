@@ -9,14 +9,16 @@ use super::device::{gpu_err, grid};
 use super::kernels::Kernel;
 use super::layout::{broadcast_strides, copy_strided, strides};
 use super::matrix::GpuMatrix;
-use super::tensor::GpuTensor;
+use super::tensor::{GpuIds, GpuTensor};
 use crate::backend::{compose, KvCache};
 use crate::nn::{Activation, LayerNorm, Linear};
 
 /// Rows up to which the few-rows matmul (and so the fusions) run: decoding steps.
 pub(crate) const SMALL_ROWS: usize = 8;
-/// Output columns per workgroup of the few-rows matmul (256 threads / 32 lanes).
+/// Output columns per column group of the few-rows matmul (256 threads / 32 lanes).
 const SMALL_COLS: usize = 8;
+/// Most values of input rows the few-rows matmul holds normalised (shaders/matmul.wgsl, XN).
+const NORMED_IN_WORKGROUP: usize = 2032;
 /// Widest head the attention kernels hold (their query array).
 const MAX_HEAD: usize = 256;
 /// Widest row the projected attention normalises in workgroup memory.
@@ -82,6 +84,8 @@ struct Attend<'a> {
     out: (&'a GpuTensor, Rows),
     /// The new key's and value's offsets in q's buffer, copied to position sk - 1 first.
     append: Option<(usize, usize)>,
+    /// [B, Sk]: the stored row of each key (see [`KvCache`]); none: row b's own.
+    rowmap: Option<&'a GpuIds>,
 }
 
 impl Attend<'_> {
@@ -94,7 +98,7 @@ impl Attend<'_> {
         let (out, oa) = self.out;
         let rows = b * h * sq;
         let scratch = q.dev.storage((rows * sk).max(1) as u64 * 4, "attention scores")?;
-        let mut p = [0u32; 26];
+        let mut p = [0u32; 28];
         p[..5].copy_from_slice(&[rows as u32, h as u32, sq as u32, sk as u32, dh as u32]);
         p[6] = (self.scale as f32).to_bits();
         let bias_buf = match self.bias {
@@ -120,12 +124,20 @@ impl Attend<'_> {
             p[24] = ko as u32;
             p[25] = vo as u32;
         }
+        let rowmap = match self.rowmap {
+            Some(ids) => {
+                p[26] = 1;
+                p[27] = sk as u32;
+                &*ids.buf
+            }
+            None => q.dev.placeholder(),
+        };
         q.dev.dispatch(
             Kernel::Attention,
             "attend",
             0,
             &p,
-            &[&q.buf, &k.buf, &v.buf, bias_buf, &scratch, &out.buf],
+            &[&q.buf, &k.buf, &v.buf, bias_buf, &scratch, &out.buf, rowmap],
             grid(rows),
         )
     }
@@ -167,15 +179,18 @@ impl GpuTensor {
         dims.push(m.rows);
         let out = GpuTensor::empty(&self.dev, &dims)?;
         let ph = self.dev.placeholder();
-        let mut flags = 0;
-        let (mut gamma, mut beta, mut eps) = (ph, ph, 0.0);
+        let (mut gamma, mut beta, mut eps, mut mode) = (ph, ph, 0.0, 0);
         if let Some(norm) = epi.norm {
             let (g, b, e) = norm.parts();
             (gamma, beta, eps) = (&*g.buf, &*b.buf, e);
-            flags |= 1;
+            mode = if rows * m.cols <= NORMED_IN_WORKGROUP {
+                1
+            } else {
+                2
+            };
         }
         let act = epi.act.map_or(0, act_code);
-        flags |= if epi.act.is_some() { 2 } else { 0 };
+        let mut flags = if epi.act.is_some() { 2 } else { 0 };
         let residual = match epi.residual {
             Some(r) if r.dims == dims => {
                 flags |= 4;
@@ -206,7 +221,7 @@ impl GpuTensor {
         self.dev.dispatch(
             Kernel::Matmul,
             "small",
-            w.fmt_code(),
+            w.fmt_code() | mode << 8,
             &p,
             &[&m.buf, &self.buf, bias, &out.buf, gamma, beta, residual, gate],
             grid(m.rows.div_ceil(SMALL_COLS)),
@@ -284,6 +299,7 @@ impl GpuTensor {
             bias,
             out: (&out, Rows::split(h, sq, dh)),
             append: None,
+            rowmap: None,
         }
         .run()?;
         Ok(out)
@@ -307,9 +323,15 @@ impl GpuTensor {
         let dh = d / heads;
         check_head(dh)?;
         let total = cache.len + s;
+        if !cache.rows.is_empty() && cache.rows.len() != b {
+            return Err(gpu_err(format!(
+                "a KV cache of {} rows for qkv {:?}",
+                cache.rows.len(),
+                qkv.dims
+            )));
+        }
         let (k, v) = reserve(cache, [b, heads, dh], total, &qkv.dev)?;
-        let capacity = k.dims[2];
-        let keys = Rows::keys(heads, capacity, dh);
+        let keys = Rows::keys(heads, k.dims[2], dh);
         let append = if s == 1 {
             Some((d, 2 * d))
         } else {
@@ -325,6 +347,16 @@ impl GpuTensor {
             }
             None
         };
+        // Row b's new positions are stored in row b.
+        for (r, map) in cache.rows.iter_mut().enumerate() {
+            map.extend(std::iter::repeat_n(r as u32, s));
+        }
+        let rowmap = if cache.rows.is_empty() {
+            None
+        } else {
+            let flat: Vec<u32> = cache.rows.concat();
+            Some(GpuIds::new(&flat, &[b, total], &qkv.dev)?)
+        };
         let out = GpuTensor::empty(&qkv.dev, &[b, s, d])?;
         Attend {
             shape: [b, heads, s, total, dh],
@@ -334,11 +366,52 @@ impl GpuTensor {
             bias: Some(bias),
             out: (&out, Rows::merged(s, d, dh, 0)),
             append,
+            rowmap: rowmap.as_ref(),
         }
         .run()?;
         cache.len = total;
         cache.kv = Some((k, v));
         Ok(out)
+    }
+
+    /// [`crate::backend::Backend::select_cache_rows`]: the rows are reordered in the row map,
+    /// not in the cache; the cache only gains stored rows when there are more rows than before
+    /// (a row's new positions go to its own stored row), once per search.
+    pub(crate) fn select_cache_rows(cache: &mut KvCache<Self>, rows: &[usize]) -> Result<()> {
+        let Some((k, v)) = cache.kv.take() else {
+            return Ok(());
+        };
+        let current = if cache.rows.is_empty() {
+            k.dims[0]
+        } else {
+            cache.rows.len()
+        };
+        if let Some(bad) = rows.iter().find(|&&r| r >= current) {
+            return Err(gpu_err(format!(
+                "row {bad} selected from a KV cache of {current} rows"
+            )));
+        }
+        let old = std::mem::take(&mut cache.rows);
+        cache.rows = rows
+            .iter()
+            .map(|&r| match old.get(r) {
+                Some(map) => map.clone(),
+                None => vec![r as u32; cache.len],
+            })
+            .collect();
+        let (stored, dims) = (k.dims[0], k.dims.clone());
+        if rows.len() <= stored {
+            cache.kv = Some((k, v));
+            return Ok(());
+        }
+        let mut more = dims.clone();
+        more[0] = rows.len();
+        let (nk, nv) = (GpuTensor::empty(&k.dev, &more)?, GpuTensor::empty(&k.dev, &more)?);
+        for (src, dst) in [(&k, &nk), (&v, &nv)] {
+            copy_strided(src, dst, &dims, (0, &strides(&dims)), (0, &strides(&more)))?;
+        }
+        cache.kv = Some((nk, nv));
+        Ok(())
     }
 
     /// [`crate::backend::Backend::cross_attention`]: for few rows, one dispatch per step
@@ -411,7 +484,7 @@ impl GpuTensor {
     }
 }
 
-/// The cache's key and value tensors [B, H, C, Dh] with room for `total` positions: its own
+/// The cache's key and value tensors [N, H, C, Dh] with room for `total` positions: its own
 /// when they have it, else new ones (the positions so far copied over) with room to spare.
 fn reserve(
     cache: &mut KvCache<GpuTensor>,
@@ -420,8 +493,10 @@ fn reserve(
     dev: &super::GpuDevice,
 ) -> Result<(GpuTensor, GpuTensor)> {
     let old = cache.kv.take();
+    let mut stored = b;
     if let Some((k, v)) = &old {
-        if k.dims[..2] != [b, heads] || k.dims[3] != dh || v.dims != k.dims {
+        // At least a stored row per row (the row map may point several rows at one).
+        if k.dims[0] < b || k.dims[1] != heads || k.dims[3] != dh || v.dims != k.dims {
             return Err(gpu_err(format!(
                 "a KV cache {:?} for {b} rows of {heads} heads of {dh}",
                 k.dims
@@ -430,16 +505,17 @@ fn reserve(
         if k.dims[2] >= total {
             return Ok((k.clone(), v.clone()));
         }
+        stored = k.dims[0];
     }
     let capacity = (total / CACHE_CHUNK + 1) * CACHE_CHUNK;
-    let dims = [b, heads, capacity, dh];
+    let dims = [stored, heads, capacity, dh];
     let (k, v) = (GpuTensor::empty(dev, &dims)?, GpuTensor::empty(dev, &dims)?);
     if let Some((ok, ov)) = old {
         for (src, dst) in [(&ok, &k), (&ov, &v)] {
             copy_strided(
                 src,
                 dst,
-                &[b, heads, cache.len, dh],
+                &[stored, heads, cache.len, dh],
                 (0, &strides(&src.dims)),
                 (0, &strides(&dims)),
             )?;

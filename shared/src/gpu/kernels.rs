@@ -60,6 +60,21 @@ impl Kernel {
         matches!(self, Kernel::Gather | Kernel::Matmul | Kernel::ProjectedAttention)
     }
 
+    /// The override constants of a pipeline specialised by `spec`: the weight format `FMT`
+    /// (bits 0..8) for the kernels that read matrices, and the matmul's input mode `NORM`
+    /// (bits 8..16: rows as stored, normalised in workgroup memory, normalised where read),
+    /// given only when not 0 (the entries that do not use it keep its default).
+    pub(crate) fn constants(self, spec: u32) -> Vec<(&'static str, f64)> {
+        let mut c = Vec::new();
+        if self.reads_weights() {
+            c.push(("FMT", (spec & 0xff) as f64));
+        }
+        if self == Kernel::Matmul && spec >> 8 != 0 {
+            c.push(("NORM", (spec >> 8) as f64));
+        }
+        c
+    }
+
     /// The storage bindings 1, 2, ... the module declares, in order: whether each is
     /// writable (`read_write`). Read from the source, so the layouts cannot drift from it.
     pub(crate) fn storage_bindings(self) -> Vec<bool> {

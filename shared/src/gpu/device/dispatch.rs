@@ -33,7 +33,7 @@ const MAX_BINDINGS: usize = 8;
 /// hundred; shapes that change every step would otherwise grow it without bound).
 const MAX_CACHED_BIND_GROUPS: usize = 4096;
 
-/// A pipeline's key: kernel, entry point, weight format constant.
+/// A pipeline's key: kernel, entry point, specialisation word (see [`Kernel::constants`]).
 type PipelineKey = (Kernel, &'static str, u32);
 
 /// A compute pipeline and its bind group layout (looked up once, not per dispatch).
@@ -140,13 +140,13 @@ fn bind_group_layout(device: &wgpu::Device, kernel: Kernel, n: usize) -> Result<
 }
 
 impl GpuDevice {
-    /// The cached pipeline for `entry` of `kernel` with the weight format constant `fmt`,
-    /// binding `n` storage buffers.
+    /// The cached pipeline for `entry` of `kernel` specialised by `spec` (its override
+    /// constants, [`Kernel::constants`]), binding `n` storage buffers.
     fn pipeline(&self, key: PipelineKey, n: usize) -> Result<Pipeline> {
         if let Some(p) = lock(&self.0.pipelines)?.get(&key) {
             return Ok(p.clone());
         }
-        let (kernel, entry, fmt) = key;
+        let (kernel, entry, spec) = key;
         let device = &self.0.device;
         let module = {
             let mut modules = lock(&self.0.modules)?;
@@ -166,14 +166,14 @@ impl GpuDevice {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let constants = [("FMT", fmt as f64)];
+        let constants = kernel.constants(spec);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: if kernel.reads_weights() { &constants } else { &[] },
+                constants: &constants,
                 ..Default::default()
             },
             cache: None,
@@ -236,13 +236,14 @@ impl GpuDevice {
         bg
     }
 
-    /// Records one dispatch of `groups` workgroups (x, y) with `params` at binding 0 and
-    /// `buffers` at bindings 1, 2, ...; submits every [`SUBMIT_EVERY`] dispatches.
+    /// Records one dispatch of `groups` workgroups (x, y) of `entry` specialised by `spec`
+    /// (the weight format, see [`Kernel::constants`]) with `params` at binding 0 and `buffers`
+    /// at bindings 1, 2, ...; submits every [`SUBMIT_EVERY`] dispatches.
     pub(crate) fn dispatch(
         &self,
         kernel: Kernel,
         entry: &'static str,
-        fmt: u32,
+        spec: u32,
         params: &[u32],
         buffers: &[&GpuBuffer],
         groups: (u32, u32),
@@ -263,7 +264,7 @@ impl GpuDevice {
             )));
         }
         let start = Counters::clock();
-        let key = (kernel, entry, fmt);
+        let key = (kernel, entry, spec);
         let pipeline = self.pipeline(key, buffers.len())?;
         let mut pending = lock(&self.0.pending)?;
         let bind_group = self.bind_group(&mut pending, key, &pipeline, buffers);
@@ -305,7 +306,7 @@ impl GpuDevice {
             self.0.queue.submit([encoder.finish()]);
         }
         pending.passes = 0;
-        self.0.counters.recorded(start);
+        self.0.counters.submitted(start);
     }
 
     /// Submits everything recorded so far.

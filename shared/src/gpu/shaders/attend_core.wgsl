@@ -1,7 +1,8 @@
 // softmax(q k^T + bias) v for one query row, by the first WG threads of a workgroup (the
-// others pass the barriers): the query is in the module's workgroup array `qs` (scaled), the
-// keys and values at k/v[ko + j * sj + d], the row's scores in `scratch` from `so`, the result
-// to out[oo + d]; the module's `score_bias(s, bo, j)` adds the mask. Subtracting the max
+// others pass the barriers): the query is in the module's workgroup array `qs` (scaled), key
+// and value j of batch row b, head h at k/v[key_at(b, h, j) + d] (the module's addressing),
+// the row's scores in `scratch` from `so`, the result to out[oo + d]; the module's
+// `score_bias(s, bo, j)` adds the mask. Subtracting the max
 // keeps every exponent <= 0, so a row whose bias is all -f32::MAX stays finite (it becomes
 // uniform, like the reference).
 
@@ -29,15 +30,16 @@ fn wg_reduce(li: u32, busy: bool, x: f32, op: u32) -> f32 {
 }
 
 // The row's attention (see above); every thread of the workgroup must call it.
-fn attend_core(li: u32, sk: u32, dh: u32, ko: u32, sj: u32, so: u32, oo: u32, bo: u32) {
+fn attend_core(li: u32, sk: u32, dh: u32, b: u32, h: u32, so: u32, oo: u32, bo: u32) {
     let busy = li < WG;
     // -f32::MAX (a decimal literal of it is refused by Chrome's WGSL compiler).
     var m = bitcast<f32>(0xff7fffffu);
     if busy {
         for (var j = li; j < sk; j += WG) {
+            let at = key_at(b, h, j);
             var s = 0.0;
             for (var d = 0u; d < dh; d++) {
-                s += qs[d] * k[ko + j * sj + d];
+                s += qs[d] * k[at + d];
             }
             s = score_bias(s, bo, j);
             scratch[so + j] = s;
@@ -60,7 +62,7 @@ fn attend_core(li: u32, sk: u32, dh: u32, ko: u32, sj: u32, so: u32, oo: u32, bo
         for (var d = li; d < dh; d += WG) {
             var acc = 0.0;
             for (var j = 0u; j < sk; j++) {
-                acc += scratch[so + j] * v[ko + j * sj + d];
+                acc += scratch[so + j] * v[key_at(b, h, j) + d];
             }
             out[oo + d] = acc / l;
         }

@@ -74,15 +74,17 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
 }
 
 // Few rows (decode steps, rows <= 8): 8 output columns per workgroup, LANES threads (a warp
-// on most GPUs) reducing over the inner dimension of each (matvec.wgsl). Word 5 fuses the
-// neighbouring ops (flags): 1 layer-normalise the input rows first (gamma, beta, eps word 7),
-// 2 the activation of code word 6 after the bias, 4 add `residual` [rows, out] after that,
-// 8 with the branch scaled by tanh(gate[0]) first. Each is the separate kernel's code, so the
-// fused result has the same bits.
+// on most GPUs) reducing over the inner dimension of each (matvec.wgsl). The override NORM layer-normalises the input rows first (gamma, beta, eps
+// word 7): 1 into workgroup memory, 2 where each value is read (rows too long to hold). Word
+// 5 fuses the ops after the product (flags): 2 the activation of code word 6 after the bias,
+// 4 add `residual` [rows, out] after that, 8 with the branch scaled by tanh(gate[0]) first.
+// Each is the separate kernel's code, so the fused result has the same bits.
 @group(0) @binding(5) var<storage, read> gamma: array<f32>;
 @group(0) @binding(6) var<storage, read> beta: array<f32>;
 @group(0) @binding(7) var<storage, read> residual: array<f32>;
 @group(0) @binding(8) var<storage, read> gate: array<f32>;
+
+override NORM: u32 = 0u;
 
 // Partial sums: 256 threads x up to 8 rows.
 var<workgroup> red: array<f32, 2048>;
@@ -92,31 +94,37 @@ const XN: u32 = 2032u;
 var<workgroup> xn: array<f32, 2032>;
 // Each row's norm statistics (mean, 1 / std).
 var<workgroup> stats: array<vec2<f32>, 8>;
+// The inner size (word 1), for the input readers.
+var<private> inner_len: u32;
 
-// Input c of row r: as stored (mode 0), normalised from `xn` (1) or normalised here (2).
-fn xin(r: u32, c: u32, mode: u32) -> f32 {
-    let i = r * pu(1u) + c;
-    if mode == 0u {
-        return x[i];
-    } else if mode == 1u {
+// Input c of row r.
+fn xin(r: u32, c: u32) -> f32 {
+    let i = r * inner_len + c;
+    if NORM == 1u {
         return xn[i];
+    } else if NORM == 2u {
+        return normed(x[i], stats[r], gamma[c], beta[c]);
     }
-    return normed(x[i], stats[r], gamma[c], beta[c]);
+    return x[i];
 }
 
 // Inputs c..c+3 of row r.
-fn xin4(r: u32, c: u32, mode: u32) -> vec4<f32> {
-    return vec4<f32>(xin(r, c, mode), xin(r, c + 1u, mode), xin(r, c + 2u, mode), xin(r, c + 3u, mode));
+fn xin4(r: u32, c: u32) -> vec4<f32> {
+    if NORM == 0u {
+        let i = r * inner_len + c;
+        return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+    }
+    return vec4<f32>(xin(r, c), xin(r, c + 1u), xin(r, c + 2u), xin(r, c + 3u));
 }
 
-// Normalises the input rows (norm.wgsl): their statistics, and the rows into `xn` in mode 1.
-fn normalise_rows(li: u32, rows: u32, inner: u32, mode: u32) {
+// Normalises the input rows (norm.wgsl): their statistics, and in mode 1 the rows into `xn`.
+fn normalise_rows(li: u32, rows: u32, inner: u32) {
     for (var r = 0u; r < rows; r++) {
         let st = norm_stats(li, r * inner, inner, pf(7u));
         if li == 0u {
             stats[r] = st;
         }
-        if mode == 1u {
+        if NORM == 1u {
             for (var k = li; k < inner; k += 256u) {
                 xn[r * inner + k] = normed(x[r * inner + k], st, gamma[k], beta[k]);
             }
@@ -125,43 +133,47 @@ fn normalise_rows(li: u32, rows: u32, inner: u32, mode: u32) {
     workgroupBarrier();
 }
 
+// The fused ops after the product (word 5) on row r's total `v` of column `col`.
+fn epilogue(r: u32, col: u32, out: u32, total: f32) -> f32 {
+    let flags = pu(5u);
+    var v = total;
+    if pu(3u) != 0u {
+        v += bias[col];
+    }
+    if (flags & 2u) != 0u {
+        v = activate(pu(6u), v);
+    }
+    if (flags & 4u) != 0u {
+        let res = residual[r * out + col];
+        if (flags & 8u) != 0u {
+            v = res + v * safe_tanh(gate[0]);
+        } else {
+            v = res + v;
+        }
+    }
+    return v;
+}
+
 @compute @workgroup_size(256)
 fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
     let rows = pu(0u);
     let inner = pu(1u);
     let out = pu(2u);
-    let flags = pu(5u);
-    var mode = 0u;
-    if (flags & 1u) != 0u {
-        mode = select(2u, 1u, rows * inner <= XN);
-        normalise_rows(li, rows, inner, mode);
+    inner_len = inner;
+    if NORM != 0u {
+        normalise_rows(li, rows, inner);
     }
     let lane = li % LANES;
     let col = wg_linear(wid, nwg) * (256u / LANES) + li / LANES;
     var acc: array<f32, 8>;
     if col < out {
-        acc = col_partials(col, lane, rows, inner, pu(4u), mode);
+        acc = col_partials(col, lane, rows, inner, pu(4u));
     }
     lane_sums(li, lane, rows, acc);
     if lane == 0u && col < out {
         for (var r = 0u; r < rows; r++) {
-            var v = red[r * 256u + li];
-            if pu(3u) != 0u {
-                v += bias[col];
-            }
-            if (flags & 2u) != 0u {
-                v = activate(pu(6u), v);
-            }
-            if (flags & 4u) != 0u {
-                let res = residual[r * out + col];
-                if (flags & 8u) != 0u {
-                    v = res + v * safe_tanh(gate[0]);
-                } else {
-                    v = res + v;
-                }
-            }
-            y[r * out + col] = v;
+            y[r * out + col] = epilogue(r, col, out, red[r * 256u + li]);
         }
     }
 }

@@ -1,14 +1,14 @@
 // The few-rows product shared by the matmul's `small` kernel and the projected attention:
 // LANES threads reduce each output column over the inner dimension, reading the weight row
 // contiguously, every weight decoded once for all rows. The activations come from the
-// module's `xin(r, c, mode)` / `xin4(r, c, mode)` (input c.. of row r); the partial sums are
+// module's `xin(r, c)` / `xin4(r, c)` (input c.. of row r); the partial sums are
 // added up through the module's workgroup array `red` (256 per row).
 
 // Threads reducing each output column (256 / LANES columns per workgroup).
 const LANES: u32 = 32u;
 
 // Lane `lane`'s partial sums of column `col` for rows 0..rows (at most 8).
-fn col_partials(col: u32, lane: u32, rows: u32, inner: u32, soff: u32, mode: u32) -> array<f32, 8> {
+fn col_partials(col: u32, lane: u32, rows: u32, inner: u32, soff: u32) -> array<f32, 8> {
     var acc: array<f32, 8>;
     if FMT == 2u {
         // q8_0: a word is 4 quants of one block; rows are whole blocks, 8 words each.
@@ -19,7 +19,7 @@ fn col_partials(col: u32, lane: u32, rows: u32, inner: u32, soff: u32, mode: u32
             let w = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)),
                               f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u))) * s;
             for (var r = 0u; r < rows; r++) {
-                acc[r] += dot(w, xin4(r, wi * 4u, mode));
+                acc[r] += dot(w, xin4(r, wi * 4u));
             }
         }
     } else if FMT == 3u {
@@ -35,14 +35,14 @@ fn col_partials(col: u32, lane: u32, rows: u32, inner: u32, soff: u32, mode: u32
                                f32(extractBits(word, 20u, 4u)), f32(extractBits(word, 28u, 4u)));
             let kk = (wi / 4u) * 32u + (wi % 4u) * 4u;
             for (var r = 0u; r < rows; r++) {
-                acc[r] += (dot(lo - 8.0, xin4(r, kk, mode)) + dot(hi - 8.0, xin4(r, kk + 16u, mode))) * s;
+                acc[r] += (dot(lo - 8.0, xin4(r, kk)) + dot(hi - 8.0, xin4(r, kk + 16u))) * s;
             }
         }
     } else {
         for (var kk = lane; kk < inner; kk += LANES) {
             let w = load_w(col, kk, inner, soff);
             for (var r = 0u; r < rows; r++) {
-                acc[r] += xin(r, kk, mode) * w;
+                acc[r] += xin(r, kk) * w;
             }
         }
     }

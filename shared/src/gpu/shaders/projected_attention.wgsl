@@ -21,13 +21,18 @@ var<workgroup> xn: array<f32, 2048>;
 var<workgroup> qs: array<f32, 256>;
 
 // Input c of the (one) row: normalised, from `xn`.
-fn xin(r: u32, c: u32, mode: u32) -> f32 {
+fn xin(r: u32, c: u32) -> f32 {
     return xn[c];
 }
 
 // Inputs c..c+3.
-fn xin4(r: u32, c: u32, mode: u32) -> vec4<f32> {
+fn xin4(r: u32, c: u32) -> vec4<f32> {
     return vec4<f32>(xn[c], xn[c + 1u], xn[c + 2u], xn[c + 3u]);
+}
+
+// Where key/value j of row b, head h starts.
+fn key_at(b: u32, h: u32, j: u32) -> u32 {
+    return b * pu(16u) + h * pu(17u) + j * pu(18u);
 }
 
 // No mask over the latents.
@@ -62,7 +67,7 @@ fn attend_projected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         let c = c0 + li / LANES;
         var acc: array<f32, 8>;
         if c < dh {
-            acc = col_partials(h * dh + c, lane, 1u, width, pu(8u), 0u);
+            acc = col_partials(h * dh + c, lane, 1u, width, pu(8u));
         }
         lane_sums(li, lane, 1u, acc);
         if lane == 0u && c < dh {
@@ -70,7 +75,6 @@ fn attend_projected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         }
         workgroupBarrier();
     }
-    let ko = b * pu(16u) + h * pu(17u);
     let oo = b * pu(20u) + i * pu(21u) + h * pu(22u);
-    attend_core(li, pu(3u), dh, ko, pu(18u), row * pu(3u), oo, 0u);
+    attend_core(li, pu(3u), dh, b, h, row * pu(3u), oo, 0u);
 }
