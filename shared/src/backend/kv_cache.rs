@@ -14,6 +14,8 @@ pub struct KvCache<T: Backend> {
     pub(crate) kv: Option<(T, T)>,
     pub(crate) len: usize,
     /// Per row, the stored row holding each cached position; empty: row b is stored row b.
+    // Only the WebGPU engine keeps a row map.
+    #[cfg_attr(not(feature = "webgpu"), allow(dead_code))]
     pub(crate) rows: Vec<Vec<u32>>,
 }
 
