@@ -8,7 +8,9 @@
 //! Shapes are row-major; every op returns a new tensor (a backend may share storage).
 
 mod candle;
+pub mod compose;
 mod frozen;
+mod kv_cache;
 pub(crate) mod row_dots;
 mod vb;
 
@@ -18,10 +20,11 @@ use candle_core::{Result, Tensor};
 
 pub use self::candle::{softmax_last, CandleMatrix};
 pub use self::frozen::set_frozen_products;
+pub use self::kv_cache::KvCache;
 use crate::decode::{Cut, Nucleus, TopTokens};
 use crate::dropout::Dropout;
-use crate::nn::Activation;
 pub use crate::nn::Weight;
+use crate::nn::{Activation, LayerNorm, Linear};
 pub use vb::ModelVb;
 
 /// A tensor type the model can run on, with the operations the layers use.
@@ -106,6 +109,65 @@ pub trait Backend: Clone + Debug + Sized {
     fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self>;
     /// Dropout (the identity unless the trainer switched it on).
     fn dropout(&self, drop: &Dropout) -> Result<Self>;
+
+    // Fused ops: each stands for a few plain ops (the `compose` module, their default) that a
+    // GPU engine runs as one kernel, so that a decoding step is a few dispatches per block.
+
+    /// `act(linear(norm(x)))`: a layer norm and the linear map it feeds.
+    fn norm_linear(
+        &self,
+        norm: &LayerNorm<Self>,
+        linear: &Linear<Self>,
+        act: Option<Activation>,
+    ) -> Result<Self> {
+        compose::norm_linear(self, norm, linear, act)
+    }
+
+    /// `residual + dropout(linear(x)) * tanh(gate)` (no gate: `residual + dropout(linear(x))`):
+    /// a residual branch's output projection.
+    fn linear_residual(
+        &self,
+        linear: &Linear<Self>,
+        residual: &Self,
+        gate: Option<&Self>,
+        drop: &Dropout,
+    ) -> Result<Self> {
+        compose::linear_residual(self, linear, residual, gate, drop)
+    }
+
+    /// Self-attention from the fused projection `qkv` [B, S, 3·H·Dh] (queries, keys, values):
+    /// queries scaled by `scale`, keys and values appended to `cache` when given, `bias`
+    /// broadcastable to [B, H, S, keys]; the heads merged, [B, S, H·Dh].
+    fn self_attention(
+        qkv: &Self,
+        heads: usize,
+        scale: f64,
+        bias: &Self,
+        cache: Option<&mut KvCache<Self>>,
+        drop: &Dropout,
+    ) -> Result<Self> {
+        compose::self_attention(qkv, heads, scale, bias, cache, drop)
+    }
+
+    /// Keeps/duplicates the cache's batch rows: new row i is old row `rows[i]` (`ids` holds
+    /// the same on the device). The default copies the selected rows.
+    fn select_cache_rows(cache: &mut KvCache<Self>, rows: &[usize], ids: &Self::Ids) -> Result<()> {
+        let _ = rows;
+        cache.select_rows(ids)
+    }
+
+    /// Attention of the queries `to_q(norm(x))` scaled by `scale` over `kv` ([B, H, m, Dh]
+    /// each, no mask); the heads merged, [B, S, H·Dh].
+    fn cross_attention(
+        x: &Self,
+        norm: &LayerNorm<Self>,
+        to_q: &Linear<Self>,
+        heads: usize,
+        scale: f64,
+        kv: (&Self, &Self),
+    ) -> Result<Self> {
+        compose::cross_attention(x, norm, to_q, heads, scale, kv)
+    }
 
     /// The values, flattened row-major, read back without blocking (a browser GPU must wait
     /// for the read; the default reads synchronously).

@@ -23,6 +23,9 @@ pub struct Captioner<'m, T: Backend = Tensor> {
     /// Keys visible to new queries, per row: the frame mask, then 1 for every fed token.
     keep: Vec<Vec<f32>>,
     rows: usize,
+    /// The row of `visual` each row decodes (beam search copies rows): the media keys and
+    /// values are selected again only when this changes.
+    origin: Vec<usize>,
     cache: Vec<KvCache<T>>,
     pos: usize,
     /// Tokens that fit after the prefix in GPT-2's positions.
@@ -43,6 +46,7 @@ impl<'m, T: Backend> Captioner<'m, T> {
             frame_mask: Some(visual.frame_mask.clone()),
             keep: Vec::new(),
             rows: visual.prefix.dim(0)?,
+            origin: (0..visual.prefix.dim(0)?).collect(),
             cache: model.text().new_cache(),
             pos: 0,
             max_steps: model
@@ -99,14 +103,13 @@ impl<'m, T: Backend> Captioner<'m, T> {
         };
         let s = x.dim(1)?;
         let bias = self.bias(s, &x)?;
-        let hidden =
-            self.model
-                .text()
-                .forward_embeds(&x, self.pos, &bias, &self.media, Some(&mut self.cache))?;
+        let text = self.model.text();
+        let hidden = text.forward_blocks(&x, self.pos, &bias, &self.media, Some(&mut self.cache))?;
         self.pos += s;
         let d = hidden.dim(2)?;
+        // Only the last position's logits are wanted: the final norm runs on that row alone.
         let last = hidden.narrow(1, s - 1, 1)?.reshape(&[tokens.len(), d])?;
-        Ok(self.model.text().logits(&last)?)
+        Ok(text.norm_logits(&last)?)
     }
 }
 
@@ -149,13 +152,18 @@ impl<T: Backend> StepModel for Captioner<'_, T> {
         let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
         let idx = T::ids(&idx, &[rows.len()], self.model.device())?;
         for c in &mut self.cache {
-            c.select_rows(&idx)?;
+            T::select_cache_rows(c, rows, &idx)?;
         }
-        self.media = self
-            .media
-            .iter()
-            .map(|m| m.as_ref().map(|m| m.select_rows(&idx)).transpose())
-            .collect::<candle_core::Result<_>>()?;
+        let origin: Vec<usize> = rows.iter().map(|&r| self.origin[r]).collect();
+        // Beams of one image share its media rows: a step that keeps each row's image keeps them.
+        if origin != self.origin {
+            self.media = self
+                .media
+                .iter()
+                .map(|m| m.as_ref().map(|m| m.select_rows(&idx)).transpose())
+                .collect::<candle_core::Result<_>>()?;
+            self.origin = origin;
+        }
         match self.frame_mask.take() {
             Some(mask) => self.frame_mask = Some(mask.index_select(&idx)?),
             None => self.keep = rows.iter().map(|&r| self.keep[r].clone()).collect(),

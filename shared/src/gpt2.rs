@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dropout::{Dropout, DropoutRng};
 use crate::nn::Weight;
-use crate::nn::{attention_with_dropout, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::nn::{Activation, LayerNorm, Linear};
 use crate::weights::quant::quantized_matrix;
 use crate::xattn::{GatedCrossAttention, MediaKv};
 use crate::{Error, Result};
@@ -105,37 +105,7 @@ impl Gpt2Config {
     }
 }
 
-/// Cached keys and values of one self-attention layer, [B, H, S, Dh].
-#[derive(Debug, Clone)]
-pub struct KvCache<T: Backend = Tensor> {
-    kv: Option<(T, T)>,
-}
-
-impl<T: Backend> Default for KvCache<T> {
-    fn default() -> Self {
-        Self { kv: None }
-    }
-}
-
-impl<T: Backend> KvCache<T> {
-    /// Appends new keys/values and returns the whole cached sequence.
-    fn append(&mut self, k: T, v: T) -> candle_core::Result<(T, T)> {
-        let (k, v) = match self.kv.take() {
-            Some((pk, pv)) => (T::cat(&[&pk, &k], 2)?, T::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        self.kv = Some((k.clone(), v.clone()));
-        Ok((k, v))
-    }
-
-    /// Keeps/duplicates batch rows.
-    pub fn select_rows(&mut self, rows: &T::Ids) -> candle_core::Result<()> {
-        if let Some((k, v)) = self.kv.take() {
-            self.kv = Some((k.index_select(rows)?, v.index_select(rows)?));
-        }
-        Ok(())
-    }
-}
+pub use crate::backend::KvCache;
 
 /// Causal self-attention (`attn.c_attn`, `attn.c_proj`).
 #[derive(Debug, Clone)]
@@ -161,20 +131,17 @@ impl<T: Backend> Gpt2Attention<T> {
         })
     }
 
-    fn forward(&self, x: &T, bias: &T, cache: Option<&mut KvCache<T>>) -> candle_core::Result<T> {
-        let qkv = self.c_attn.forward(x)?;
-        let d = qkv.dim(2)? / 3;
-        let q = split_heads(&qkv.narrow(2, 0, d)?.affine(self.scale, 0.0)?, self.heads)?;
-        let k = split_heads(&qkv.narrow(2, d, d)?, self.heads)?;
-        let v = split_heads(&qkv.narrow(2, 2 * d, d)?, self.heads)?;
-        let (k, v) = match cache {
-            Some(c) => c.append(k, v)?,
-            None => (k, v),
-        };
-        let mixed = attention_with_dropout(&q, &k, &v, Some(bias), &self.attn_drop)?;
-        self.c_proj
-            .forward(&merge_heads(&mixed)?)?
-            .dropout(&self.resid_drop)
+    /// `x` plus the attention branch of the block, whose input norm is `ln_1`.
+    fn forward(
+        &self,
+        x: &T,
+        ln_1: &LayerNorm<T>,
+        bias: &T,
+        cache: Option<&mut KvCache<T>>,
+    ) -> candle_core::Result<T> {
+        let qkv = x.norm_linear(ln_1, &self.c_attn, None)?;
+        let mixed = T::self_attention(&qkv, self.heads, self.scale, bias, cache, &self.attn_drop)?;
+        mixed.linear_residual(&self.c_proj, x, None, &self.resid_drop)
     }
 }
 
@@ -205,9 +172,9 @@ impl<T: Backend> Gpt2Block<T> {
     }
 
     fn forward(&self, x: &T, bias: &T, cache: Option<&mut KvCache<T>>) -> candle_core::Result<T> {
-        let x = x.add(&self.attn.forward(&self.ln_1.forward(x)?, bias, cache)?)?;
-        let h = self.act.forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?;
-        x.add(&self.c_proj.forward(&h)?.dropout(&self.mlp_drop)?)
+        let x = self.attn.forward(x, &self.ln_1, bias, cache)?;
+        let h = x.norm_linear(&self.ln_2, &self.c_fc, Some(self.act))?;
+        h.linear_residual(&self.c_proj, &x, None, &self.mlp_drop)
     }
 }
 
@@ -320,6 +287,19 @@ impl<T: Backend> Gpt2<T> {
         offset: usize,
         bias: &T,
         media: &[Option<MediaKv<T>>],
+        cache: Option<&mut [KvCache<T>]>,
+    ) -> Result<T> {
+        let x = self.forward_blocks(x, offset, bias, media, cache)?;
+        Ok(self.ln_f.forward(&x)?)
+    }
+
+    /// [`Gpt2::forward_embeds`] without the final norm (see [`Gpt2::norm_logits`]).
+    pub fn forward_blocks(
+        &self,
+        x: &T,
+        offset: usize,
+        bias: &T,
+        media: &[Option<MediaKv<T>>],
         mut cache: Option<&mut [KvCache<T>]>,
     ) -> Result<T> {
         let s = x.dim(1)?;
@@ -347,12 +327,19 @@ impl<T: Backend> Gpt2<T> {
             let c = cache.as_deref_mut().map(|c| &mut c[i]);
             x = layer.block.forward(&x, bias, c)?;
         }
-        Ok(self.ln_f.forward(&x)?)
+        Ok(x)
     }
 
     /// LM-head logits of hidden states [.., D] → [.., V].
     pub fn logits(&self, hidden: &T) -> candle_core::Result<T> {
         self.lm_head.forward(hidden)
+    }
+
+    /// LM-head logits of the blocks' output before the final norm ([`Gpt2::forward_blocks`]):
+    /// `ln_f` and the head, fused where the engine can (the norm is per row, so norming only
+    /// the rows wanted gives their values).
+    pub fn norm_logits(&self, x: &T) -> candle_core::Result<T> {
+        x.norm_linear(&self.ln_f, &self.lm_head, None)
     }
 
     /// A fresh, empty KV cache with one entry per block.

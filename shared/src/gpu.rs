@@ -6,7 +6,9 @@
 //! stored precision (f32, f16 packed in words, GGML q8_0 / q4_0 blocks) and are decoded
 //! inside the matmul and gather kernels, so no shader feature (shader-f16) is needed.
 //! Kernels are recorded into one open compute pass and submitted at a readback (or every 64
-//! dispatches); intermediate buffers and parameter blocks are recycled. Every buffer is
+//! dispatches); intermediate buffers are recycled, bind groups cached by the buffers they
+//! bind, and the parameters of a submission written at once (`device/dispatch.rs`). A
+//! decoding step runs the fused ops (`fused.rs`): a few dispatches per block. Every buffer is
 //! checked against the adapter's binding limits, whose full values are requested.
 
 // In the browser wgpu's handles are not Send; the engine runs on one thread (a worker) there,
@@ -14,7 +16,9 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 mod backend;
+mod counters;
 mod device;
+mod fused;
 mod kernels;
 mod layout;
 mod matrix;
@@ -24,6 +28,7 @@ mod readback;
 mod select;
 mod tensor;
 
+pub use counters::GpuCounters;
 pub use device::GpuDevice;
 pub use matrix::{GpuMatrix, MatrixData};
 pub use pool::GpuBuffer;

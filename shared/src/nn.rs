@@ -73,6 +73,16 @@ impl<T: Backend> Linear<T> {
     pub fn forward(&self, x: &T) -> candle_core::Result<T> {
         x.linear(&self.weight, self.bias.as_ref())
     }
+
+    /// The matrix W.
+    pub fn weight(&self) -> &T::Matrix {
+        &self.weight
+    }
+
+    /// The bias b, if any.
+    pub fn bias(&self) -> Option<&T> {
+        self.bias.as_ref()
+    }
 }
 
 impl Linear {
@@ -103,9 +113,19 @@ impl<T: Backend> LayerNorm<T> {
         })
     }
 
+    /// A norm from its scale (gamma) and shift (beta) [dim] and epsilon.
+    pub fn from_parts(weight: T, bias: T, eps: f64) -> Self {
+        Self { weight, bias, eps }
+    }
+
     /// Normalises `x` over its last dimension.
     pub fn forward(&self, x: &T) -> candle_core::Result<T> {
         x.layer_norm(&self.weight, &self.bias, self.eps)
+    }
+
+    /// The scale (gamma), the shift (beta) and epsilon.
+    pub fn parts(&self) -> (&T, &T, f64) {
+        (&self.weight, &self.bias, self.eps)
     }
 }
 
@@ -209,7 +229,13 @@ impl<T: Backend> FeedForward<T> {
 
     /// LayerNorm → up → activation → down.
     pub fn forward(&self, x: &T) -> candle_core::Result<T> {
-        let h = self.up.forward(&self.norm.forward(x)?)?;
-        self.down.forward(&self.act.forward(&h)?)
+        self.down
+            .forward(&x.norm_linear(&self.norm, &self.up, Some(self.act))?)
+    }
+
+    /// `x + forward(x) * tanh(gate)`: the block on a residual stream, gated.
+    pub fn forward_gated(&self, x: &T, gate: &T) -> candle_core::Result<T> {
+        let h = x.norm_linear(&self.norm, &self.up, Some(self.act))?;
+        h.linear_residual(&self.down, x, Some(gate), &Dropout::default())
     }
 }

@@ -6,7 +6,8 @@ use candle_core::Tensor;
 use crate::backend::{Backend, ModelVb};
 
 use crate::config::XattnConfig;
-use crate::nn::{attention, merge_heads, split_heads, Activation, FeedForward, LayerNorm, Linear};
+use crate::dropout::Dropout;
+use crate::nn::{split_heads, FeedForward, LayerNorm, Linear};
 
 /// Keys and values of the visual latents for one block, [B, H, m, Dh] each. Computed once per
 /// caption: the latents do not change while tokens are generated.
@@ -71,17 +72,15 @@ impl<T: Backend> GatedCrossAttention<T> {
     /// Updates every position of `x` [B, S, D] with gated attention over the latents, then the
     /// gated feed-forward.
     pub fn forward(&self, x: &T, media: &MediaKv<T>) -> candle_core::Result<T> {
-        let q = self
-            .to_q
-            .forward(&self.layer_norm.forward(x)?)?
-            .affine(self.scale, 0.0)?;
-        let q = split_heads(&q, self.heads)?;
-        let attn = self
-            .to_out
-            .forward(&merge_heads(&attention(&q, &media.k, &media.v, None)?)?)?;
-        let gate = self.alpha_attn.activation(Activation::Tanh)?;
-        let x = x.add(&attn.broadcast_mul(&gate)?)?;
-        let ff = self.ffw.forward(&x)?;
-        x.add(&ff.broadcast_mul(&self.alpha_ffw.activation(Activation::Tanh)?)?)
+        let mixed = T::cross_attention(
+            x,
+            &self.layer_norm,
+            &self.to_q,
+            self.heads,
+            self.scale,
+            (&media.k, &media.v),
+        )?;
+        let x = mixed.linear_residual(&self.to_out, x, Some(&self.alpha_attn), &Dropout::default())?;
+        self.ffw.forward_gated(&x, &self.alpha_ffw)
     }
 }

@@ -106,7 +106,7 @@ pub fn bench_caption(opts: &CaptionBenchOptions) -> Result<()> {
 
 /// The full-size model's random weights (seed 0) exported as a `quant` folder, as `native
 /// export` would write it, and its size in bytes.
-pub(crate) fn random_folder(cfg: &ModelConfig, quant: Quant) -> Result<(ExportedFolder, usize)> {
+pub fn random_folder(cfg: &ModelConfig, quant: Quant) -> Result<(ExportedFolder, usize)> {
     let folder = export_folder(
         cfg,
         random_tensors(cfg, 0, &Device::Cpu)?,
@@ -133,6 +133,53 @@ pub fn device_label(device: &Device) -> String {
     }
 }
 
+/// One caption of `pixels` with `strategy`, exactly `tokens` tokens long: the image encode's
+/// ms (timed to its end) and the whole caption's ms.
+pub fn caption_once<T: Backend>(
+    model: &CaptionModel<T>,
+    pixels: &T,
+    tokens: usize,
+    strategy: Strategy,
+) -> Result<(f64, f64)> {
+    let mask = CaptionModel::frame_mask_like(&[1], 1, pixels)?;
+    let vocab = model.config().text_config()?.vocab_size as u32;
+    // An eos outside the vocabulary is never produced: every caption has exactly `tokens` tokens.
+    let opts = DecodeOptions {
+        strategy,
+        max_length: tokens,
+        bos: vocab - 1,
+        eos: vocab,
+    };
+    let t0 = Instant::now();
+    let visual = model.visual(pixels, &mask)?;
+    // The encode is timed to its end: read one value back (GPU work is asynchronous).
+    // (A CUDA tensor is read only when its values are copied to the host.)
+    visual
+        .prefix
+        .narrow(2, 0, 1)?
+        .to_candle()?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let t1 = Instant::now();
+    let mut captioner = Captioner::new(model, &visual)?;
+    let out = generate(&mut captioner, &opts)?;
+    anyhow::ensure!(
+        out[0].tokens.len() == tokens,
+        "expected {tokens} tokens, got {}",
+        out[0].tokens.len()
+    );
+    Ok(((t1 - t0).as_secs_f64() * 1e3, t0.elapsed().as_secs_f64() * 1e3))
+}
+
+/// The label of a strategy in the tables ("greedy", "beam 5").
+pub fn strategy_label(strategy: &Strategy) -> String {
+    match strategy {
+        Strategy::Beam { width } => format!("beam {width}"),
+        _ => "greedy".into(),
+    }
+}
+
 /// Times greedy and beam captions of `pixels` [1, 1, 3, 224, 224], prints the figures and
 /// returns each strategy's label and ms per generated token.
 pub fn time_captions<T: Backend>(
@@ -143,52 +190,18 @@ pub fn time_captions<T: Backend>(
     beam_width: usize,
 ) -> Result<Vec<(String, f64)>> {
     let mut per_token = Vec::new();
-    let mask = CaptionModel::frame_mask_like(&[1], 1, pixels)?;
-    let vocab = model.config().text_config()?.vocab_size as u32;
-    // An eos outside the vocabulary is never produced: every caption has exactly `tokens` tokens.
-    let opts = |strategy| DecodeOptions {
-        strategy,
-        max_length: tokens,
-        bos: vocab - 1,
-        eos: vocab,
-    };
-    for (name, strategy) in [
-        ("greedy", Strategy::Greedy),
-        ("beam", Strategy::Beam { width: beam_width }),
-    ] {
+    for strategy in [Strategy::Greedy, Strategy::Beam { width: beam_width }] {
         let (mut encode_ms, mut total_ms) = (Vec::new(), Vec::new());
         for i in 0..=iters {
-            let t0 = Instant::now();
-            let visual = model.visual(pixels, &mask)?;
-            // The encode is timed to its end: read one value back (GPU work is asynchronous).
-            // (A CUDA tensor is read only when its values are copied to the host.)
-            visual
-                .prefix
-                .narrow(2, 0, 1)?
-                .to_candle()?
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let t1 = Instant::now();
-            let mut captioner = Captioner::new(model, &visual)?;
-            let out = generate(&mut captioner, &opts(strategy.clone()))?;
-            anyhow::ensure!(
-                out[0].tokens.len() == tokens,
-                "expected {tokens} tokens, got {}",
-                out[0].tokens.len()
-            );
+            let (encode, total) = caption_once(model, pixels, tokens, strategy.clone())?;
             if i > 0 {
-                encode_ms.push((t1 - t0).as_secs_f64() * 1e3);
-                total_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                encode_ms.push(encode);
+                total_ms.push(total);
             }
         }
         let (enc_med, _) = summary(encode_ms);
         let (med, min) = summary(total_ms);
-        let label = if name == "beam" {
-            format!("beam {beam_width}")
-        } else {
-            name.to_string()
-        };
+        let label = strategy_label(&strategy);
         println!(
             "{label:<8} {med:>8.1} ms/caption (median; min {min:.1}), of which image encode {enc_med:.1} ms, \
              {:.1} ms/token",
@@ -197,42 +210,4 @@ pub fn time_captions<T: Backend>(
         per_token.push((label, (med - enc_med) / tokens as f64));
     }
     Ok(per_token)
-}
-
-/// `bench webgpu`: ms per caption of the full-size default model (random weights) on the WebGPU
-/// engine, for each quantization, with the GPU memory its weights take.
-#[cfg(feature = "webgpu")]
-pub fn bench_webgpu(iters: usize, tokens: usize, beam_width: usize, quants: &[Quant]) -> Result<()> {
-    use caption_model::gpu::{GpuDevice, GpuTensor};
-    use caption_model::weights::load_folder_on;
-
-    let gpu = GpuDevice::new_blocking()?;
-    println!("adapter: {}", gpu.adapter_name());
-    let cfg = ModelConfig::default();
-    for &quant in quants {
-        let start = Instant::now();
-        let (folder, size) = random_folder(&cfg, quant)?;
-        let before = gpu.allocated_bytes();
-        let model = load_folder_on::<GpuTensor>(folder.as_bytes(), &gpu)?.model;
-        let weights = gpu.allocated_bytes() - before;
-        println!(
-            "{quant}: folder {:.1} MB, weights on the GPU {:.1} MB ({:.2}x the folder), loaded in {:.1} s",
-            size as f64 / 1e6,
-            weights as f64 / 1e6,
-            weights as f64 / size as f64,
-            start.elapsed().as_secs_f64()
-        );
-        let pixels = GpuTensor::from_candle(
-            &Tensor::randn(0f32, 1.0, (1, 1, 3, 224, 224), &Device::Cpu)?,
-            &gpu,
-        )?;
-        println!("{iters} timed runs after one warm-up; {tokens} tokens per caption");
-        time_captions(&model, &pixels, iters, tokens, beam_width)?;
-        println!(
-            "{quant}: peak GPU memory {:.1} MB ({:.2}x the folder)",
-            gpu.peak_bytes() as f64 / 1e6,
-            gpu.peak_bytes() as f64 / size as f64
-        );
-    }
-    Ok(())
 }

@@ -8,7 +8,9 @@ pub mod caption;
 pub mod curves;
 pub mod memory;
 pub mod train;
-
 #[cfg(feature = "webgpu")]
-pub use caption::bench_webgpu;
+pub mod webgpu;
+
 pub use caption::{bench_caption, time_captions};
+#[cfg(feature = "webgpu")]
+pub use webgpu::bench_webgpu;

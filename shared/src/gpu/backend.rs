@@ -6,10 +6,10 @@ use super::device::{gpu_err, GpuDevice};
 use super::matrix::GpuMatrix;
 use super::select::MAX_TOP_K;
 use super::tensor::{GpuIds, GpuTensor};
-use crate::backend::{top_tokens_of_rows, Backend, Weight};
+use crate::backend::{top_tokens_of_rows, Backend, KvCache, Weight};
 use crate::decode::{Cut, Nucleus, TopTokens};
 use crate::dropout::Dropout;
-use crate::nn::Activation;
+use crate::nn::{Activation, LayerNorm, Linear};
 
 impl Backend for GpuTensor {
     type Device = GpuDevice;
@@ -40,7 +40,7 @@ impl Backend for GpuTensor {
     }
 
     fn from_f32(data: Vec<f32>, dims: &[usize], like: &Self) -> Result<Self> {
-        GpuTensor::from_vec(&data, dims, &like.dev)
+        GpuTensor::transient(&data, dims, &like.dev)
     }
 
     fn ids(ids: &[u32], dims: &[usize], device: &GpuDevice) -> Result<GpuIds> {
@@ -128,11 +128,7 @@ impl Backend for GpuTensor {
     }
 
     fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self> {
-        if drop.is_active() {
-            return Err(gpu_err(
-                "the WebGPU engine is inference-only: attention dropout is switched on",
-            ));
-        }
+        inference_only(drop)?;
         GpuTensor::attention(q, k, v, bias)
     }
 
@@ -164,12 +160,68 @@ impl Backend for GpuTensor {
         self.nucleus_on_device(cut).await
     }
 
-    fn dropout(&self, drop: &Dropout) -> Result<Self> {
-        if drop.is_active() {
-            return Err(gpu_err(
-                "the WebGPU engine is inference-only: dropout is switched on",
-            ));
+    fn norm_linear(
+        &self,
+        norm: &LayerNorm<Self>,
+        linear: &Linear<Self>,
+        act: Option<Activation>,
+    ) -> Result<Self> {
+        GpuTensor::norm_linear_fused(self, norm, linear, act)
+    }
+
+    fn linear_residual(
+        &self,
+        linear: &Linear<Self>,
+        residual: &Self,
+        gate: Option<&Self>,
+        drop: &Dropout,
+    ) -> Result<Self> {
+        inference_only(drop)?;
+        GpuTensor::linear_residual_fused(self, linear, residual, gate)
+    }
+
+    fn self_attention(
+        qkv: &Self,
+        heads: usize,
+        scale: f64,
+        bias: &Self,
+        cache: Option<&mut KvCache<Self>>,
+        drop: &Dropout,
+    ) -> Result<Self> {
+        inference_only(drop)?;
+        match cache {
+            Some(c) => GpuTensor::self_attention_cached(qkv, heads, scale, bias, c),
+            None => crate::backend::compose::self_attention(qkv, heads, scale, bias, None, drop),
         }
+    }
+
+    fn select_cache_rows(cache: &mut KvCache<Self>, rows: &[usize], _ids: &GpuIds) -> Result<()> {
+        GpuTensor::select_cache_rows(cache, rows)
+    }
+
+    fn cross_attention(
+        x: &Self,
+        norm: &LayerNorm<Self>,
+        to_q: &Linear<Self>,
+        heads: usize,
+        scale: f64,
+        kv: (&Self, &Self),
+    ) -> Result<Self> {
+        GpuTensor::cross_attention_fused(x, norm, to_q, heads, scale, kv)
+    }
+
+    fn dropout(&self, drop: &Dropout) -> Result<Self> {
+        inference_only(drop)?;
         Ok(self.clone())
     }
+}
+
+/// Errors when `drop` is switched on: the engine runs inference only.
+fn inference_only(drop: &Dropout) -> Result<()> {
+    if drop.is_active() {
+        return Err(gpu_err(
+            "the WebGPU engine is inference-only: dropout is switched on",
+        ));
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
+use super::counters::{Counters, GpuCounters};
 use super::kernels::Kernel;
 use super::pool::{size_class, GpuBuffer, Memory, PoolRef};
 
@@ -35,6 +36,9 @@ struct Inner {
     pending: Mutex<Pending>,
     pool: PoolRef,
     memory: Arc<Memory>,
+    /// A 4-byte buffer bound where a kernel's optional input is absent.
+    placeholder: Arc<GpuBuffer>,
+    counters: Counters,
     /// The first error the device reported on its own (validation, out of memory): wgpu's
     /// default would panic natively and only log in the browser; readbacks return it instead.
     error: Arc<Mutex<Option<String>>>,
@@ -93,6 +97,16 @@ impl GpuDevice {
                 first.get_or_insert_with(|| e.to_string());
             }
         }));
+        let pending = Pending::new(&device);
+        let memory = Arc::<Memory>::default();
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("placeholder"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        memory.add(4);
+        let placeholder = Arc::new(GpuBuffer::new(memory.new_id(), placeholder, None, memory.clone()));
         Ok(Self(Arc::new(Inner {
             _instance: instance,
             adapter,
@@ -102,9 +116,11 @@ impl GpuDevice {
             queue,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
-            pending: Mutex::default(),
+            pending: Mutex::new(pending),
             pool: PoolRef::default(),
-            memory: Arc::default(),
+            memory,
+            placeholder,
+            counters: Counters::default(),
             error,
         })))
     }
@@ -143,6 +159,12 @@ impl GpuDevice {
     /// The most bytes of storage buffers held at once since the device was opened.
     pub fn peak_bytes(&self) -> u64 {
         self.0.memory.peak()
+    }
+
+    /// What the engine has asked of the GPU since the device was opened (dispatches, bind
+    /// groups, bytes moved, CPU time recording); subtract two snapshots to count a span.
+    pub fn counters(&self) -> GpuCounters {
+        self.0.counters.snapshot()
     }
 
     /// The adapter's description (name, backend, driver).
@@ -196,30 +218,62 @@ impl GpuDevice {
             bytes.max(4).next_multiple_of(4)
         };
         let recycled = lock(&self.0.pool)?.take(size);
-        let buf = match recycled {
+        let (id, buf) = match recycled {
             Some(b) => b,
             None => {
                 self.0.memory.add(size);
-                self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                let buf = self.0.device.create_buffer(&wgpu::BufferDescriptor {
                     label: None,
                     size,
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
                         | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
-                })
+                });
+                (self.0.memory.new_id(), buf)
             }
         };
         Ok(Arc::new(GpuBuffer::new(
+            id,
             buf,
             Some(self.0.pool.clone()),
             self.0.memory.clone(),
         )))
     }
 
+    /// A storage buffer holding `words` that lives about as long as a decoding step (ids, an
+    /// attention mask): recycled from the pool, so that the next step binds the same buffer
+    /// (and its cached bind groups). With nothing recorded it is written through the queue;
+    /// otherwise a queue write would land before recorded work that may still read the
+    /// recycled buffer, so the words are copied in by the encoder, in order.
+    pub(crate) fn upload_transient(&self, words: &[u32], what: &str) -> Result<Arc<GpuBuffer>> {
+        let buf = self.storage(words.len() as u64 * 4, what)?;
+        if words.is_empty() {
+            return Ok(buf);
+        }
+        self.0.counters.upload(words.len() as u64 * 4);
+        let bytes: &[u8] = bytemuck::cast_slice(words);
+        let mut pending = lock(&self.0.pending)?;
+        if !pending.has_work() {
+            self.0.queue.write_buffer(&buf, 0, bytes);
+            return Ok(buf);
+        }
+        let staging = self
+            .0
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("upload"),
+                contents: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+        pending.copy(&self.0.device, &staging, &buf, bytes.len() as u64);
+        Ok(buf)
+    }
+
     /// A storage buffer holding `words` (written at creation, so no queue ordering applies).
     pub(crate) fn upload(&self, words: &[u32], what: &str) -> Result<Arc<GpuBuffer>> {
         self.check_size(words.len() as u64 * 4, what)?;
+        self.0.counters.upload(words.len() as u64 * 4);
         let pad = [0u32];
         let contents: &[u32] = if words.is_empty() { &pad } else { words };
         let buf = self
@@ -233,7 +287,17 @@ impl GpuDevice {
                     | wgpu::BufferUsages::COPY_DST,
             });
         self.0.memory.add(buf.size());
-        Ok(Arc::new(GpuBuffer::new(buf, None, self.0.memory.clone())))
+        Ok(Arc::new(GpuBuffer::new(
+            self.0.memory.new_id(),
+            buf,
+            None,
+            self.0.memory.clone(),
+        )))
+    }
+
+    /// A 4-byte buffer to bind where a kernel's optional input is absent (never written).
+    pub(crate) fn placeholder(&self) -> &GpuBuffer {
+        &self.0.placeholder
     }
 
     /// The wgpu device (natively, for waiting on mapped buffers).

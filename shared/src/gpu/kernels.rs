@@ -4,6 +4,14 @@
 const COMMON: &str = include_str!("shaders/common.wgsl");
 /// The weight-matrix binding and decoders, for the kernels that read matrices.
 const WEIGHTS: &str = include_str!("shaders/weights.wgsl");
+/// Activation functions (elementwise kernel, matmul epilogue).
+const ACTIVATION: &str = include_str!("shaders/activation.wgsl");
+/// Layer-norm statistics (layer norm, and the kernels that normalise their own input).
+const NORM: &str = include_str!("shaders/norm.wgsl");
+/// The few-rows product (matmul, projected attention).
+const MATVEC: &str = include_str!("shaders/matvec.wgsl");
+/// One query row's attention (attention, projected attention).
+const ATTEND: &str = include_str!("shaders/attend_core.wgsl");
 
 /// One WGSL module (a kernel family, one `.wgsl` file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,8 +30,10 @@ pub(crate) enum Kernel {
     LayerNorm,
     /// Mean over a dimension.
     Mean,
-    /// Per-head attention.
+    /// Per-head attention over strided operands, appending to a KV cache in place.
     Attention,
+    /// Per-head attention with the query's norm and projection inside.
+    ProjectedAttention,
     /// The k largest values per row, with the log-sum-exp (greedy: k = 1; beam search).
     TopK,
 }
@@ -40,13 +50,47 @@ impl Kernel {
             Kernel::LayerNorm => "layer_norm",
             Kernel::Mean => "mean",
             Kernel::Attention => "attention",
+            Kernel::ProjectedAttention => "projected_attention",
             Kernel::TopK => "topk",
         }
     }
 
     /// Whether the module reads a weight matrix (and so takes the `FMT` constant).
     pub(crate) fn reads_weights(self) -> bool {
-        matches!(self, Kernel::Gather | Kernel::Matmul)
+        matches!(self, Kernel::Gather | Kernel::Matmul | Kernel::ProjectedAttention)
+    }
+
+    /// The override constants of a pipeline specialised by `spec`: the weight format `FMT`
+    /// (bits 0..8) for the kernels that read matrices, and the matmul's input mode `NORM`
+    /// (bits 8..16: rows as stored, normalised in workgroup memory, normalised where read),
+    /// given only when not 0 (the entries that do not use it keep its default).
+    pub(crate) fn constants(self, spec: u32) -> Vec<(&'static str, f64)> {
+        let mut c = Vec::new();
+        if self.reads_weights() {
+            c.push(("FMT", (spec & 0xff) as f64));
+        }
+        if self == Kernel::Matmul && spec >> 8 != 0 {
+            c.push(("NORM", (spec >> 8) as f64));
+        }
+        c
+    }
+
+    /// The storage bindings 1, 2, ... the module declares, in order: whether each is
+    /// writable (`read_write`). Read from the source, so the layouts cannot drift from it.
+    pub(crate) fn storage_bindings(self) -> Vec<bool> {
+        let source = self.source();
+        let mut found: Vec<(u32, bool)> = source
+            .lines()
+            .filter_map(|line| {
+                let rest = line.trim().strip_prefix("@group(0) @binding(")?;
+                let (n, decl) = rest.split_once(')')?;
+                let n: u32 = n.parse().ok()?;
+                decl.contains("var<storage")
+                    .then(|| (n, decl.contains("read_write")))
+            })
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, w)| w).collect()
     }
 
     /// The full WGSL source.
@@ -60,9 +104,19 @@ impl Kernel {
             Kernel::LayerNorm => include_str!("shaders/layer_norm.wgsl"),
             Kernel::Mean => include_str!("shaders/mean.wgsl"),
             Kernel::Attention => include_str!("shaders/attention.wgsl"),
+            Kernel::ProjectedAttention => include_str!("shaders/projected_attention.wgsl"),
             Kernel::TopK => include_str!("shaders/topk.wgsl"),
         };
-        let weights = if self.reads_weights() { WEIGHTS } else { "" };
-        format!("{COMMON}\n{weights}\n{body}")
+        // The shared pieces each module uses (WGSL resolves names module-wide).
+        let parts: &[&str] = match self {
+            Kernel::Elementwise => &[ACTIVATION],
+            Kernel::LayerNorm => &[NORM],
+            Kernel::Matmul => &[WEIGHTS, ACTIVATION, NORM, MATVEC],
+            Kernel::Gather => &[WEIGHTS],
+            Kernel::Attention => &[ATTEND],
+            Kernel::ProjectedAttention => &[WEIGHTS, NORM, MATVEC, ATTEND],
+            _ => &[],
+        };
+        format!("{COMMON}\n{}\n{body}", parts.join("\n"))
     }
 }

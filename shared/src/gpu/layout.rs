@@ -102,6 +102,10 @@ impl GpuTensor {
                 self.dims
             )));
         }
+        if len == self.dims[dim] {
+            // The whole dimension (the last position of a one-token step): the same tensor.
+            return Ok(self.clone());
+        }
         let mut dims = self.dims.clone();
         dims[dim] = len;
         let own = strides(&self.dims);

@@ -4,30 +4,15 @@
 use candle_core::Result;
 
 use super::device::{gpu_err, grid, MAX_GROUPS};
+use super::fused::{act_code, Epilogue, SMALL_ROWS};
 use super::kernels::Kernel;
 use super::layout::{broadcast_strides, MAX_RANK};
 use super::matrix::GpuMatrix;
 use super::tensor::{elem_count, GpuTensor};
 use crate::nn::Activation;
 
-/// Rows up to which `linear` uses the reduction kernel (decode steps) rather than tiles.
-const SMALL_ROWS: usize = 8;
-/// Output columns per workgroup of the few-rows matmul (256 threads / `LANES` in the shader).
-const SMALL_COLS: usize = 8;
 /// Output tile of the tiled matmul (rows and columns).
 const TILE: usize = 64;
-
-/// The elementwise kernel's op code for an activation.
-fn act_code(act: Activation) -> u32 {
-    match act {
-        Activation::Gelu => 0,
-        Activation::GeluNew => 1,
-        Activation::QuickGelu => 2,
-        Activation::Relu => 3,
-        Activation::SqRelu => 4,
-        Activation::Tanh => 5,
-    }
-}
 
 /// numpy's broadcast shape of `a` and `b`.
 fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
@@ -158,46 +143,48 @@ impl GpuTensor {
             return Err(gpu_err(format!("linear of {:?} by a {:?}", self.dims, w)));
         }
         let rows: usize = lead.iter().product();
-        let mut dims = lead.to_vec();
-        dims.push(m.rows);
-        let out = GpuTensor::empty(&self.dev, &dims)?;
         // A bias of `out` values is added inside the kernel; any other shape afterwards.
         let fused = bias.filter(|b| b.dims == [m.rows]);
-        let p = [
-            rows as u32,
-            m.cols as u32,
-            m.rows as u32,
-            fused.is_some() as u32,
-            m.scale_offset,
-        ];
-        let (entry, groups) = if rows <= SMALL_ROWS {
-            ("small", grid(m.rows.div_ceil(SMALL_COLS)))
+        let out = if rows <= SMALL_ROWS {
+            self.matvec(w, fused, &Epilogue::default())?
         } else {
-            let g = (m.rows.div_ceil(TILE), rows.div_ceil(TILE));
-            if g.0 > MAX_GROUPS as usize || g.1 > MAX_GROUPS as usize {
-                return Err(gpu_err(format!(
-                    "linear of {rows} rows by a {w:?}: grid too large"
-                )));
-            }
-            ("tiled", (g.0 as u32, g.1 as u32))
+            self.tiled(w, fused, rows)?
         };
-        // The kernel binds a bias even when there is none (and the output cannot alias it).
-        let bias_buf = match fused {
-            Some(b) => b.buf.clone(),
-            None => self.dev.storage(4, "a placeholder bias")?,
-        };
-        self.dev.dispatch(
-            Kernel::Matmul,
-            entry,
-            w.fmt_code(),
-            &p,
-            &[&m.buf, &self.buf, &bias_buf, &out.buf],
-            groups,
-        )?;
         match bias {
             Some(b) if fused.is_none() => out.broadcast_add(b),
             _ => Ok(out),
         }
+    }
+
+    /// `x W^T (+ bias [out])` of many rows, by 64x64 output tiles.
+    fn tiled(&self, w: &GpuMatrix, bias: Option<&Self>, rows: usize) -> Result<Self> {
+        let m = w.data();
+        let mut dims = self.dims[..self.dims.len() - 1].to_vec();
+        dims.push(m.rows);
+        let out = GpuTensor::empty(&self.dev, &dims)?;
+        let p = [
+            rows as u32,
+            m.cols as u32,
+            m.rows as u32,
+            bias.is_some() as u32,
+            m.scale_offset,
+        ];
+        let g = (m.rows.div_ceil(TILE), rows.div_ceil(TILE));
+        if g.0 > MAX_GROUPS as usize || g.1 > MAX_GROUPS as usize {
+            return Err(gpu_err(format!(
+                "linear of {rows} rows by a {w:?}: grid too large"
+            )));
+        }
+        let bias = bias.map_or(self.dev.placeholder(), |b| &*b.buf);
+        self.dev.dispatch(
+            Kernel::Matmul,
+            "tiled",
+            w.fmt_code(),
+            &p,
+            &[&m.buf, &self.buf, bias, &out.buf],
+            (g.0 as u32, g.1 as u32),
+        )?;
+        Ok(out)
     }
 
     /// Layer normalisation over the last dimension.
@@ -228,48 +215,6 @@ impl GpuTensor {
 
     /// `softmax(q k^T + bias) v` per head (see `Backend::attention`), without dropout.
     pub fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>) -> Result<Self> {
-        let (qd, kd) = (&q.dims, &k.dims);
-        if qd.len() != 4
-            || kd.len() != 4
-            || v.dims != *kd
-            || qd[0] != kd[0]
-            || qd[1] != kd[1]
-            || qd[3] != kd[3]
-        {
-            return Err(gpu_err(format!(
-                "attention of q {qd:?}, k {kd:?}, v {:?}",
-                v.dims
-            )));
-        }
-        let (b, h, sq, sk, dh) = (qd[0], qd[1], qd[2], kd[2], qd[3]);
-        let rows = b * h * sq;
-        let out = GpuTensor::empty(&q.dev, qd)?;
-        let scratch = q
-            .dev
-            .storage(elem_count(&[rows, sk])? as u64 * 4, "attention scores")?;
-        let mut p = vec![0u32; 12];
-        p[..5].copy_from_slice(&[rows as u32, h as u32, sq as u32, sk as u32, dh as u32]);
-        let bias_buf = match bias {
-            Some(bt) => {
-                bt.same_device(&q.dev)?;
-                let s = broadcast_strides(&bt.dims, &[b, h, sq, sk])?;
-                p[5] = 1;
-                for i in 0..4 {
-                    p[8 + i] = s[i] as u32;
-                }
-                bt.buf.clone()
-            }
-            // The kernel binds a bias even when there is none.
-            None => q.dev.storage(4, "a placeholder bias")?,
-        };
-        q.dev.dispatch(
-            Kernel::Attention,
-            "attention",
-            0,
-            &p,
-            &[&q.buf, &k.buf, &v.buf, &bias_buf, &scratch, &out.buf],
-            grid(rows),
-        )?;
-        Ok(out)
+        GpuTensor::attend_split(q, k, v, bias)
     }
 }

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 /// step's intermediates, small next to a model (the GPU memory budget is 1.5x the folder).
 const MAX_POOLED_BYTES: u64 = 32 << 20;
 
-/// Free buffers by size.
+/// Free buffers by size, each with its id (see [`GpuBuffer::id`]).
 #[derive(Default)]
 pub(crate) struct Pool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    free: HashMap<u64, Vec<(u64, wgpu::Buffer)>>,
     bytes: u64,
 }
 
@@ -32,8 +32,8 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
 }
 
 impl Pool {
-    /// A free buffer of exactly `size` bytes, if any.
-    pub(crate) fn take(&mut self, size: u64) -> Option<wgpu::Buffer> {
+    /// A free buffer of exactly `size` bytes and its id, if any.
+    pub(crate) fn take(&mut self, size: u64) -> Option<(u64, wgpu::Buffer)> {
         let b = self.free.get_mut(&size)?.pop()?;
         self.bytes -= size;
         Some(b)
@@ -41,14 +41,30 @@ impl Pool {
 }
 
 /// Bytes of storage buffers a device holds (weights, activations, pooled buffers), and the
-/// most it has held.
+/// most it has held; the buffers' ids, and those of the buffers freed since the bind group
+/// cache last looked (its entries that name them must go, or they would keep them alive).
 #[derive(Debug, Default)]
 pub(crate) struct Memory {
     live: AtomicU64,
     peak: AtomicU64,
+    next_id: AtomicU64,
+    freed: Mutex<Vec<u64>>,
 }
 
 impl Memory {
+    /// A new buffer id (never 0, which the parameter ring uses).
+    pub(crate) fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The ids of the buffers freed since the last call.
+    pub(crate) fn take_freed(&self) -> Vec<u64> {
+        self.freed
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default()
+    }
+
     /// Counts a newly created buffer.
     pub(crate) fn add(&self, bytes: u64) {
         let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
@@ -69,20 +85,28 @@ impl Memory {
 /// A storage buffer that returns to its device's pool when dropped (weights and other
 /// uploads are not pooled).
 pub struct GpuBuffer {
+    id: u64,
     buf: Option<wgpu::Buffer>,
     pool: Option<PoolRef>,
     memory: Arc<Memory>,
 }
 
 impl GpuBuffer {
-    /// Wraps `buf`, counted in `memory` until freed; it goes back to `pool` on drop when one
-    /// is given (and stays counted there).
-    pub(crate) fn new(buf: wgpu::Buffer, pool: Option<PoolRef>, memory: Arc<Memory>) -> Self {
+    /// Wraps `buf` (whose id is `id`), counted in `memory` until freed; it goes back to
+    /// `pool` on drop when one is given (and stays counted there).
+    pub(crate) fn new(id: u64, buf: wgpu::Buffer, pool: Option<PoolRef>, memory: Arc<Memory>) -> Self {
         Self {
+            id,
             buf: Some(buf),
             pool,
             memory,
         }
+    }
+
+    /// The buffer's id: unique among the device's buffers, kept while the pool recycles it
+    /// (the bind group cache's key).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 }
 
@@ -104,11 +128,14 @@ impl Drop for GpuBuffer {
         if let Some(Ok(mut p)) = self.pool.take().as_ref().map(|p| p.lock()) {
             if p.bytes + size <= MAX_POOLED_BYTES {
                 p.bytes += size;
-                p.free.entry(size).or_default().push(buf);
+                p.free.entry(size).or_default().push((self.id, buf));
                 return;
             }
         }
         self.memory.live.fetch_sub(size, Ordering::Relaxed);
+        if let Ok(mut freed) = self.memory.freed.lock() {
+            freed.push(self.id);
+        }
     }
 }
 

@@ -71,6 +71,21 @@ impl GpuTensor {
         })
     }
 
+    /// A tensor of `dims` holding `data` that lives about as long as a decoding step (an
+    /// attention mask): its buffer is recycled (see [`GpuDevice::upload_transient`]).
+    pub(crate) fn transient(data: &[f32], dims: &[usize], dev: &GpuDevice) -> Result<Self> {
+        let n = elem_count(dims)?;
+        if data.len() != n {
+            return Err(gpu_err(format!("{} values for a tensor {dims:?}", data.len())));
+        }
+        let buf = dev.upload_transient(bytemuck::cast_slice(data), &format!("an f32 tensor {dims:?}"))?;
+        Ok(Self {
+            buf,
+            dims: dims.to_vec(),
+            dev: dev.clone(),
+        })
+    }
+
     /// Elements.
     pub fn elem_count(&self) -> usize {
         self.dims.iter().product()
@@ -113,7 +128,8 @@ impl GpuIds {
         if ids.len() != n {
             return Err(gpu_err(format!("{} ids for shape {dims:?}", ids.len())));
         }
-        let buf = dev.upload(ids, &format!("ids {dims:?}"))?;
+        // Ids are a step's input: a recycled buffer (see `GpuDevice::upload_transient`).
+        let buf = dev.upload_transient(ids, &format!("ids {dims:?}"))?;
         Ok(Self {
             buf,
             dims: dims.to_vec(),

@@ -6,10 +6,12 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod fused;
 mod matmul;
 mod model;
 mod ops;
 mod select;
+mod steps;
 
 use std::sync::OnceLock;
 

@@ -101,7 +101,8 @@ const VARIANTS: [&str; 4] = [
     "transformer_mapper_freq2",
 ];
 
-fn seed(variant: &str) -> (ModelConfig, BTreeMap<String, Tensor>, Tensor, Vec<usize>) {
+/// A fixture variant's config, its weights, the test video and its frame counts.
+pub(super) fn seed(variant: &str) -> (ModelConfig, BTreeMap<String, Tensor>, Tensor, Vec<usize>) {
     let dir = fixture(&format!("fixtures/seed/{variant}"));
     let cfg = ModelConfig::from_file(dir.join("config.json")).unwrap();
     let tensors = read_safetensors(&dir.join("weights.safetensors"), &Device::Cpu).unwrap();
@@ -180,7 +181,7 @@ fn max_logit_diff(
 }
 
 /// Runs a step future that never waits (native wgpu reads back synchronously).
-fn block<F: std::future::Future<Output = caption_model::Result<Vec<Vec<f32>>>>>(f: F) -> Vec<Vec<f32>> {
+pub(super) fn block<R, F: std::future::Future<Output = caption_model::Result<R>>>(f: F) -> R {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match std::pin::pin!(f).poll(&mut cx) {
         std::task::Poll::Ready(v) => v.unwrap(),

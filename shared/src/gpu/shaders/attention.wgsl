@@ -1,41 +1,47 @@
-// softmax(q k^T + bias) v for one query row per workgroup. q [B, H, Sq, Dh], k and v
-// [B, H, Sk, Dh]; bias addressed with strides (0 along broadcast dims). The row's scores go
-// through a scratch buffer: max, then exp(s - max) and its sum, then the weighted sum of v.
-// Subtracting the max keeps every exponent <= 0, so a row whose bias is all -f32::MAX stays
-// finite (it becomes uniform, like the reference). Words: 0 rows (B*H*Sq), 1 H, 2 Sq, 3 Sk,
-// 4 Dh, 5 has bias, 8..12 bias strides over (b, h, i, j).
+// Attention, one query row (b, h, i) per workgroup (the arithmetic in attend_core.wgsl).
+// Every operand is addressed with strides, so the heads are read where the projections left
+// them and the result is written with the heads merged: no permute or narrow kernels. Keys
+// and values [.., Sk, Dh] per (b, h) may sit in a longer cache (stride sj per position).
+// With word 7 set (one query per row), the query's own key and value are first copied from
+// q's buffer into the cache's last position: the cache is appended to in place. With word 26
+// set, `rowmap` [B, Sk] (row stride word 27) says which stored row of the cache holds each
+// position of each row: beam search reorders rows by rewriting this table, not the cache (a
+// row's new positions are stored in its own row).
+// Words: 0 rows (B*H*Sq), 1 H, 2 Sq, 3 Sk, 4 Dh, 5 has bias, 6 q scale (f32 bits), 7 append,
+// 8..11 bias strides (b, h, i, j), 12 q offset, 13..15 q strides (b, i, h), 16..18 key/value
+// strides (b, h, j), 20..22 output strides (b, i, h), 24 and 25 the new key's and value's
+// offsets in q's buffer (strided as q), 26 has rowmap, 27 its row stride.
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(2) var<storage, read_write> k: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read> rowmap: array<u32>;
 
-const WG: u32 = 64u;
 var<workgroup> red: array<f32, 64>;
+// The row's query, scaled (heads of at most 256).
+var<workgroup> qs: array<f32, 256>;
 
-// Max (op 0) or sum (op 1) of `x` over the workgroup.
-fn wg_reduce(li: u32, x: f32, op: u32) -> f32 {
-    red[li] = x;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if li < s {
-            if op == 0u {
-                red[li] = max(red[li], red[li + s]);
-            } else {
-                red[li] += red[li + s];
-            }
-        }
-        workgroupBarrier();
+// Where key/value j of row b, head h starts: in the stored row the row map names.
+fn key_at(b: u32, h: u32, j: u32) -> u32 {
+    var stored = b;
+    if pu(26u) != 0u {
+        stored = rowmap[b * pu(27u) + j];
     }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
+    return stored * pu(16u) + h * pu(17u) + j * pu(18u);
+}
+
+fn score_bias(s: f32, bo: u32, j: u32) -> f32 {
+    if pu(5u) != 0u {
+        return s + bias[bo + j * pu(11u)];
+    }
+    return s;
 }
 
 @compute @workgroup_size(64)
-fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
+fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
     let row = wg_linear(wid, nwg);
     if row >= pu(0u) {
         return;
@@ -48,38 +54,22 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let i = row % sq;
     let b = bh / heads;
     let h = bh % heads;
-    let qo = row * dh;
-    let ko = bh * sk * dh;
-    let so = row * sk;
-    let bo = b * pu(8u) + h * pu(9u) + i * pu(10u);
-    // -f32::MAX (a decimal literal of it is refused by Chrome's WGSL compiler).
-    var m = bitcast<f32>(0xff7fffffu);
-    for (var j = li; j < sk; j += WG) {
-        var s = 0.0;
-        for (var d = 0u; d < dh; d++) {
-            s += q[qo + d] * k[ko + j * dh + d];
+    if pu(7u) != 0u {
+        // Row b's new position is stored in row b.
+        let src = b * pu(13u) + h * pu(15u);
+        let dst = b * pu(16u) + h * pu(17u) + (sk - 1u) * pu(18u);
+        for (var d = li; d < dh; d += WG) {
+            k[dst + d] = q[pu(24u) + src + d];
+            v[dst + d] = q[pu(25u) + src + d];
         }
-        if pu(5u) != 0u {
-            s += bias[bo + j * pu(11u)];
-        }
-        scratch[so + j] = s;
-        m = max(m, s);
+        storageBarrier();
     }
-    m = wg_reduce(li, m, 0u);
-    var l = 0.0;
-    for (var j = li; j < sk; j += WG) {
-        let e = exp(scratch[so + j] - m);
-        scratch[so + j] = e;
-        l += e;
-    }
-    l = wg_reduce(li, l, 1u);
-    // The weights written above are read by other threads below.
-    storageBarrier();
+    let qo = pu(12u) + b * pu(13u) + i * pu(14u) + h * pu(15u);
     for (var d = li; d < dh; d += WG) {
-        var acc = 0.0;
-        for (var j = 0u; j < sk; j++) {
-            acc += scratch[so + j] * v[ko + j * dh + d];
-        }
-        out[qo + d] = acc / l;
+        qs[d] = q[qo + d] * pf(6u);
     }
+    workgroupBarrier();
+    let oo = b * pu(20u) + i * pu(21u) + h * pu(22u);
+    let bo = b * pu(8u) + h * pu(9u) + i * pu(10u);
+    attend_core(li, sk, dh, b, h, row * sk, oo, bo);
 }

@@ -73,85 +73,107 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     }
 }
 
-// Four consecutive activations from index i.
-fn x4(i: u32) -> vec4<f32> {
-    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
-}
+// Few rows (decode steps, rows <= 8): 8 output columns per workgroup, LANES threads (a warp
+// on most GPUs) reducing over the inner dimension of each (matvec.wgsl). The override NORM layer-normalises the input rows first (gamma, beta, eps
+// word 7): 1 into workgroup memory, 2 where each value is read (rows too long to hold). Word
+// 5 fuses the ops after the product (flags): 2 the activation of code word 6 after the bias,
+// 4 add `residual` [rows, out] after that, 8 with the branch scaled by tanh(gate[0]) first.
+// Each is the separate kernel's code, so the fused result has the same bits.
+@group(0) @binding(5) var<storage, read> gamma: array<f32>;
+@group(0) @binding(6) var<storage, read> beta: array<f32>;
+@group(0) @binding(7) var<storage, read> residual: array<f32>;
+@group(0) @binding(8) var<storage, read> gate: array<f32>;
 
-// Threads reducing each output column of `small` (256 / LANES columns per workgroup).
-const LANES: u32 = 32u;
+override NORM: u32 = 0u;
 
 // Partial sums: 256 threads x up to 8 rows.
 var<workgroup> red: array<f32, 2048>;
+// The normalised input rows, when they fit (else each value is normalised where it is read;
+// 2032 keeps the kernel within the 16 KiB of workgroup memory every adapter has).
+const XN: u32 = 2032u;
+var<workgroup> xn: array<f32, 2032>;
+// Each row's norm statistics (mean, 1 / std).
+var<workgroup> stats: array<vec2<f32>, 8>;
+// The inner size (word 1), for the input readers.
+var<private> inner_len: u32;
 
-// Few rows (decode steps, rows <= 8): 8 output columns per workgroup, 32 threads (a warp
-// on most GPUs) reducing over the inner dimension of each, reading the weight row
-// contiguously; every weight is read once for all rows.
+// Input c of row r.
+fn xin(r: u32, c: u32) -> f32 {
+    let i = r * inner_len + c;
+    if NORM == 1u {
+        return xn[i];
+    } else if NORM == 2u {
+        return normed(x[i], stats[r], gamma[c], beta[c]);
+    }
+    return x[i];
+}
+
+// Inputs c..c+3 of row r.
+fn xin4(r: u32, c: u32) -> vec4<f32> {
+    if NORM == 0u {
+        let i = r * inner_len + c;
+        return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+    }
+    return vec4<f32>(xin(r, c), xin(r, c + 1u), xin(r, c + 2u), xin(r, c + 3u));
+}
+
+// Normalises the input rows (norm.wgsl): their statistics, and in mode 1 the rows into `xn`.
+fn normalise_rows(li: u32, rows: u32, inner: u32) {
+    for (var r = 0u; r < rows; r++) {
+        let st = norm_stats(li, r * inner, inner, pf(7u));
+        if li == 0u {
+            stats[r] = st;
+        }
+        if NORM == 1u {
+            for (var k = li; k < inner; k += 256u) {
+                xn[r * inner + k] = normed(x[r * inner + k], st, gamma[k], beta[k]);
+            }
+        }
+    }
+    workgroupBarrier();
+}
+
+// The fused ops after the product (word 5) on row r's total `v` of column `col`.
+fn epilogue(r: u32, col: u32, out: u32, total: f32) -> f32 {
+    let flags = pu(5u);
+    var v = total;
+    if pu(3u) != 0u {
+        v += bias[col];
+    }
+    if (flags & 2u) != 0u {
+        v = activate(pu(6u), v);
+    }
+    if (flags & 4u) != 0u {
+        let res = residual[r * out + col];
+        if (flags & 8u) != 0u {
+            v = res + v * safe_tanh(gate[0]);
+        } else {
+            v = res + v;
+        }
+    }
+    return v;
+}
+
 @compute @workgroup_size(256)
 fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
     let rows = pu(0u);
     let inner = pu(1u);
     let out = pu(2u);
-    let soff = pu(4u);
+    inner_len = inner;
+    if NORM != 0u {
+        normalise_rows(li, rows, inner);
+    }
     let lane = li % LANES;
     let col = wg_linear(wid, nwg) * (256u / LANES) + li / LANES;
     var acc: array<f32, 8>;
-    if col < out && FMT == 2u {
-        // q8_0: a word is 4 quants of one block; rows are whole blocks, 8 words each.
-        let wpr = inner / 4u;
-        for (var wi = lane; wi < wpr; wi += LANES) {
-            let word = bitcast<i32>(wq[col * wpr + wi]);
-            let s = block_scale(col * (inner / 32u) + wi / 8u, soff);
-            let w = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)),
-                              f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u))) * s;
-            for (var r = 0u; r < rows; r++) {
-                acc[r] += dot(w, x4(r * inner + wi * 4u));
-            }
-        }
-    } else if col < out && FMT == 3u {
-        // q4_0: a word is bytes 4i..4i+3 of a block: elements 4i.. (low nibbles) and
-        // 16+4i.. (high nibbles); 4 words per block.
-        let wpr = inner / 8u;
-        for (var wi = lane; wi < wpr; wi += LANES) {
-            let word = wq[col * wpr + wi];
-            let s = block_scale(col * (inner / 32u) + wi / 4u, soff);
-            let lo = vec4<f32>(f32(extractBits(word, 0u, 4u)), f32(extractBits(word, 8u, 4u)),
-                               f32(extractBits(word, 16u, 4u)), f32(extractBits(word, 24u, 4u)));
-            let hi = vec4<f32>(f32(extractBits(word, 4u, 4u)), f32(extractBits(word, 12u, 4u)),
-                               f32(extractBits(word, 20u, 4u)), f32(extractBits(word, 28u, 4u)));
-            let k = (wi / 4u) * 32u + (wi % 4u) * 4u;
-            for (var r = 0u; r < rows; r++) {
-                acc[r] += (dot(lo - 8.0, x4(r * inner + k)) + dot(hi - 8.0, x4(r * inner + k + 16u))) * s;
-            }
-        }
-    } else if col < out {
-        for (var k = lane; k < inner; k += LANES) {
-            let w = load_w(col, k, inner, soff);
-            for (var r = 0u; r < rows; r++) {
-                acc[r] += x[r * inner + k] * w;
-            }
-        }
+    if col < out {
+        acc = col_partials(col, lane, rows, inner, pu(4u));
     }
-    for (var r = 0u; r < rows; r++) {
-        red[r * 256u + li] = acc[r];
-    }
-    workgroupBarrier();
-    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
-        if lane < s {
-            for (var r = 0u; r < rows; r++) {
-                red[r * 256u + li] += red[r * 256u + li + s];
-            }
-        }
-        workgroupBarrier();
-    }
+    lane_sums(li, lane, rows, acc);
     if lane == 0u && col < out {
         for (var r = 0u; r < rows; r++) {
-            var v = red[r * 256u + li];
-            if pu(3u) != 0u {
-                v += bias[col];
-            }
-            y[r * out + col] = v;
+            y[r * out + col] = epilogue(r, col, out, red[r * 256u + li]);
         }
     }
 }
