@@ -3,7 +3,9 @@
 // `native caption` on the same files. Usage:
 //   node web/tests/browser.mjs --dist DIR --out DIR --images DIR --bad FILE [--bad-dir DIR] --video FILE
 //        [--bench-model DIR --bench-runs N --bench-tokens T] [--skip-checks]
+//        [--tti-dists LABEL=DIR,LABEL=DIR --tti-runs N]
 import http from "node:http";
+import zlib from "node:zlib";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -35,7 +37,10 @@ if (args.dist && fs.existsSync(path.join(args.dist, "model"))) {
   w[w.length - 100] ^= 0x55;
   fs.writeFileSync(path.join(damaged, "model.safetensors"), w);
 }
-const mounts = [["/bench-model/", args["bench-model"]], ["/damaged-model/", damaged], ["/", args.dist]].filter(([, d]) => d);
+// Builds to time (`--tti-dists`), each served from its own folder `/tti/<label>/`.
+const ttiDists = (args["tti-dists"] || "").split(",").filter(Boolean).map((s) => s.split("="));
+const mounts = [["/bench-model/", args["bench-model"]], ["/damaged-model/", damaged],
+  ...ttiDists.map(([label, dir]) => [`/tti/${label}/`, dir]), ["/", args.dist]].filter(([, d]) => d);
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   requests.push(url.pathname);
@@ -88,6 +93,34 @@ async function open(query = "") {
   await page.goto(`${origin}/${query}`);
   await page.waitForFunction(() => ["ready", "no-model"].includes(document.body.dataset.state), null, { timeout: 600_000 });
   return page;
+}
+
+// Bytes (raw and gzip -9) of a build's page code: its main wasm, its JavaScript (trunk's glue and
+// any hand-written page modules; not the service worker) and the worker's wasm and JavaScript.
+function pageSizes(dir) {
+  const files = [];
+  const walk = (d) => {
+    for (const f of fs.readdirSync(d)) {
+      const p = path.join(d, f);
+      if (fs.statSync(p).isDirectory()) { if (f !== "model") walk(p); } else files.push(p);
+    }
+  };
+  walk(dir);
+  const sizes = {};
+  const add = (group, p) => {
+    const bytes = fs.readFileSync(p);
+    sizes[group] ??= { raw: 0, gzip: 0, files: [] };
+    sizes[group].raw += bytes.length;
+    sizes[group].gzip += zlib.gzipSync(bytes, { level: 9 }).length;
+    sizes[group].files.push(path.relative(dir, p));
+  };
+  for (const p of files) {
+    const name = path.basename(p);
+    if (name === "sw.js" || !/\.(js|wasm)$/.test(name)) continue;
+    const worker = name.startsWith("worker");
+    add(`${worker ? "worker" : "page"}_${name.endsWith(".wasm") ? "wasm" : "js"}`, p);
+  }
+  return sizes;
 }
 
 async function captionWith(page, selector, file) {
@@ -306,6 +339,47 @@ try {
     if (args["bench-model"]) {
       results.bench.fullSize = await bench(`${CPU}&model=/bench-model/`);
       log("bench full size:", results.bench.fullSize.median_ms, "ms", results.bench.fullSize.status);
+    }
+  }
+
+  // ---- time to interactive: first visit (a fresh profile) and cached visit (the same profile,
+  // the service worker and the Cache API filled), builds interleaved run by run ----
+  if (args["tti-runs"]) {
+    results.tti = {};
+    for (const [label, dir] of ttiDists) results.tti[label] = { sizes: pageSizes(dir), first: [], cached: [] };
+    for (let run = 0; run < Number(args["tti-runs"]); run++) {
+      for (const [label] of ttiDists) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "caption-tti-"));
+        const ctx = await launch(dir, []);
+        // Marks when <body data-state> first leaves "starting" (the page's handlers are wired) and
+        // first reaches "ready" (a model is loaded), in ms since navigation started.
+        await ctx.addInitScript(() => {
+          const marks = (window.__tti = {});
+          const check = () => {
+            const s = document.body?.dataset.state;
+            if (s && s !== "starting" && marks.interactive === undefined) marks.interactive = performance.now();
+            if (s === "ready" && marks.ready === undefined) marks.ready = performance.now();
+          };
+          new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+        });
+        for (const visit of ["first", "cached"]) {
+          const p = await ctx.newPage();
+          await p.goto(`${origin}/tti/${label}/${CPU}`);
+          await p.waitForFunction(() => window.__tti.ready !== undefined, null, { timeout: 600_000 });
+          results.tti[label][visit].push(await p.evaluate(() => window.__tti));
+          await p.close();
+        }
+        await ctx.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    for (const [label] of ttiDists) {
+      const t = results.tti[label];
+      for (const visit of ["first", "cached"]) {
+        t[`${visit}_median`] = { interactive: median(t[visit].map((m) => m.interactive)), ready: median(t[visit].map((m) => m.ready)) };
+      }
+      log("tti", label, JSON.stringify(t.sizes), "first", JSON.stringify(t.first_median), "cached", JSON.stringify(t.cached_median));
     }
   }
 } finally {

@@ -23,6 +23,10 @@
 //!
 //! `cargo test -p web --release --test browser -- --ignored bench` measures ms per caption
 //! (default model and a full-size q4 folder with random weights) instead.
+//!
+//! `cargo test -p web --release --test browser -- --ignored tti --nocapture` measures the page's
+//! code size and time to interactive (first and cached visit) instead; with
+//! `CAPTION_TTI_BEFORE=<a dist/ built from an older commit>` it times both builds, interleaved.
 
 mod common;
 
@@ -404,4 +408,38 @@ fn bench_ms_per_caption() {
         ],
     );
     println!("{}", serde_json::to_string_pretty(&results["bench"]).unwrap());
+}
+
+/// The page's code size (raw and gzip) and its time to interactive in headless Chromium: first
+/// visit (fresh profile) and cached visit (service worker and Cache API filled), on the CPU
+/// engine; the build of `$CAPTION_TTI_BEFORE` too when set, run by run beside this one.
+#[test]
+#[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored tti"]
+fn bench_time_to_interactive() {
+    let root = common::repo_root();
+    let dist = common::build_dist(&root);
+    let mut dists = Vec::new();
+    if let Some(before) = std::env::var_os("CAPTION_TTI_BEFORE") {
+        let before = PathBuf::from(before);
+        assert!(
+            before.join("index.html").is_file(),
+            "{}: no index.html",
+            before.display()
+        );
+        dists.push(format!("before={}", before.display()));
+    }
+    dists.push(format!("after={}", dist.display()));
+    let results = common::run_browser(
+        &root,
+        &[
+            "--out".into(),
+            root.join("target/web-test/tti").display().to_string(),
+            "--skip-checks".into(),
+            "--tti-dists".into(),
+            dists.join(","),
+            "--tti-runs".into(),
+            std::env::var("CAPTION_TTI_RUNS").unwrap_or_else(|_| "7".into()),
+        ],
+    );
+    println!("{}", serde_json::to_string_pretty(&results["tti"]).unwrap());
 }
