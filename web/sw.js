@@ -1,6 +1,7 @@
 // Service worker: keeps the page itself (HTML, JS, wasm, CSS) so that it opens offline after
 // the first visit. Network first, so a new build is picked up whenever the site is reachable.
-// Model files are not kept here: app.js stores them in the Cache API under their checksums.
+// Model files are not kept here: the page (web/src/page/model_files.rs) stores them in the Cache
+// API under their checksums.
 const SHELL = "caption-app-shell-v1";
 const MODEL_FILE = /\.safetensors$|\/manifest\.json$|tokenizer\.json$/;
 

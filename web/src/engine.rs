@@ -15,7 +15,8 @@ use image::RgbImage;
 use crate::stream::Streaming;
 
 /// Which engine runs the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The candle model on the CPU (wasm32 + SIMD128 in the browser).
     Cpu,

@@ -1,11 +1,12 @@
-//! The page's decoding settings, as sent to the worker (JSON), turned into decoder options.
+//! The page's decoding settings, as sent to the worker (a field of
+//! [`crate::protocol::ToWorker::Caption`]), turned into decoder options.
 
 use caption_model::decode::{DecodeOptions, Strategy};
 use caption_model::{Error, ModelConfig, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Decoding settings as the page sends them (camelCase JSON; every field optional).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Decoding settings as the page sends them (camelCase; every field optional).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
     /// `greedy`, `beam` or `nucleus`.

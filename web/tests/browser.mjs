@@ -37,10 +37,13 @@ if (args.dist && fs.existsSync(path.join(args.dist, "model"))) {
   w[w.length - 100] ^= 0x55;
   fs.writeFileSync(path.join(damaged, "model.safetensors"), w);
 }
+const SUB_PATH = "/demo/captioner/";
 // Builds to time (`--tti-dists`), each served from its own folder `/tti/<label>/`.
 const ttiDists = (args["tti-dists"] || "").split(",").filter(Boolean).map((s) => s.split("="));
 const mounts = [["/bench-model/", args["bench-model"]], ["/damaged-model/", damaged],
-  ...ttiDists.map(([label, dir]) => [`/tti/${label}/`, dir]), ["/", args.dist]].filter(([, d]) => d);
+  ...ttiDists.map(([label, dir]) => [`/tti/${label}/`, dir]),
+  // The page from a sub-path, as a project page of a static host serves it.
+  [SUB_PATH, args.dist], ["/", args.dist]].filter(([, d]) => d);
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   requests.push(url.pathname);
@@ -228,6 +231,19 @@ try {
       button: await page.textContent("#copy"),
     };
     log("copied ->", results.copied.clipboard);
+    // ---- a malformed message from the worker (a missing field): an error in words, no exception ----
+    const pageErrors = () => results.console.filter((l) => l.startsWith("pageerror"));
+    const errorsBefore = pageErrors().length;
+    results.malformed = await page.evaluate(async () => {
+      document.getElementById("error").textContent = "";
+      const data = { done: { id: 999999, caption: { text: "a caption without tokens, ms, backend or frames" } } };
+      window.captioner.worker().dispatchEvent(new MessageEvent("message", { data }));
+      await new Promise((r) => setTimeout(r, 200));
+      return { error: document.getElementById("error").textContent };
+    });
+    results.malformed.pageErrors = pageErrors().slice(errorsBefore);
+    results.afterMalformed = await captionWith(page, "#file", path.join(args.images, images[0]));
+    log("malformed message ->", results.malformed.error, "| then", results.afterMalformed.caption);
     // ---- the engine runs out of memory: the page says so, restarts it, and captions again ----
     results.oom = { message: await page.evaluate(() => window.captioner.exhaustMemory()) };
     results.oom.error = await page.textContent("#error");
@@ -318,6 +334,24 @@ try {
       notice: await noticeOf(page),
     };
     log("no webgpu:", results.noWebgpu.notice);
+    await page.close();
+    // ---- from a sub-path of the site (a fresh profile): every request stays under it ----
+    await context.close();
+    const subDir = fs.mkdtempSync(path.join(os.tmpdir(), "caption-subpath-"));
+    context = await launch(subDir, []);
+    requests.length = 0;
+    page = await context.newPage();
+    page.on("pageerror", (e) => results.console.push(`pageerror: ${e.message}`));
+    await page.goto(`${origin}${SUB_PATH}${CPU}`);
+    await page.waitForFunction(() => ["ready", "no-model"].includes(document.body.dataset.state), null, { timeout: 600_000 });
+    results.subPath = {
+      state: await page.evaluate(() => document.body.dataset.state),
+      status: await page.textContent("#model-status"),
+      serviceWorkerScope: await page.evaluate(async () => (await navigator.serviceWorker.ready).scope),
+    };
+    results.subPath.caption = (await captionWith(page, "#file", path.join(args.images, images[0]))).caption;
+    results.subPath.requests = [...requests];
+    log("sub-path:", results.subPath.status, "requests:", results.subPath.requests.join(" "));
     await page.close();
   }
 

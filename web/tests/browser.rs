@@ -7,14 +7,17 @@
 //!   `../shared/images/bad` is refused where native refuses it, else captioned alike;
 //! - a video and a picture from the (fake) camera get captions; words appear as generated;
 //! - "copy as alt text" puts the caption on the clipboard; an engine run out of memory is
-//!   reported in words and restarted with the same model;
+//!   reported in words and restarted with the same model; a malformed message from the worker
+//!   (a missing field) is reported in words, not thrown;
 //! - a model folder failing its checksum is refused and the loaded model stays; another model
 //!   loads by URL and from a local folder;
 //! - the second visit loads the weights from the Cache API (no request for them); with the
 //!   server stopped the page still opens and captions; the page makes no request outside its
 //!   origin (these checks force the CPU engine, `?backend=cpu`); without a query the page
 //!   captions on the WebGPU engine exactly as the CPU engine does, and falls back with a notice
-//!   in a browser without WebGPU.
+//!   in a browser without WebGPU;
+//! - served from a sub-path (`/demo/captioner/`, as a project page), the page loads its model,
+//!   registers its service worker there and captions, with no request outside that folder.
 //!
 //! A screenshot is left in `target/web-test/screenshot.png`.
 //!
@@ -220,6 +223,25 @@ fn page_captions_like_native() {
     let copied = &results["copied"];
     assert!(!copied["caption"].as_str().unwrap_or("").is_empty(), "{copied}");
     assert_eq!(copied["clipboard"], copied["caption"], "{copied}");
+    // A malformed message from the worker (a missing field): said in words, nothing thrown, and
+    // the page goes on captioning.
+    let malformed = &results["malformed"];
+    let words = malformed["error"].as_str().unwrap_or("");
+    assert!(
+        words.contains("cannot read") && words.contains("missing field `tokens`"),
+        "{malformed}"
+    );
+    assert_eq!(
+        malformed["pageErrors"].as_array().unwrap().len(),
+        0,
+        "{malformed}"
+    );
+    assert_eq!(
+        results["afterMalformed"]["state"], "done",
+        "{}",
+        results["afterMalformed"]
+    );
+    assert_eq!(results["afterMalformed"]["caption"], pages[0]["caption"]);
     // Out of memory: the page says it in words, restarts the engine with the same model and
     // captions the next file as before.
     let oom = &results["oom"];
@@ -375,6 +397,26 @@ fn page_captions_like_native() {
     assert!(
         plain["notice"].as_str().unwrap_or("").contains("WebGPU"),
         "{plain}"
+    );
+    // From a sub-path of the site: the same caption, the service worker scoped to that folder,
+    // no request outside it.
+    let sub = &results["subPath"];
+    assert_eq!(sub["state"], "ready", "{sub}");
+    assert_eq!(sub["caption"], pages[0]["caption"], "{sub}");
+    assert!(
+        sub["serviceWorkerScope"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/demo/captioner/"),
+        "{sub}"
+    );
+    let requests = sub["requests"].as_array().unwrap();
+    assert!(requests.len() > 3, "{sub}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.as_str().unwrap_or("").starts_with("/demo/captioner/")),
+        "{sub}"
     );
     assert!(out.join("screenshot.png").is_file());
     println!("screenshot: {}", out.join("screenshot.png").display());
