@@ -27,7 +27,7 @@
 //! `cargo test -p web --release --test browser -- --ignored bench` measures ms per caption
 //! (default model and a full-size q4 folder with random weights) instead.
 //!
-//! `cargo test -p web --release --test browser -- --ignored tti --nocapture` measures the page's
+//! `cargo test -p web --release --test browser -- --ignored time_to_interactive --nocapture` measures the page's
 //! code size and time to interactive (first and cached visit) instead; with
 //! `CAPTION_TTI_BEFORE=<a dist/ built from an older commit>` it times both builds, interleaved.
 
@@ -456,8 +456,8 @@ fn bench_ms_per_caption() {
 /// visit (fresh profile) and cached visit (service worker and Cache API filled), on the CPU
 /// engine; the build of `$CAPTION_TTI_BEFORE` too when set, run by run beside this one.
 #[test]
-#[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored tti"]
-fn bench_time_to_interactive() {
+#[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored time_to_interactive"]
+fn time_to_interactive() {
     let root = common::repo_root();
     let dist = common::build_dist(&root);
     let mut dists = Vec::new();
