@@ -41,7 +41,7 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Parses the page's JSON.
+    /// Parses settings written as JSON with the page's (camelCase) field names.
     pub fn from_json(json: &str) -> Result<Self> {
         serde_json::from_str(json).map_err(|e| Error::Decode(format!("decoding settings: {e}")))
     }

@@ -89,11 +89,11 @@ context.on("request", (r) => {
 // without a query the page picks WebGPU where the browser has it.
 const CPU = "?backend=cpu";
 
-async function open(query = "") {
+async function open(query = "", folder = "/") {
   const page = await context.newPage();
   page.on("console", (m) => results.console.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => results.console.push(`pageerror: ${e.message}`));
-  await page.goto(`${origin}/${query}`);
+  await page.goto(`${origin}${folder}${query}`);
   await page.waitForFunction(() => ["ready", "no-model"].includes(document.body.dataset.state), null, { timeout: 600_000 });
   return page;
 }
@@ -360,19 +360,31 @@ try {
     const runs = Number(args["bench-runs"]);
     const tokens = Number(args["bench-tokens"] || 20);
     const input = [...fs.readFileSync(path.join(args.images, fs.readdirSync(args.images).filter((f) => /\.(png|jpe?g)$/i.test(f)).sort()[0]))];
-    const bench = async (query) => {
-      const page = await open(query);
+    const bench = async (query, folder) => {
+      const page = await open(query, folder);
       const status = await page.textContent("#model-status");
       const times = await page.evaluate(([b, n, t]) => window.captioner.bench(b, n, t), [input, runs + 1, tokens]);
       await page.close();
       const timed = times.slice(1).sort((a, b) => a - b);
       return { status, warmup_ms: times[0], median_ms: timed[Math.floor(timed.length / 2)], times };
     };
-    results.bench = { tokens, runs, cpu: await bench(CPU) };
-    log("bench default model, CPU engine:", results.bench.cpu.median_ms, "ms");
-    if (args["bench-model"]) {
-      results.bench.fullSize = await bench(`${CPU}&model=/bench-model/`);
-      log("bench full size:", results.bench.fullSize.median_ms, "ms", results.bench.fullSize.status);
+    const benchBuild = async (folder) => {
+      const r = { cpu: await bench(CPU, folder) };
+      log("bench", folder, "default model, CPU engine:", r.cpu.median_ms, "ms");
+      if (args["bench-model"]) {
+        r.fullSize = await bench(`${CPU}&model=/bench-model/`, folder);
+        log("bench", folder, "full size:", r.fullSize.median_ms, "ms", r.fullSize.status);
+      }
+      return r;
+    };
+    results.bench = { tokens, runs, ...(await benchBuild("/")) };
+    // With `--tti-dists`, those builds too, in the order A B B A (rounds against drifting load).
+    if (ttiDists.length) {
+      results.bench.builds = {};
+      const order = [...ttiDists, ...[...ttiDists].reverse()];
+      for (const [label] of order) {
+        (results.bench.builds[label] ??= []).push(await benchBuild(`/tti/${label}/`));
+      }
     }
   }
 

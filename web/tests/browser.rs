@@ -40,7 +40,7 @@ use caption_model::preprocess::{preprocess_bytes, PreprocessConfig};
 use caption_model::{CaptionModel, Captioner};
 use serde_json::Value;
 
-/// What the page uses by default (web/app.js): greedy, 24 tokens.
+/// What the page uses by default (index.html's settings box): greedy, 24 tokens.
 const MAX_LENGTH: usize = 24;
 
 fn native_captions(model: &Path, files: &[PathBuf]) -> Vec<Option<String>> {
@@ -423,7 +423,7 @@ fn page_captions_like_native() {
 }
 
 /// ms per caption in headless Chromium on the CPU engine (wasm, one thread), greedy, 20 tokens,
-/// eos never taken.
+/// eos never taken; with `CAPTION_BENCH_BEFORE=<an older dist/>` that build too, in rounds.
 #[test]
 #[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored bench"]
 fn bench_ms_per_caption() {
@@ -431,24 +431,33 @@ fn bench_ms_per_caption() {
     let dist = common::build_dist(&root);
     let full = root.join("target/web-test/full-size-q4");
     common::random_full_size_folder(&full, caption_model::weights::Quant::Q4);
-    let results = common::run_browser(
-        &root,
-        &[
-            "--dist".into(),
-            dist.display().to_string(),
-            "--out".into(),
-            root.join("target/web-test/bench").display().to_string(),
-            "--images".into(),
-            root.join("../shared/images").display().to_string(),
-            "--skip-checks".into(),
-            "--bench-model".into(),
-            full.display().to_string(),
-            "--bench-runs".into(),
-            "5".into(),
-            "--bench-tokens".into(),
-            "20".into(),
-        ],
-    );
+    let mut args: Vec<String> = vec![
+        "--dist".into(),
+        dist.display().to_string(),
+        "--out".into(),
+        root.join("target/web-test/bench").display().to_string(),
+        "--images".into(),
+        root.join("../shared/images").display().to_string(),
+        "--skip-checks".into(),
+        "--bench-model".into(),
+        full.display().to_string(),
+        "--bench-runs".into(),
+        "5".into(),
+        "--bench-tokens".into(),
+        "20".into(),
+    ];
+    // Another build beside this one (rounds A B B A): `CAPTION_BENCH_BEFORE=<its dist/>`.
+    if let Some(before) = std::env::var_os("CAPTION_BENCH_BEFORE") {
+        let before = PathBuf::from(before);
+        assert!(
+            before.join("index.html").is_file(),
+            "{}: no index.html",
+            before.display()
+        );
+        args.push("--tti-dists".into());
+        args.push(format!("before={},after={}", before.display(), dist.display()));
+    }
+    let results = common::run_browser(&root, &args);
     println!("{}", serde_json::to_string_pretty(&results["bench"]).unwrap());
 }
 
