@@ -5,7 +5,7 @@
 //!
 //! - [`engine`]: the seam between the page and a model implementation ([`engine::Engine`]):
 //!   [`engine::ModelEngine`] runs the shared model on candle (wasm32 + SIMD128 in the browser)
-//!   or on the WebGPU engine ([`engine::Backend::WebGpu`], the default where the browser has
+//!   or on the WebGPU engine ([`protocol::Backend::WebGpu`], the default where the browser has
 //!   an adapter; `?backend=cpu` forces the CPU).
 //! - [`settings`]: the page's decoding settings as [`caption_model::decode::DecodeOptions`].
 //! - [`stream`]: a [`caption_model::decode::StepModel`] wrapper that reports the tokens of the
@@ -16,14 +16,20 @@
 //! - `page` (wasm32): the page's controls, model files and worker bridge (web-sys, gloo).
 //! - `worker` (wasm32): the worker's message loop.
 
+// The model's side (feature `engine`); the page builds without it, so its wasm cannot hold
+// model code.
+#[cfg(feature = "engine")]
 pub mod engine;
+#[cfg(feature = "engine")]
+pub mod scene;
+#[cfg(feature = "engine")]
+pub mod stream;
+#[cfg(all(target_arch = "wasm32", feature = "engine"))]
+pub mod worker;
+
 pub mod frame_rule;
 pub mod protocol;
-pub mod scene;
 pub mod settings;
-pub mod stream;
 
 #[cfg(target_arch = "wasm32")]
 pub mod page;
-#[cfg(target_arch = "wasm32")]
-pub mod worker;

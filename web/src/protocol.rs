@@ -11,8 +11,28 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::engine::Backend;
 use crate::settings::Settings;
+
+/// Which engine runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The candle model on the CPU (wasm32 + SIMD128 in the browser).
+    Cpu,
+    /// The WebGPU engine (falls back to [`Backend::Cpu`], with a notice, without an adapter).
+    WebGpu,
+}
+
+impl Backend {
+    /// The `?backend=` query value: `cpu` forces the CPU engine; anything else (none, `auto`,
+    /// `webgpu`) asks for WebGPU, which falls back to the CPU with a notice without an adapter.
+    pub fn from_query(value: Option<&str>) -> Self {
+        match value.map(|v| v.trim().to_ascii_lowercase()) {
+            Some(v) if v == "cpu" => Backend::Cpu,
+            _ => Backend::WebGpu,
+        }
+    }
+}
 
 /// Pairs a request with its answer.
 pub type RequestId = u32;
@@ -252,6 +272,15 @@ pub mod js {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backend_query() {
+        assert_eq!(Backend::from_query(None), Backend::WebGpu);
+        assert_eq!(Backend::from_query(Some("auto")), Backend::WebGpu);
+        assert_eq!(Backend::from_query(Some(" CPU ")), Backend::Cpu);
+        assert_eq!(Backend::from_query(Some("WebGPU")), Backend::WebGpu);
+        assert_eq!(Backend::from_query(Some("tpu")), Backend::WebGpu);
+    }
 
     #[test]
     fn messages_round_trip_with_their_field_names() {

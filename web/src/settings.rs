@@ -1,7 +1,9 @@
 //! The page's decoding settings, as sent to the worker (a field of
 //! [`crate::protocol::ToWorker::Caption`]), turned into decoder options.
 
+#[cfg(feature = "engine")]
 use caption_model::decode::{DecodeOptions, Strategy};
+#[cfg(feature = "engine")]
 use caption_model::{Error, ModelConfig, Result};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,7 @@ impl Default for Settings {
     }
 }
 
+#[cfg(feature = "engine")]
 impl Settings {
     /// Parses settings written as JSON with the page's (camelCase) field names.
     pub fn from_json(json: &str) -> Result<Self> {
@@ -77,7 +80,7 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "engine"))]
 mod tests {
     use super::*;
 

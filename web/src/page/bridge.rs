@@ -14,7 +14,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use super::dom;
-use crate::engine::Backend;
+use crate::protocol::Backend;
 use crate::protocol::{js, FolderFiles, FromWorker, LoadedModel, RequestId, ToWorker};
 
 /// A request's answer, or why there is none, in words.

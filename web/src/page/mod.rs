@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_bytes::ByteBuf;
 use web_sys::{MediaStream, Url, UrlSearchParams};
 
-use crate::engine::Backend;
+use crate::protocol::Backend;
 use bridge::Bridge;
 
 /// The folder of the model the page loads unless `?model=` names another (relative to the page).
