@@ -388,11 +388,13 @@ try {
     }
   }
 
-  // ---- time to interactive: first visit (a fresh profile) and cached visit (the same profile,
-  // the service worker and the Cache API filled), builds interleaved run by run ----
+  // ---- time to interactive: first visit (a fresh profile), cached visit (the same profile, the
+  // service worker and the Cache API filled) and a returning visit (the third: what the service
+  // worker kept during the second), builds interleaved run by run ----
   if (args["tti-runs"]) {
     results.tti = {};
-    for (const [label, dir] of ttiDists) results.tti[label] = { sizes: pageSizes(dir), first: [], cached: [] };
+    const visits = ["first", "cached", "returning"];
+    for (const [label, dir] of ttiDists) results.tti[label] = { sizes: pageSizes(dir), first: [], cached: [], returning: [] };
     for (let run = 0; run < Number(args["tti-runs"]); run++) {
       for (const [label] of ttiDists) {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "caption-tti-"));
@@ -408,7 +410,7 @@ try {
           };
           new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
         });
-        for (const visit of ["first", "cached"]) {
+        for (const visit of visits) {
           const p = await ctx.newPage();
           await p.goto(`${origin}/tti/${label}/${CPU}`);
           await p.waitForFunction(() => window.__tti.ready !== undefined, null, { timeout: 600_000 });
@@ -422,10 +424,10 @@ try {
     const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     for (const [label] of ttiDists) {
       const t = results.tti[label];
-      for (const visit of ["first", "cached"]) {
+      for (const visit of visits) {
         t[`${visit}_median`] = { interactive: median(t[visit].map((m) => m.interactive)), ready: median(t[visit].map((m) => m.ready)) };
       }
-      log("tti", label, JSON.stringify(t.sizes), "first", JSON.stringify(t.first_median), "cached", JSON.stringify(t.cached_median));
+      log("tti", label, JSON.stringify(t.sizes), ...visits.map((v) => `${v} ${JSON.stringify(t[`${v}_median`])}`));
     }
   }
 } finally {

@@ -28,7 +28,7 @@
 //! (default model and a full-size q4 folder with random weights) instead.
 //!
 //! `cargo test -p web --release --test browser -- --ignored time_to_interactive --nocapture` measures the page's
-//! code size and time to interactive (first and cached visit) instead; with
+//! code size and time to interactive (first, cached and returning visit) instead; with
 //! `CAPTION_TTI_BEFORE=<a dist/ built from an older commit>` it times both builds, interleaved.
 
 mod common;
@@ -462,8 +462,8 @@ fn bench_ms_per_caption() {
 }
 
 /// The page's code size (raw and gzip) and its time to interactive in headless Chromium: first
-/// visit (fresh profile) and cached visit (service worker and Cache API filled), on the CPU
-/// engine; the build of `$CAPTION_TTI_BEFORE` too when set, run by run beside this one.
+/// visit (fresh profile), cached visit (service worker and Cache API filled) and returning
+/// visit (the third), on the CPU engine; the build of `$CAPTION_TTI_BEFORE` too when set, run by run beside this one.
 #[test]
 #[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored time_to_interactive"]
 fn time_to_interactive() {
