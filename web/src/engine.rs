@@ -12,27 +12,8 @@ use caption_model::weights::{load_folder, FolderBytes, LoadedFolder};
 use caption_model::{CaptionModel, Captioner, ModelConfig, Result};
 use image::RgbImage;
 
+pub use crate::protocol::Backend;
 use crate::stream::Streaming;
-
-/// Which engine runs the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The candle model on the CPU (wasm32 + SIMD128 in the browser).
-    Cpu,
-    /// The WebGPU engine (falls back to [`Backend::Cpu`], with a notice, without an adapter).
-    WebGpu,
-}
-
-impl Backend {
-    /// The `?backend=` query value: `cpu` forces the CPU engine; anything else (none, `auto`,
-    /// `webgpu`) asks for WebGPU, which falls back to the CPU with a notice without an adapter.
-    pub fn from_query(value: Option<&str>) -> Self {
-        match value.map(|v| v.trim().to_ascii_lowercase()) {
-            Some(v) if v == "cpu" => Backend::Cpu,
-            _ => Backend::WebGpu,
-        }
-    }
-}
 
 /// One picture or clip to caption: preprocessed frames (CHW f32 each, `image_size`²).
 #[derive(Debug, Clone)]
@@ -268,15 +249,6 @@ async fn webgpu_engine(_: FolderBytes<'_>) -> std::result::Result<Engine, String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backend_query() {
-        assert_eq!(Backend::from_query(None), Backend::WebGpu);
-        assert_eq!(Backend::from_query(Some("auto")), Backend::WebGpu);
-        assert_eq!(Backend::from_query(Some(" CPU ")), Backend::Cpu);
-        assert_eq!(Backend::from_query(Some("WebGPU")), Backend::WebGpu);
-        assert_eq!(Backend::from_query(Some("tpu")), Backend::WebGpu);
-    }
 
     #[test]
     fn even_frames() {

@@ -1,11 +1,14 @@
-//! The page's decoding settings, as sent to the worker (JSON), turned into decoder options.
+//! The page's decoding settings, as sent to the worker (a field of
+//! [`crate::protocol::ToWorker::Caption`]), turned into decoder options.
 
+#[cfg(feature = "engine")]
 use caption_model::decode::{DecodeOptions, Strategy};
+#[cfg(feature = "engine")]
 use caption_model::{Error, ModelConfig, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Decoding settings as the page sends them (camelCase JSON; every field optional).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Decoding settings as the page sends them (camelCase; every field optional).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
     /// `greedy`, `beam` or `nucleus`.
@@ -39,8 +42,9 @@ impl Default for Settings {
     }
 }
 
+#[cfg(feature = "engine")]
 impl Settings {
-    /// Parses the page's JSON.
+    /// Parses settings written as JSON with the page's (camelCase) field names.
     pub fn from_json(json: &str) -> Result<Self> {
         serde_json::from_str(json).map_err(|e| Error::Decode(format!("decoding settings: {e}")))
     }
@@ -76,7 +80,7 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "engine"))]
 mod tests {
     use super::*;
 

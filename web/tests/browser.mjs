@@ -3,7 +3,9 @@
 // `native caption` on the same files. Usage:
 //   node web/tests/browser.mjs --dist DIR --out DIR --images DIR --bad FILE [--bad-dir DIR] --video FILE
 //        [--bench-model DIR --bench-runs N --bench-tokens T] [--skip-checks]
+//        [--tti-dists LABEL=DIR,LABEL=DIR --tti-runs N]
 import http from "node:http";
+import zlib from "node:zlib";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -35,7 +37,13 @@ if (args.dist && fs.existsSync(path.join(args.dist, "model"))) {
   w[w.length - 100] ^= 0x55;
   fs.writeFileSync(path.join(damaged, "model.safetensors"), w);
 }
-const mounts = [["/bench-model/", args["bench-model"]], ["/damaged-model/", damaged], ["/", args.dist]].filter(([, d]) => d);
+const SUB_PATH = "/demo/captioner/";
+// Builds to time (`--tti-dists`), each served from its own folder `/tti/<label>/`.
+const ttiDists = (args["tti-dists"] || "").split(",").filter(Boolean).map((s) => s.split("="));
+const mounts = [["/bench-model/", args["bench-model"]], ["/damaged-model/", damaged],
+  ...ttiDists.map(([label, dir]) => [`/tti/${label}/`, dir]),
+  // The page from a sub-path, as a project page of a static host serves it.
+  [SUB_PATH, args.dist], ["/", args.dist]].filter(([, d]) => d);
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   requests.push(url.pathname);
@@ -81,13 +89,41 @@ context.on("request", (r) => {
 // without a query the page picks WebGPU where the browser has it.
 const CPU = "?backend=cpu";
 
-async function open(query = "") {
+async function open(query = "", folder = "/") {
   const page = await context.newPage();
   page.on("console", (m) => results.console.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => results.console.push(`pageerror: ${e.message}`));
-  await page.goto(`${origin}/${query}`);
+  await page.goto(`${origin}${folder}${query}`);
   await page.waitForFunction(() => ["ready", "no-model"].includes(document.body.dataset.state), null, { timeout: 600_000 });
   return page;
+}
+
+// Bytes (raw and gzip -9) of a build's page code: its main wasm, its JavaScript (trunk's glue and
+// any hand-written page modules; not the service worker) and the worker's wasm and JavaScript.
+function pageSizes(dir) {
+  const files = [];
+  const walk = (d) => {
+    for (const f of fs.readdirSync(d)) {
+      const p = path.join(d, f);
+      if (fs.statSync(p).isDirectory()) { if (f !== "model") walk(p); } else files.push(p);
+    }
+  };
+  walk(dir);
+  const sizes = {};
+  const add = (group, p) => {
+    const bytes = fs.readFileSync(p);
+    sizes[group] ??= { raw: 0, gzip: 0, files: [] };
+    sizes[group].raw += bytes.length;
+    sizes[group].gzip += zlib.gzipSync(bytes, { level: 9 }).length;
+    sizes[group].files.push(path.relative(dir, p));
+  };
+  for (const p of files) {
+    const name = path.basename(p);
+    if (name === "sw.js" || !/\.(js|wasm)$/.test(name)) continue;
+    const worker = name.startsWith("worker");
+    add(`${worker ? "worker" : "page"}_${name.endsWith(".wasm") ? "wasm" : "js"}`, p);
+  }
+  return sizes;
 }
 
 async function captionWith(page, selector, file) {
@@ -195,6 +231,19 @@ try {
       button: await page.textContent("#copy"),
     };
     log("copied ->", results.copied.clipboard);
+    // ---- a malformed message from the worker (a missing field): an error in words, no exception ----
+    const pageErrors = () => results.console.filter((l) => l.startsWith("pageerror"));
+    const errorsBefore = pageErrors().length;
+    results.malformed = await page.evaluate(async () => {
+      document.getElementById("error").textContent = "";
+      const data = { done: { id: 999999, caption: { text: "a caption without tokens, ms, backend or frames" } } };
+      window.captioner.worker().dispatchEvent(new MessageEvent("message", { data }));
+      await new Promise((r) => setTimeout(r, 200));
+      return { error: document.getElementById("error").textContent };
+    });
+    results.malformed.pageErrors = pageErrors().slice(errorsBefore);
+    results.afterMalformed = await captionWith(page, "#file", path.join(args.images, images[0]));
+    log("malformed message ->", results.malformed.error, "| then", results.afterMalformed.caption);
     // ---- the engine runs out of memory: the page says so, restarts it, and captions again ----
     results.oom = { message: await page.evaluate(() => window.captioner.exhaustMemory()) };
     results.oom.error = await page.textContent("#error");
@@ -286,6 +335,24 @@ try {
     };
     log("no webgpu:", results.noWebgpu.notice);
     await page.close();
+    // ---- from a sub-path of the site (a fresh profile): every request stays under it ----
+    await context.close();
+    const subDir = fs.mkdtempSync(path.join(os.tmpdir(), "caption-subpath-"));
+    context = await launch(subDir, []);
+    requests.length = 0;
+    page = await context.newPage();
+    page.on("pageerror", (e) => results.console.push(`pageerror: ${e.message}`));
+    await page.goto(`${origin}${SUB_PATH}${CPU}`);
+    await page.waitForFunction(() => ["ready", "no-model"].includes(document.body.dataset.state), null, { timeout: 600_000 });
+    results.subPath = {
+      state: await page.evaluate(() => document.body.dataset.state),
+      status: await page.textContent("#model-status"),
+      serviceWorkerScope: await page.evaluate(async () => (await navigator.serviceWorker.ready).scope),
+    };
+    results.subPath.caption = (await captionWith(page, "#file", path.join(args.images, images[0]))).caption;
+    results.subPath.requests = [...requests];
+    log("sub-path:", results.subPath.status, "requests:", results.subPath.requests.join(" "));
+    await page.close();
   }
 
   // ---- benchmarks: ms per caption, greedy, eos never taken ----
@@ -293,19 +360,74 @@ try {
     const runs = Number(args["bench-runs"]);
     const tokens = Number(args["bench-tokens"] || 20);
     const input = [...fs.readFileSync(path.join(args.images, fs.readdirSync(args.images).filter((f) => /\.(png|jpe?g)$/i.test(f)).sort()[0]))];
-    const bench = async (query) => {
-      const page = await open(query);
+    const bench = async (query, folder) => {
+      const page = await open(query, folder);
       const status = await page.textContent("#model-status");
       const times = await page.evaluate(([b, n, t]) => window.captioner.bench(b, n, t), [input, runs + 1, tokens]);
       await page.close();
       const timed = times.slice(1).sort((a, b) => a - b);
       return { status, warmup_ms: times[0], median_ms: timed[Math.floor(timed.length / 2)], times };
     };
-    results.bench = { tokens, runs, cpu: await bench(CPU) };
-    log("bench default model, CPU engine:", results.bench.cpu.median_ms, "ms");
-    if (args["bench-model"]) {
-      results.bench.fullSize = await bench(`${CPU}&model=/bench-model/`);
-      log("bench full size:", results.bench.fullSize.median_ms, "ms", results.bench.fullSize.status);
+    const benchBuild = async (folder) => {
+      const r = { cpu: await bench(CPU, folder) };
+      log("bench", folder, "default model, CPU engine:", r.cpu.median_ms, "ms");
+      if (args["bench-model"]) {
+        r.fullSize = await bench(`${CPU}&model=/bench-model/`, folder);
+        log("bench", folder, "full size:", r.fullSize.median_ms, "ms", r.fullSize.status);
+      }
+      return r;
+    };
+    results.bench = { tokens, runs, ...(await benchBuild("/")) };
+    // With `--tti-dists`, those builds too, in the order A B B A (rounds against drifting load).
+    if (ttiDists.length) {
+      results.bench.builds = {};
+      const order = [...ttiDists, ...[...ttiDists].reverse()];
+      for (const [label] of order) {
+        (results.bench.builds[label] ??= []).push(await benchBuild(`/tti/${label}/`));
+      }
+    }
+  }
+
+  // ---- time to interactive: first visit (a fresh profile), cached visit (the same profile, the
+  // service worker and the Cache API filled) and a returning visit (the third: what the service
+  // worker kept during the second), builds interleaved run by run ----
+  if (args["tti-runs"]) {
+    results.tti = {};
+    const visits = ["first", "cached", "returning"];
+    for (const [label, dir] of ttiDists) results.tti[label] = { sizes: pageSizes(dir), first: [], cached: [], returning: [] };
+    for (let run = 0; run < Number(args["tti-runs"]); run++) {
+      for (const [label] of ttiDists) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "caption-tti-"));
+        const ctx = await launch(dir, []);
+        // Marks when <body data-state> first leaves "starting" (the page's handlers are wired) and
+        // first reaches "ready" (a model is loaded), in ms since navigation started.
+        await ctx.addInitScript(() => {
+          const marks = (window.__tti = {});
+          const check = () => {
+            const s = document.body?.dataset.state;
+            if (s && s !== "starting" && marks.interactive === undefined) marks.interactive = performance.now();
+            if (s === "ready" && marks.ready === undefined) marks.ready = performance.now();
+          };
+          new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+        });
+        for (const visit of visits) {
+          const p = await ctx.newPage();
+          await p.goto(`${origin}/tti/${label}/${CPU}`);
+          await p.waitForFunction(() => window.__tti.ready !== undefined, null, { timeout: 600_000 });
+          results.tti[label][visit].push(await p.evaluate(() => window.__tti));
+          await p.close();
+        }
+        await ctx.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    for (const [label] of ttiDists) {
+      const t = results.tti[label];
+      for (const visit of visits) {
+        t[`${visit}_median`] = { interactive: median(t[visit].map((m) => m.interactive)), ready: median(t[visit].map((m) => m.ready)) };
+      }
+      log("tti", label, JSON.stringify(t.sizes), ...visits.map((v) => `${v} ${JSON.stringify(t[`${v}_median`])}`));
     }
   }
 } finally {

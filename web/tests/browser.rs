@@ -7,14 +7,17 @@
 //!   `../shared/images/bad` is refused where native refuses it, else captioned alike;
 //! - a video and a picture from the (fake) camera get captions; words appear as generated;
 //! - "copy as alt text" puts the caption on the clipboard; an engine run out of memory is
-//!   reported in words and restarted with the same model;
+//!   reported in words and restarted with the same model; a malformed message from the worker
+//!   (a missing field) is reported in words, not thrown;
 //! - a model folder failing its checksum is refused and the loaded model stays; another model
 //!   loads by URL and from a local folder;
 //! - the second visit loads the weights from the Cache API (no request for them); with the
 //!   server stopped the page still opens and captions; the page makes no request outside its
 //!   origin (these checks force the CPU engine, `?backend=cpu`); without a query the page
 //!   captions on the WebGPU engine exactly as the CPU engine does, and falls back with a notice
-//!   in a browser without WebGPU.
+//!   in a browser without WebGPU;
+//! - served from a sub-path (`/demo/captioner/`, as a project page), the page loads its model,
+//!   registers its service worker there and captions, with no request outside that folder.
 //!
 //! A screenshot is left in `target/web-test/screenshot.png`.
 //!
@@ -23,6 +26,10 @@
 //!
 //! `cargo test -p web --release --test browser -- --ignored bench` measures ms per caption
 //! (default model and a full-size q4 folder with random weights) instead.
+//!
+//! `cargo test -p web --release --test browser -- --ignored time_to_interactive --nocapture` measures the page's
+//! code size and time to interactive (first, cached and returning visit) instead; with
+//! `CAPTION_TTI_BEFORE=<a dist/ built from an older commit>` it times both builds, interleaved.
 
 mod common;
 
@@ -33,7 +40,7 @@ use caption_model::preprocess::{preprocess_bytes, PreprocessConfig};
 use caption_model::{CaptionModel, Captioner};
 use serde_json::Value;
 
-/// What the page uses by default (web/app.js): greedy, 24 tokens.
+/// What the page uses by default (index.html's settings box): greedy, 24 tokens.
 const MAX_LENGTH: usize = 24;
 
 fn native_captions(model: &Path, files: &[PathBuf]) -> Vec<Option<String>> {
@@ -216,6 +223,25 @@ fn page_captions_like_native() {
     let copied = &results["copied"];
     assert!(!copied["caption"].as_str().unwrap_or("").is_empty(), "{copied}");
     assert_eq!(copied["clipboard"], copied["caption"], "{copied}");
+    // A malformed message from the worker (a missing field): said in words, nothing thrown, and
+    // the page goes on captioning.
+    let malformed = &results["malformed"];
+    let words = malformed["error"].as_str().unwrap_or("");
+    assert!(
+        words.contains("cannot read") && words.contains("missing field `tokens`"),
+        "{malformed}"
+    );
+    assert_eq!(
+        malformed["pageErrors"].as_array().unwrap().len(),
+        0,
+        "{malformed}"
+    );
+    assert_eq!(
+        results["afterMalformed"]["state"], "done",
+        "{}",
+        results["afterMalformed"]
+    );
+    assert_eq!(results["afterMalformed"]["caption"], pages[0]["caption"]);
     // Out of memory: the page says it in words, restarts the engine with the same model and
     // captions the next file as before.
     let oom = &results["oom"];
@@ -372,12 +398,32 @@ fn page_captions_like_native() {
         plain["notice"].as_str().unwrap_or("").contains("WebGPU"),
         "{plain}"
     );
+    // From a sub-path of the site: the same caption, the service worker scoped to that folder,
+    // no request outside it.
+    let sub = &results["subPath"];
+    assert_eq!(sub["state"], "ready", "{sub}");
+    assert_eq!(sub["caption"], pages[0]["caption"], "{sub}");
+    assert!(
+        sub["serviceWorkerScope"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/demo/captioner/"),
+        "{sub}"
+    );
+    let requests = sub["requests"].as_array().unwrap();
+    assert!(requests.len() > 3, "{sub}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.as_str().unwrap_or("").starts_with("/demo/captioner/")),
+        "{sub}"
+    );
     assert!(out.join("screenshot.png").is_file());
     println!("screenshot: {}", out.join("screenshot.png").display());
 }
 
 /// ms per caption in headless Chromium on the CPU engine (wasm, one thread), greedy, 20 tokens,
-/// eos never taken.
+/// eos never taken; with `CAPTION_BENCH_BEFORE=<an older dist/>` that build too, in rounds.
 #[test]
 #[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored bench"]
 fn bench_ms_per_caption() {
@@ -385,23 +431,66 @@ fn bench_ms_per_caption() {
     let dist = common::build_dist(&root);
     let full = root.join("target/web-test/full-size-q4");
     common::random_full_size_folder(&full, caption_model::weights::Quant::Q4);
+    let mut args: Vec<String> = vec![
+        "--dist".into(),
+        dist.display().to_string(),
+        "--out".into(),
+        root.join("target/web-test/bench").display().to_string(),
+        "--images".into(),
+        root.join("../shared/images").display().to_string(),
+        "--skip-checks".into(),
+        "--bench-model".into(),
+        full.display().to_string(),
+        "--bench-runs".into(),
+        "5".into(),
+        "--bench-tokens".into(),
+        "20".into(),
+    ];
+    // Another build beside this one (rounds A B B A): `CAPTION_BENCH_BEFORE=<its dist/>`.
+    if let Some(before) = std::env::var_os("CAPTION_BENCH_BEFORE") {
+        let before = PathBuf::from(before);
+        assert!(
+            before.join("index.html").is_file(),
+            "{}: no index.html",
+            before.display()
+        );
+        args.push("--tti-dists".into());
+        args.push(format!("before={},after={}", before.display(), dist.display()));
+    }
+    let results = common::run_browser(&root, &args);
+    println!("{}", serde_json::to_string_pretty(&results["bench"]).unwrap());
+}
+
+/// The page's code size (raw and gzip) and its time to interactive in headless Chromium: first
+/// visit (fresh profile), cached visit (service worker and Cache API filled) and returning
+/// visit (the third), on the CPU engine; the build of `$CAPTION_TTI_BEFORE` too when set, run by run beside this one.
+#[test]
+#[ignore = "benchmark: cargo test -p web --release --test browser -- --ignored time_to_interactive"]
+fn time_to_interactive() {
+    let root = common::repo_root();
+    let dist = common::build_dist(&root);
+    let mut dists = Vec::new();
+    if let Some(before) = std::env::var_os("CAPTION_TTI_BEFORE") {
+        let before = PathBuf::from(before);
+        assert!(
+            before.join("index.html").is_file(),
+            "{}: no index.html",
+            before.display()
+        );
+        dists.push(format!("before={}", before.display()));
+    }
+    dists.push(format!("after={}", dist.display()));
     let results = common::run_browser(
         &root,
         &[
-            "--dist".into(),
-            dist.display().to_string(),
             "--out".into(),
-            root.join("target/web-test/bench").display().to_string(),
-            "--images".into(),
-            root.join("../shared/images").display().to_string(),
+            root.join("target/web-test/tti").display().to_string(),
             "--skip-checks".into(),
-            "--bench-model".into(),
-            full.display().to_string(),
-            "--bench-runs".into(),
-            "5".into(),
-            "--bench-tokens".into(),
-            "20".into(),
+            "--tti-dists".into(),
+            dists.join(","),
+            "--tti-runs".into(),
+            std::env::var("CAPTION_TTI_RUNS").unwrap_or_else(|_| "7".into()),
         ],
     );
-    println!("{}", serde_json::to_string_pretty(&results["bench"]).unwrap());
+    println!("{}", serde_json::to_string_pretty(&results["tti"]).unwrap());
 }

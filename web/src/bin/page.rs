@@ -1,15 +1,7 @@
-//! The page's own wasm module. The page's logic is `web/app.js` with `web/js/` (it only moves
-//! bytes between inputs, the Cache API and the worker); trunk needs one main Rust app per page,
-//! and this small one keeps the model's code out of the page's thread. It marks the page as
-//! started.
+//! The page's wasm module (trunk builds one main app per page): everything the page does, in
+//! Rust (`web::page`); the model runs in the `worker` binary.
 
 fn main() {
     #[cfg(target_arch = "wasm32")]
-    {
-        let _ = js_sys::Reflect::set(
-            &js_sys::global(),
-            &wasm_bindgen::JsValue::from_str("captionPageModule"),
-            &wasm_bindgen::JsValue::TRUE,
-        );
-    }
+    web::page::start();
 }
