@@ -97,6 +97,11 @@ impl<T: ModelBackend> ModelEngine<T> {
         self.folder.manifest.quant.to_string()
     }
 
+    /// What the model was trained on, as its manifest says (checked plain text), if it does.
+    pub fn description(&self) -> Option<&str> {
+        self.folder.manifest.description.as_deref()
+    }
+
     /// Shown next to each caption (e.g. "cpu (wasm32 simd128, 1 thread)").
     pub fn backend_name(&self) -> &str {
         &self.name
@@ -188,6 +193,11 @@ impl Engine {
         with_engine!(self, e => e.tokenizer())
     }
 
+    /// What the model was trained on, as its manifest says, if it does.
+    pub fn description(&self) -> Option<&str> {
+        with_engine!(self, e => e.description())
+    }
+
     /// Captions one picture or clip; `on_tokens` sees the leading hypothesis as it grows.
     pub async fn caption(
         &self,
@@ -207,7 +217,7 @@ impl Engine {
 
     /// Most frames a clip may have (the resampler's time embeddings).
     pub fn max_frames(&self) -> usize {
-        self.config().resampler.num_time_embeds.max(1)
+        caption_model::frame_sampling::model_max_frames(self.config())
     }
 }
 

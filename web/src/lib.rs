@@ -12,7 +12,6 @@
 //!   leading row as they are generated (words appear as they come).
 //! - [`scene`]: the synthetic scene renderer of `native synth`, for the "random scene" button.
 //! - [`protocol`]: the page ↔ worker messages (serde types, defined once for both sides).
-//! - [`frame_rule`]: which frames of a video the page captions, and at what size.
 //! - `page` (wasm32): the page's controls, model files and worker bridge (web-sys, gloo).
 //! - `worker` (wasm32): the worker's message loop.
 
@@ -27,7 +26,6 @@ pub mod stream;
 #[cfg(all(target_arch = "wasm32", feature = "engine"))]
 pub mod worker;
 
-pub mod frame_rule;
 pub mod protocol;
 pub mod settings;
 

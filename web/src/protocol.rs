@@ -66,6 +66,20 @@ pub enum ToWorker {
         /// The scene's seed.
         seed: u64,
     },
+    /// Which frames of a video to caption and how large to draw them, by the rule `native
+    /// caption` follows (`caption_model::frame_sampling`; answered by [`FromWorker::FramePlan`]).
+    FramePlan {
+        /// The request's id.
+        id: RequestId,
+        /// The video's duration in seconds, as the browser reports it.
+        duration: f64,
+        /// Its display width in pixels.
+        width: u32,
+        /// Its display height in pixels.
+        height: u32,
+        /// Frames asked for in the settings (clamped to what the model takes).
+        requested: u32,
+    },
     /// Run the engine out of memory, for the browser test of the page's restart: no answer, the
     /// worker dies as it would on a model too large for wasm32.
     ExhaustMemory {
@@ -146,6 +160,17 @@ pub enum FromWorker {
         /// What the training data says about it.
         description: String,
     },
+    /// Where to seek and how large to draw the frames of a video.
+    FramePlan {
+        /// The request answered.
+        id: RequestId,
+        /// Seek times in seconds, in time order.
+        times: Vec<f64>,
+        /// Width of the drawn frames in pixels.
+        width: u32,
+        /// Height of the drawn frames in pixels.
+        height: u32,
+    },
     /// A request failed; `message` says why in plain words.
     Error {
         /// The request answered (none when the request itself could not be read).
@@ -167,7 +192,8 @@ impl FromWorker {
             Self::Loaded { id, .. }
             | Self::Partial { id, .. }
             | Self::Done { id, .. }
-            | Self::Scene { id, .. } => Some(*id),
+            | Self::Scene { id, .. }
+            | Self::FramePlan { id, .. } => Some(*id),
             Self::Error { id, .. } => *id,
             Self::Ready | Self::Fatal { .. } => None,
         }
@@ -188,6 +214,8 @@ pub struct LoadedModel {
     pub image_size: u32,
     /// The model's size in a few words.
     pub summary: String,
+    /// What the model was trained on, from its manifest (plain text), if it says.
+    pub description: Option<String>,
 }
 
 /// A finished caption.

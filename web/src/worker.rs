@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use caption_model::frame_sampling;
 use caption_model::weights::FolderBytes;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -93,8 +94,41 @@ fn handle(data: JsValue) {
                 }),
             )
         }
+        ToWorker::FramePlan {
+            id,
+            duration,
+            width,
+            height,
+            requested,
+        } => answer(id, frame_plan(id, duration, width, height, requested)),
         ToWorker::ExhaustMemory { id } => answer(id, exhaust_memory()),
     }
+}
+
+/// The frames `native caption --frames N` would take from the same video: the shared rule
+/// (`caption_model::frame_sampling`), clamped to the loaded model's frames.
+fn frame_plan(
+    id: RequestId,
+    duration: f64,
+    width: u32,
+    height: u32,
+    requested: u32,
+) -> Result<FromWorker, String> {
+    let max_frames = ENGINE
+        .with(|e| e.borrow().as_ref().map(|engine| engine.max_frames()))
+        .ok_or_else(|| "No model is loaded yet.".to_string())?;
+    let count = frame_sampling::frame_count(Some(requested as usize), max_frames);
+    let times = frame_sampling::sample_times(duration, count);
+    if times.is_empty() || width == 0 || height == 0 {
+        return Err("This browser reports no duration or size for the video.".into());
+    }
+    let (width, height) = frame_sampling::canvas_size(width, height);
+    Ok(FromWorker::FramePlan {
+        id,
+        times,
+        width,
+        height,
+    })
 }
 
 /// Allocates until wasm32's memory cannot grow: the allocator then aborts with a trap, the same
@@ -132,6 +166,7 @@ async fn load(id: RequestId, backend: Backend, files: FolderFiles) -> Result<Fro
         max_frames: engine.max_frames() as u32,
         image_size: vision.image_size as u32,
         summary,
+        description: engine.description().map(str::to_string),
     };
     ENGINE.with(|e| *e.borrow_mut() = Some(Rc::new(engine)));
     Ok(FromWorker::Loaded { id, model })

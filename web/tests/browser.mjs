@@ -1,7 +1,7 @@
 // Drives the built page (dist/) in headless Chromium and writes what it saw to <out>/results.json.
 // The Rust test web/tests/browser.rs builds dist/, runs this, and compares the captions with
 // `native caption` on the same files. Usage:
-//   node web/tests/browser.mjs --dist DIR --out DIR --images DIR --bad FILE [--bad-dir DIR] --video FILE
+//   node web/tests/browser.mjs --dist DIR --out DIR --images DIR --bad FILE [--bad-dir DIR] --video FILE [--videos DIR]
 //        [--bench-model DIR --bench-runs N --bench-tokens T] [--skip-checks]
 //        [--tti-dists LABEL=DIR,LABEL=DIR --tti-runs N]
 import http from "node:http";
@@ -166,8 +166,12 @@ try {
       source: await page.evaluate(() => document.getElementById("model-status").dataset.source),
       modelRequests: requests.filter((p) => /model\.safetensors|tokenizer\.json/.test(p)),
       error: await page.evaluate(() => document.getElementById("error").textContent),
+      description: await page.evaluate(() => {
+        const d = document.getElementById("model-description");
+        return d.hidden ? null : d.textContent;
+      }),
     };
-    log("first visit:", results.firstVisit.status);
+    log("first visit:", results.firstVisit.status, "|", results.firstVisit.description);
     const images = fs.readdirSync(args.images)
       .filter((f) => /\.(png|jpe?g|webp|gif)$/i.test(f))
       .sort();
@@ -215,6 +219,30 @@ try {
     // ---- a video ----
     results.video = await captionWith(page, "#video-file", args.video);
     log("video ->", results.video.caption || results.video.error, results.video.timing);
+    // Every clip of the videos folder, for the comparison with `native caption --frames 8`.
+    results.videos = [];
+    if (args.videos) {
+      await page.fill("#frames", "8");
+      for (const f of fs.readdirSync(args.videos).filter((f) => f.endsWith(".mp4")).sort()) {
+        const r = await captionWith(page, "#video-file", path.join(args.videos, f));
+        log(f, "->", r.state === "done" ? r.caption : r.error);
+        // The frames the page sent to the worker, for the pixel comparison with native's.
+        const frames = r.state !== "done" ? null : await page.evaluate(() => {
+          const l = window.captioner.lastInput();
+          if (!l || l.kind !== "video" || !l.bytes) return null;
+          const b = l.bytes instanceof Uint8Array ? l.bytes : Uint8Array.from(l.bytes);
+          let s = "";
+          for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000));
+          return { size: l.frame_size, b64: btoa(s) };
+        });
+        if (frames) {
+          r.framesFile = path.join(out, f + ".rgba");
+          r.frameSize = frames.size;
+          fs.writeFileSync(r.framesFile, Buffer.from(frames.b64, "base64"));
+        }
+        results.videos.push({ file: path.join(args.videos, f), ...r });
+      }
+    }
     await page.screenshot({ path: path.join(out, "screenshot.png"), fullPage: true });
     // ---- the camera (Chromium's fake one) ----
     await page.click("#camera");

@@ -6,6 +6,9 @@
 //! - a broken file shows an error and the page goes on captioning; every file of
 //!   `../shared/images/bad` is refused where native refuses it, else captioned alike;
 //! - a video and a picture from the (fake) camera get captions; words appear as generated;
+//!   every clip of `../shared/videos` is drawn from the frames native's `caption --frames 8`
+//!   takes (within the decoders' colour rounding) and gets its tokens, or is refused in words
+//!   where native refuses it;
 //! - "copy as alt text" puts the caption on the clipboard; an engine run out of memory is
 //!   reported in words and restarted with the same model; a malformed message from the worker
 //!   (a missing field) is reported in words, not thrown;
@@ -45,6 +48,55 @@ const MAX_LENGTH: usize = 24;
 
 fn native_captions(model: &Path, files: &[PathBuf]) -> Vec<Option<String>> {
     native_captions_with(model, files, Strategy::Greedy)
+}
+
+/// Mean and largest difference in levels between the RGB frames the page sent for `file` and
+/// the frames native decodes for `--frames 8` (same count and size asserted).
+fn frame_difference(file: &Path, clip: &Value) -> (f64, u8) {
+    let page = std::fs::read(clip["framesFile"].as_str().unwrap()).unwrap();
+    let size = clip["frameSize"].as_array().unwrap();
+    let (w, h) = (size[0].as_u64().unwrap() as u32, size[1].as_u64().unwrap() as u32);
+    let native = native::data::decode_sampled(file, 8).unwrap();
+    assert_eq!(
+        page.len(),
+        native.frames.len() * (w * h * 4) as usize,
+        "{}",
+        file.display()
+    );
+    let (mut sum, mut max, mut n) = (0u64, 0u8, 0u64);
+    for (frame, rgba) in native.frames.iter().zip(page.chunks_exact((w * h * 4) as usize)) {
+        assert_eq!(frame.dimensions(), (w, h), "{}", file.display());
+        for (rgb, px) in frame.pixels().zip(rgba.chunks_exact(4)) {
+            for (a, b) in rgb.0.iter().zip(px) {
+                let d = a.abs_diff(*b);
+                (sum, max, n) = (sum + u64::from(d), max.max(d), n + 1);
+            }
+        }
+    }
+    (sum as f64 / n as f64, max)
+}
+
+/// `native caption --frames 8` on each clip: the token ids joined by commas (as the page's
+/// `data-tokens`), or native's error.
+fn native_video_tokens(model: &Path, files: &[PathBuf]) -> Vec<Result<String, String>> {
+    let device = candle_core::Device::Cpu;
+    let (m, tokenizer) = native::load::load_any(model, None, &device).unwrap();
+    let tokenizer = tokenizer.unwrap();
+    let t = m.config().text_config().unwrap();
+    let opts = DecodeOptions {
+        strategy: Strategy::Greedy,
+        max_length: MAX_LENGTH,
+        bos: t.bos_token_id,
+        eos: t.eos_token_id,
+    };
+    native::caption::caption_media(&m, &tokenizer, files, &opts, 1, Some(8), |_| {})
+        .unwrap()
+        .into_iter()
+        .map(|r| match r.error {
+            Some(why) => Err(why),
+            None => Ok(r.tokens.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
+        })
+        .collect()
 }
 
 fn native_captions_with(model: &Path, files: &[PathBuf], strategy: Strategy) -> Vec<Option<String>> {
@@ -170,6 +222,8 @@ fn page_captions_like_native() {
             shared.join("images/bad").display().to_string(),
             "--video".into(),
             shared.join("videos/bikes.mp4").display().to_string(),
+            "--videos".into(),
+            shared.join("videos").display().to_string(),
         ],
     );
     let model = root.join("web/model");
@@ -178,6 +232,12 @@ fn page_captions_like_native() {
     let first = &results["firstVisit"];
     assert_eq!(first["state"], "ready", "{first}");
     assert_eq!(first["source"], "network", "{first}");
+    // What the model knows is shown beside it: the manifest's description, word for word.
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(root.join("web/model/manifest.json")).unwrap()).unwrap();
+    let description = manifest["description"].as_str().unwrap();
+    assert!(description.contains("Load another model"), "{description}");
+    assert_eq!(first["description"], description, "{first}");
 
     // Every shipped image, and the scene, captioned as native captions them.
     let pages: Vec<&Value> = results["images"].as_array().unwrap().iter().collect();
@@ -338,6 +398,39 @@ fn page_captions_like_native() {
         video["timing"].as_str().unwrap().contains("video frames"),
         "{video}"
     );
+
+    // Every clip: the page draws the frames native's `caption --frames 8` takes (the same
+    // instants, by the shared rule; the same size), within the two decoders' colour rounding,
+    // and its caption is native's token for token; a clip native refuses, the page refuses in
+    // words.
+    let clips = results["videos"].as_array().unwrap();
+    assert_eq!(clips.len(), 5, "the clips of ../shared/videos");
+    let clip_files: Vec<PathBuf> = clips
+        .iter()
+        .map(|c| PathBuf::from(c["file"].as_str().unwrap()))
+        .collect();
+    let natives = native_video_tokens(&model, &clip_files);
+    for ((clip, native), file) in clips.iter().zip(natives).zip(&clip_files) {
+        match native {
+            Ok(tokens) => {
+                assert_eq!(clip["state"], "done", "{clip}");
+                let (mean, max) = frame_difference(file, clip);
+                println!(
+                    "{}: page frames vs native frames: mean {mean:.2}, max {max} levels; tokens page {} native {tokens}",
+                    file.display(),
+                    clip["tokens"]
+                );
+                assert!(mean <= 2.0, "{}: mean difference {mean} levels", file.display());
+                assert_eq!(clip["tokens"].as_str().unwrap(), tokens, "{clip}");
+            }
+            Err(why) => {
+                assert!(!why.is_empty());
+                assert_eq!(clip["state"], "error", "native refused it ({why}): {clip}");
+                let shown = clip["error"].as_str().unwrap();
+                assert!(shown.contains("could not be decoded as a video"), "{clip}");
+            }
+        }
+    }
 
     // Second visit: the weights come from the Cache API.
     let second = &results["secondVisit"];

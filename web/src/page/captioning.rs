@@ -14,7 +14,6 @@ use web_sys::{
 
 use super::bridge::UNEXPECTED;
 use super::{dom, LastInput, Page};
-use crate::frame_rule::video_frame_plan;
 use crate::protocol::{Caption, FromWorker, Input, ToWorker};
 use crate::settings::Settings;
 
@@ -150,6 +149,7 @@ pub async fn caption_image_bytes(page: &'static Page, bytes: Vec<u8>, mime: &str
     *page.last_input.borrow_mut() = Some(LastInput {
         kind: "image",
         bytes: Some(ByteBuf::from(bytes.clone())),
+        frame_size: None,
     });
     show_picture(page, &bytes, mime);
     run_caption(page, Input::Image { bytes }).await;
@@ -186,9 +186,13 @@ fn context_2d(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, St
         .ok_or_else(|| "This browser gave no 2D canvas.".to_string())
 }
 
-/// The frames of `file` that [`video_frame_plan`] picks, as RGBA pixels, with their size; the
-/// video stays in the preview.
-async fn video_frames(file: &File, count: usize) -> Result<(Vec<ByteBuf>, u32, u32), String> {
+/// The frames of `file` that the worker's frame plan picks (the rule `native caption` follows),
+/// as RGBA pixels, with their size; the video stays in the preview.
+async fn video_frames(
+    page: &'static Page,
+    file: &File,
+    count: usize,
+) -> Result<(Vec<ByteBuf>, u32, u32), String> {
     let failed = || {
         format!(
             "“{}” could not be decoded as a video by this browser.",
@@ -206,15 +210,30 @@ async fn video_frames(file: &File, count: usize) -> Result<(Vec<ByteBuf>, u32, u
     if !loaded.await {
         return Err(failed());
     }
-    let plan = video_frame_plan(video.duration(), video.video_width(), video.video_height(), count)
-        .ok_or_else(failed)?;
+    let (duration, width, height) = (video.duration(), video.video_width(), video.video_height());
+    if !duration.is_finite() || duration <= 0.0 || width == 0 || height == 0 {
+        return Err(failed());
+    }
+    let ask = |id| ToWorker::FramePlan {
+        id,
+        duration,
+        width,
+        height,
+        requested: count as u32,
+    };
+    let FromWorker::FramePlan {
+        times, width, height, ..
+    } = page.bridge.ask(ask, None).await?
+    else {
+        return Err(UNEXPECTED.into());
+    };
     let canvas: HtmlCanvasElement = dom::create("canvas");
-    canvas.set_width(plan.width);
-    canvas.set_height(plan.height);
+    canvas.set_width(width);
+    canvas.set_height(height);
     let ctx = context_2d(&canvas)?;
-    let (w, h) = (f64::from(plan.width), f64::from(plan.height));
-    let mut frames = Vec::with_capacity(plan.times.len());
-    for t in plan.times {
+    let (w, h) = (f64::from(width), f64::from(height));
+    let mut frames = Vec::with_capacity(times.len());
+    for t in times {
         let seeked = dom::next_event(&video, "seeked", "error");
         video.set_current_time(t);
         if !seeked.await {
@@ -226,7 +245,7 @@ async fn video_frames(file: &File, count: usize) -> Result<(Vec<ByteBuf>, u32, u
             .map_err(|e| format!("A video frame could not be read ({}).", dom::error_text(&e)))?;
         frames.push(ByteBuf::from(pixels.data().0));
     }
-    Ok((frames, plan.width, plan.height))
+    Ok((frames, width, height))
 }
 
 async fn caption_video(page: &'static Page, file: File) {
@@ -243,11 +262,14 @@ async fn caption_video(page: &'static Page, file: File) {
         .filter(|n| n.is_finite() && *n != 0.0)
         .unwrap_or(8.0);
     let count = wanted.min(f64::from(page.max_frames.get())).max(1.0).ceil() as usize;
-    match video_frames(&file, count).await {
+    match video_frames(page, &file, count).await {
         Ok((frames, width, height)) => {
             *page.last_input.borrow_mut() = Some(LastInput {
                 kind: "video",
-                bytes: None,
+                bytes: Some(ByteBuf::from(
+                    frames.iter().flat_map(|f| f.iter().copied()).collect::<Vec<u8>>(),
+                )),
+                frame_size: Some((width, height)),
             });
             run_caption(
                 page,
@@ -282,6 +304,7 @@ pub async fn random_scene(page: &'static Page) -> Result<(), String> {
     *page.last_input.borrow_mut() = Some(LastInput {
         kind: "scene",
         bytes: Some(ByteBuf::from(png.clone())),
+        frame_size: None,
     });
     show_picture(page, &png, "image/png");
     if let Ok(Some(img)) = dom::el::<HtmlElement>("preview").query_selector("img") {

@@ -19,7 +19,8 @@ fn set(hooks: &Object, name: &str, function: JsValue) {
 /// Installs `window.captioner`.
 pub fn install(page: &'static Page) {
     let hooks = Object::new();
-    // `{kind, bytes}` of the latest captioned input (`bytes`: the picture, none for a video).
+    // `{kind, bytes, frameSize}` of the latest captioned input (`bytes`: the picture, or a video's
+    // RGBA frames one after another).
     let last_input = Closure::<dyn Fn() -> JsValue>::new(move || {
         serde_wasm_bindgen::to_value(&*page.last_input.borrow()).unwrap_or(JsValue::NULL)
     });

@@ -55,8 +55,10 @@ pub struct Page {
 struct LastInput {
     /// `image`, `scene` or `video`.
     kind: &'static str,
-    /// The picture's bytes (none for a video).
+    /// The picture's bytes, or a video's frames as sent to the worker (RGBA, one after another).
     bytes: Option<ByteBuf>,
+    /// A video's frame width and height in pixels (none for a picture).
+    frame_size: Option<(u32, u32)>,
 }
 
 impl Page {

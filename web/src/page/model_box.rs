@@ -91,5 +91,8 @@ fn show_loaded(model: &LoadedModel, label: &str, source: Source, offline: bool) 
         box_.set_hidden(false);
         box_.set_text_content(Some(notice));
     }
-    // #model-description (index.html) is where a model's own description line goes.
+    // What the model knows, beside its name: the default model says it knows only shapes.
+    let about: HtmlElement = dom::el("model-description");
+    about.set_text_content(model.description.as_deref());
+    about.set_hidden(model.description.is_none());
 }
