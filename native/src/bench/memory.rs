@@ -55,37 +55,31 @@ fn fma_rounds(rounds: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            #[target_feature(enable = "avx512f")]
-            fn run(rounds: usize) {
-                let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-                let mut acc = [_mm512_set1_ps(1.0); PEAK_CHAINS];
-                for _ in 0..rounds {
-                    for r in acc.iter_mut() {
-                        *r = _mm512_fmadd_ps(*r, a, b);
+        /// The loop for one vector width: `run` compiled for `$features`, called where the CPU
+        /// has them; evaluates to the lanes per register.
+        macro_rules! vector_rounds {
+            ($features:literal, $set1:ident, $fmadd:ident, $lanes:literal) => {{
+                #[target_feature(enable = $features)]
+                fn run(rounds: usize) {
+                    let (a, b) = ($set1(0.999_999), $set1(1e-7));
+                    let mut acc = [$set1(1.0); PEAK_CHAINS];
+                    for _ in 0..rounds {
+                        for r in acc.iter_mut() {
+                            *r = $fmadd(*r, a, b);
+                        }
                     }
+                    std::hint::black_box(acc);
                 }
-                std::hint::black_box(acc);
-            }
-            // SAFETY: the CPU has AVX-512F.
-            unsafe { run(rounds) };
-            return 16;
+                // SAFETY: the caller checked that the CPU has `$features`.
+                unsafe { run(rounds) };
+                $lanes
+            }};
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return vector_rounds!("avx512f", _mm512_set1_ps, _mm512_fmadd_ps, 16);
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            #[target_feature(enable = "avx2,fma")]
-            fn run(rounds: usize) {
-                let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-                let mut acc = [_mm256_set1_ps(1.0); PEAK_CHAINS];
-                for _ in 0..rounds {
-                    for r in acc.iter_mut() {
-                        *r = _mm256_fmadd_ps(*r, a, b);
-                    }
-                }
-                std::hint::black_box(acc);
-            }
-            // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { run(rounds) };
-            return 8;
+            return vector_rounds!("avx2,fma", _mm256_set1_ps, _mm256_fmadd_ps, 8);
         }
     }
     let mut acc = [1f32; PEAK_CHAINS];

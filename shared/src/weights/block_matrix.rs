@@ -16,9 +16,9 @@ use crate::backend::row_dots;
 
 /// Values per GGML block.
 const BLOCK: usize = 32;
-/// Rows of activations from which a product decodes tiles of W to f32 and multiplies them with
-/// candle's gemm (each weight is then decoded once for many rows); fewer rows take the fused
-/// quant × activation dot.
+/// Rows of activations from which a product decodes tiles of W to f32 and multiplies them as a
+/// dense matrix (the AVX-512 row dots, else candle's gemm; each weight is then decoded once for
+/// many rows); fewer rows take the fused quant × activation dot.
 const GEMM_MIN_ROWS: usize = 9;
 /// Rows of activations the AVX2 fused dot holds in registers; more take the portable code.
 #[cfg(target_arch = "x86_64")]
