@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use crate::data::feature_cache::{self, FeatureCache};
 use crate::data::{BatchBuilder, Sample, Visual};
 use crate::train::forward::batch_logits;
+use crate::train::optim::in_place::kernel_calls;
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::precision::{ComputeModel, Precision};
 use crate::train::{init, params::trainable_model};
@@ -68,8 +69,15 @@ pub struct OpCounts {
     pub forward: usize,
     /// `loss.backward()`.
     pub backward: usize,
-    /// The optimizer step.
+    /// The optimizer step: tensors created plus in-place kernel calls.
     pub optimizer: usize,
+}
+
+impl OpCounts {
+    /// All three phases.
+    pub fn total(&self) -> usize {
+        self.forward + self.backward + self.optimizer
+    }
 }
 
 /// Tensors created so far in this process. candle numbers every tensor it creates (each op's
@@ -109,6 +117,49 @@ pub struct TrainBenchRow {
     pub images_per_s: f64,
     /// Tensor ops of the last timed step.
     pub ops: OpCounts,
+    /// Median seconds of each phase.
+    pub phase_s: PhaseTimes,
+}
+
+/// Seconds spent in each phase of a step (the device synchronized at each phase's end).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PhaseTimes {
+    /// Batch assembly, forward and loss.
+    pub forward: f64,
+    /// `loss.backward()`.
+    pub backward: f64,
+    /// The optimizer step.
+    pub optimizer: f64,
+}
+
+/// Times consecutive phases, waiting for the device at each phase's end.
+struct PhaseClock<'d> {
+    device: &'d Device,
+    last: Instant,
+}
+
+impl<'d> PhaseClock<'d> {
+    fn start(device: &'d Device) -> Self {
+        Self {
+            device,
+            last: Instant::now(),
+        }
+    }
+
+    /// Seconds since the previous phase ended.
+    fn next(&mut self) -> Result<f64> {
+        self.device.synchronize()?;
+        let now = Instant::now();
+        let s = (now - self.last).as_secs_f64();
+        self.last = now;
+        Ok(s)
+    }
+}
+
+/// The median of `v` (sorted in place); 0 for none.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A caption of exactly `tokens` GPT-2 tokens once framed as `<bos> caption <eos>`.
@@ -192,7 +243,7 @@ pub fn bench_train(opts: &TrainBenchOptions) -> Result<Vec<TrainBenchRow>> {
             for &path in &opts.paths {
                 let row = setup.time(path, batch, cached)?;
                 println!(
-                    "{:3}  batch {batch:4}  {:17}  {:8.3} s/step  {:9.2} images/s  ops: forward {}, backward {}, optimizer {}",
+                    "{:3}  batch {batch:4}  {:17}  {:8.3} s/step  {:9.2} images/s  ops: forward {}, backward {}, optimizer {}, total {}  (s: {:.3} / {:.3} / {:.3})",
                     format!("{path:?}").to_lowercase(),
                     if cached {
                         "cached features"
@@ -203,7 +254,11 @@ pub fn bench_train(opts: &TrainBenchOptions) -> Result<Vec<TrainBenchRow>> {
                     row.images_per_s,
                     row.ops.forward,
                     row.ops.backward,
-                    row.ops.optimizer
+                    row.ops.optimizer,
+                    row.ops.total(),
+                    row.phase_s.forward,
+                    row.phase_s.backward,
+                    row.phase_s.optimizer
                 );
                 rows.push(row);
             }
@@ -236,8 +291,10 @@ impl Setup<'_> {
         let picks = vec![0; batch];
         let device = &self.opts.device;
         let (mut times, mut ops) = (Vec::new(), OpCounts::default());
+        let mut phases: [Vec<f64>; 3] = Default::default();
         for step in 0..=self.opts.steps {
             let t = Instant::now();
+            let mut lap = PhaseClock::start(device);
             let start = tensors_created();
             let bf16 = self.compute.map(|c| c.model(self.vars)).transpose()?;
             let step_model = bf16.as_ref().unwrap_or(self.model);
@@ -255,19 +312,25 @@ impl Setup<'_> {
             let out = out.ok_or_else(|| anyhow::anyhow!("empty benchmark batch"))?;
             let loss = caption_loss(&out.logits, &out.tokens)?;
             ops.forward = ops_since(start);
+            let forward_s = lap.next()?;
             let start = tensors_created();
             let grads = loss.backward()?;
             ops.backward = ops_since(start);
-            let start = tensors_created();
+            let backward_s = lap.next()?;
+            let (start, kernels) = (tensors_created(), kernel_calls());
             opt.step(&grads, 1e-5)?;
-            ops.optimizer = ops_since(start);
-            device.synchronize()?;
+            // In-place passes create no tensor: their calls are counted apart and added.
+            ops.optimizer = ops_since(start) + (kernel_calls() - kernels);
+            let optimizer_s = lap.next()?;
             if step > 0 {
                 times.push(t.elapsed().as_secs_f64());
+                for (v, s) in phases.iter_mut().zip([forward_s, backward_s, optimizer_s]) {
+                    v.push(s);
+                }
             }
         }
-        times.sort_by(f64::total_cmp);
-        let step_s = times[times.len() / 2];
+        let [forward, backward, optimizer] = phases.map(|mut v| median(&mut v));
+        let step_s = median(&mut times);
         Ok(TrainBenchRow {
             path,
             batch,
@@ -275,6 +338,11 @@ impl Setup<'_> {
             step_s,
             images_per_s: batch as f64 / step_s,
             ops,
+            phase_s: PhaseTimes {
+                forward,
+                backward,
+                optimizer,
+            },
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Adam and AdamW exactly as `torch.optim` computes them, with state that can be saved and
 //! restored for exact resume; the learning-rate schedules in [`schedule`].
 
+pub mod in_place;
 pub mod schedule;
 
 use std::collections::BTreeMap;
@@ -74,27 +75,38 @@ pub struct Moments {
     pub v: Tensor,
 }
 
-/// The optimiser over named variables.
-///
-/// Parameters that share a learning rate, dtype and device form a group whose moments are one
-/// flat buffer each; a step concatenates the group's parameters and gradients once and updates
-/// all of them in a dozen whole-buffer ops, then writes each parameter back. The arithmetic per
-/// element is the per-tensor update's, op for op, so the results are bit-identical to it
-/// ([`Adam::per_tensor`] keeps that path, for benchmarks and the tests that compare the two).
+/// How a step updates the parameters. Every path computes the same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdatePath {
+    /// About 15 tensor ops per parameter (candle's op chain): the reference.
+    PerTensor,
+    /// Parameters that share a learning rate, dtype and device form a group whose moments are
+    /// one flat buffer each; a step concatenates the group's parameters and gradients once,
+    /// updates them in a dozen whole-buffer ops and writes each parameter back. The GPU's
+    /// path, where every op is a kernel launch.
+    FlatGroups,
+    /// Two in-place passes per parameter, no tensor created ([`in_place`]): the CPU's path
+    /// for f32 parameters (others take the per-tensor chain).
+    InPlace,
+}
+
+/// The optimiser over named variables. The arithmetic per element is the per-tensor update's,
+/// op for op, on every [`UpdatePath`], so the paths give bit-identical results.
 #[derive(Debug)]
 pub struct Adam {
     cfg: AdamConfig,
     vars: BTreeMap<String, Var>,
     /// Moments by parameter: the per-tensor path's state, and where a restore puts them until
-    /// the first flat step builds the groups.
+    /// the first step of another path packs them its way.
     state: BTreeMap<String, Moments>,
     /// The flat groups, once built (flat path only).
     groups: Option<Vec<Group>>,
+    /// Packed `[2, n]` moments by parameter, once built (in-place path only).
+    packed: Option<BTreeMap<String, Tensor>>,
     /// Learning-rate multipliers of single variables (1 for the rest).
     lr_scale: BTreeMap<String, f64>,
     step: u64,
-    /// Whether steps run on flat groups or tensor by tensor.
-    flat: bool,
+    path: UpdatePath,
 }
 
 /// Parameters updated together: their names in buffer order and their moments, flat.
@@ -129,29 +141,38 @@ impl Adam {
             vars,
             state,
             groups: None,
+            packed: None,
             lr_scale: BTreeMap::new(),
             step: 0,
-            // Flat groups where each op is a kernel launch (a GPU). On the CPU the per-tensor
-            // update measured faster: a whole-buffer chain streams 150 MB temporaries through
-            // memory a dozen times, where each tensor's chain stays in cache (BENCHMARKS.md).
-            flat: on_gpu,
+            // Flat groups where each op is a kernel launch (a GPU); on the CPU in-place passes,
+            // which create nothing (a whole-buffer chain measured slower than even the
+            // per-tensor one there: BENCHMARKS.md).
+            path: if on_gpu {
+                UpdatePath::FlatGroups
+            } else {
+                UpdatePath::InPlace
+            },
         })
     }
 
-    /// The same optimiser updating tensor by tensor (about 15 ops per parameter tensor): the
-    /// CPU's default, and the reference the flat groups are tested against.
-    pub fn per_tensor(mut self) -> Result<Self> {
+    /// The same optimiser on another update path (its moments carried over).
+    pub fn with_path(mut self, path: UpdatePath) -> Result<Self> {
         self.state = self.state()?;
-        self.groups = None;
-        self.flat = false;
+        (self.groups, self.packed) = (None, None);
+        self.path = path;
         Ok(self)
+    }
+
+    /// The same optimiser updating tensor by tensor (about 15 ops per parameter tensor): the
+    /// reference the other paths are tested against.
+    pub fn per_tensor(self) -> Result<Self> {
+        self.with_path(UpdatePath::PerTensor)
     }
 
     /// The same optimiser on flat groups (a dozen whole-buffer ops per group): the default on
     /// a GPU, where every op is a kernel launch.
-    pub fn flat_groups(mut self) -> Self {
-        self.flat = true;
-        self
+    pub fn flat_groups(self) -> Result<Self> {
+        self.with_path(UpdatePath::FlatGroups)
     }
 
     /// Multiplies the learning rate of the variables `names` by `factor`.
@@ -165,8 +186,17 @@ impl Adam {
         self.step
     }
 
-    /// The moments, by parameter name (for checkpoints; views of the flat buffers).
+    /// The moments, by parameter name (for checkpoints; views of the flat buffers, copies of
+    /// the packed ones).
     pub fn state(&self) -> Result<BTreeMap<String, Moments>> {
+        if let Some(packed) = &self.packed {
+            let mut out = self.state.clone();
+            for (name, mv) in packed {
+                let (m, v) = in_place::unpack(mv, self.vars[name].shape())?;
+                out.insert(name.clone(), Moments { m, v });
+            }
+            return Ok(out);
+        }
         let Some(groups) = &self.groups else {
             return Ok(self.state.clone());
         };
@@ -203,7 +233,7 @@ impl Adam {
             );
         }
         self.state = state;
-        self.groups = None;
+        (self.groups, self.packed) = (None, None);
         self.step = step;
         Ok(())
     }
@@ -217,8 +247,10 @@ impl Adam {
     /// [`Adam::step`] with gradients from any source, by parameter name.
     pub fn step_with(&mut self, grad_of: impl Fn(&str, &Var) -> Option<Tensor>, lr: f64) -> Result<()> {
         self.step += 1;
-        if !self.flat {
-            return self.step_per_tensor(grad_of, lr);
+        match self.path {
+            UpdatePath::PerTensor => return self.step_per_tensor(grad_of, lr),
+            UpdatePath::InPlace => return self.step_in_place(grad_of, lr),
+            UpdatePath::FlatGroups => {}
         }
         if self.groups.is_none() {
             self.groups = Some(self.build_groups()?);
@@ -258,6 +290,44 @@ impl Adam {
                 })
             })
             .collect()
+    }
+
+    /// The in-place update (see [`UpdatePath::InPlace`]); parameters it does not apply to take
+    /// the per-tensor chain.
+    fn step_in_place(&mut self, grad_of: impl Fn(&str, &Var) -> Option<Tensor>, lr: f64) -> Result<()> {
+        if self.packed.is_none() {
+            let mut packed = BTreeMap::new();
+            for (name, var) in &self.vars {
+                if in_place::applies(var.as_tensor()) {
+                    let st = &self.state[name];
+                    packed.insert(name.clone(), in_place::pack(&st.m, &st.v)?);
+                }
+            }
+            self.packed = Some(packed);
+        }
+        let packed = self.packed.as_ref().context("packed optimizer state")?;
+        let c = self.cfg;
+        let bias = bias_corrections(c, self.step);
+        for (name, var) in &self.vars {
+            let Some(grad) = grad_of(name, var) else {
+                continue;
+            };
+            let lr = lr * self.lr_scale.get(name).copied().unwrap_or(1.0);
+            match packed.get(name) {
+                Some(mv) => in_place::step(c, bias, lr, var.as_tensor(), &grad, mv)?,
+                None => {
+                    let st = self
+                        .state
+                        .get_mut(name)
+                        .with_context(|| format!("no optimizer state for `{name}`"))?;
+                    let p = &var.as_tensor().detach();
+                    let (p, m, v) = update(c, bias, lr, p, &grad.detach(), &st.m, &st.v)?;
+                    var.set(&p)?;
+                    *st = Moments { m, v };
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The per-tensor update (see [`Adam::per_tensor`]).
@@ -461,6 +531,8 @@ mod tests {
             ("b", vec![7]),
             ("c", vec![2, 2, 3]),
             ("d", vec![1]),
+            // Large enough to be split across threads by the in-place passes.
+            ("e", vec![300, 250]),
         ]
         .into_iter()
         .enumerate()
@@ -497,50 +569,56 @@ mod tests {
     }
 
     #[test]
-    fn flat_groups_update_exactly_as_tensor_by_tensor() {
-        for kind in [OptimizerKind::AdamW, OptimizerKind::Adam] {
-            let cfg = AdamConfig {
-                kind,
-                weight_decay: 0.05,
-                ..AdamConfig::default()
-            };
-            let (flat_vars, ref_vars) = (params(), params());
-            // The GPU's default path, here on the CPU.
-            let mut flat = Adam::new(cfg, flat_vars.clone()).unwrap().flat_groups();
-            let mut reference = Adam::new(cfg, ref_vars.clone()).unwrap().per_tensor().unwrap();
-            for opt in [&mut flat, &mut reference] {
-                opt.scale_lr([&"c".to_string()], 0.1);
-            }
-            for step in 0..4 {
-                for opt in [&mut flat, &mut reference] {
-                    opt.step_with(|n, v| grad(n, v, step), 0.01).unwrap();
+    fn every_path_updates_exactly_as_tensor_by_tensor() {
+        for path in [UpdatePath::FlatGroups, UpdatePath::InPlace] {
+            for kind in [OptimizerKind::AdamW, OptimizerKind::Adam] {
+                let cfg = AdamConfig {
+                    kind,
+                    weight_decay: 0.05,
+                    ..AdamConfig::default()
+                };
+                let (vars, ref_vars) = (params(), params());
+                let mut opt = Adam::new(cfg, vars.clone()).unwrap().with_path(path).unwrap();
+                let mut reference = Adam::new(cfg, ref_vars.clone()).unwrap().per_tensor().unwrap();
+                for opt in [&mut opt, &mut reference] {
+                    opt.scale_lr([&"c".to_string()], 0.1);
+                }
+                for step in 0..4 {
+                    for opt in [&mut opt, &mut reference] {
+                        opt.step_with(|n, v| grad(n, v, step), 0.01).unwrap();
+                    }
+                }
+                let (fs, rs) = (opt.state().unwrap(), reference.state().unwrap());
+                for (name, var) in &vars {
+                    let at = format!("{path:?} {kind:?} {name}");
+                    assert_eq!(bits(var.as_tensor()), bits(ref_vars[name].as_tensor()), "{at}");
+                    assert_eq!(bits(&fs[name].m), bits(&rs[name].m), "{at} m");
+                    assert_eq!(bits(&fs[name].v), bits(&rs[name].v), "{at} v");
+                    assert_eq!(fs[name].m.dims(), var.dims());
+                }
+                // A restore (as from a checkpoint) carries on exactly.
+                let mut resumed = Adam::new(cfg, vars.clone()).unwrap().with_path(path).unwrap();
+                resumed.scale_lr([&"c".to_string()], 0.1);
+                resumed.restore(fs, opt.step_count()).unwrap();
+                resumed.step_with(|n, v| grad(n, v, 5), 0.01).unwrap();
+                reference.step_with(|n, v| grad(n, v, 5), 0.01).unwrap();
+                for (name, var) in &vars {
+                    let at = format!("{path:?} {kind:?} {name} resumed");
+                    assert_eq!(bits(var.as_tensor()), bits(ref_vars[name].as_tensor()), "{at}");
                 }
             }
-            let (fs, rs) = (flat.state().unwrap(), reference.state().unwrap());
-            for (name, var) in &flat_vars {
-                assert_eq!(
-                    bits(var.as_tensor()),
-                    bits(ref_vars[name].as_tensor()),
-                    "{kind:?} {name}"
-                );
-                assert_eq!(bits(&fs[name].m), bits(&rs[name].m), "{kind:?} {name} m");
-                assert_eq!(bits(&fs[name].v), bits(&rs[name].v), "{kind:?} {name} v");
-                assert_eq!(fs[name].m.dims(), var.dims());
-            }
-            // A restore (as from a checkpoint) carries on exactly.
-            let mut resumed = Adam::new(cfg, flat_vars.clone()).unwrap().flat_groups();
-            resumed.scale_lr([&"c".to_string()], 0.1);
-            resumed.restore(fs, flat.step_count()).unwrap();
-            resumed.step_with(|n, v| grad(n, v, 5), 0.01).unwrap();
-            reference.step_with(|n, v| grad(n, v, 5), 0.01).unwrap();
-            for (name, var) in &flat_vars {
-                assert_eq!(
-                    bits(var.as_tensor()),
-                    bits(ref_vars[name].as_tensor()),
-                    "{kind:?} {name} resumed"
-                );
-            }
         }
+    }
+
+    #[test]
+    fn the_cpu_default_is_the_in_place_path() {
+        let vars = params();
+        let mut opt = Adam::new(AdamConfig::default(), vars.clone()).unwrap();
+        assert_eq!(opt.path, UpdatePath::InPlace);
+        let before = in_place::kernel_calls();
+        opt.step_with(|n, v| grad(n, v, 0), 0.01).unwrap();
+        // Two passes per parameter (other tests may run kernels meanwhile, never fewer).
+        assert!(in_place::kernel_calls() >= before + 2 * vars.len());
     }
 
     #[test]
