@@ -2,7 +2,7 @@
 # Training throughput of this checkout against the code before the training-speed work
 # (commit fbfa4e0: candle's plain products, AdamW tensor by tensor, AVX2 GEMM kernels), built
 # beside it and timed back to back in one run, alternating, on the same machine:
-#   [FEATURES=avx512-gemm] scripts/bench-train-baseline.sh [bench-train flags, e.g. --batch 8,32]
+#   [FEATURES=...] scripts/bench-train-baseline.sh [bench-train flags, e.g. --batch 8,32]
 # (`bench train --paths old,new` switches the autodiff path inside one binary; this script
 # also covers what a switch cannot restore, such as the GEMM kernels a build selects.)
 set -euo pipefail

@@ -17,7 +17,8 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Whether `x` [m, k] · `wt` [k, n] runs here: no gradient wanted, f32 on the CPU, `wt` the
-/// transpose of a row-major `W` [n, k], and a CPU with AVX-512F.
+/// transpose of a row-major `W` [n, k], and a CPU with AVX-512F. One row included, against
+/// any weight: the gemm crate's AVX-512 kernels repack the whole matrix for it.
 pub fn applies(x: &Tensor, wt: &Tensor) -> bool {
     available()
         && !x.track_op()
@@ -25,20 +26,8 @@ pub fn applies(x: &Tensor, wt: &Tensor) -> bool {
         && x.device().is_cpu()
         && x.dtype() == DType::F32
         && x.dims().len() == 2
-        && (x.dims()[0] > 1 || wt.elem_count() <= ONE_ROW_MAX_WEIGHTS)
         && is_output_rows(wt)
 }
-
-/// Largest weight a single row is multiplied with here: against larger ones candle's own
-/// one-row path (the gemm crate's AVX2 kernels) streams the weights a little faster (0.8-1.0x
-/// here, measured), against smaller ones this kernel is faster (1.5x at 768 x 768). The gemm
-/// crate's AVX-512 kernels repack the whole matrix for one row, so with them every size
-/// comes here.
-const ONE_ROW_MAX_WEIGHTS: usize = if cfg!(feature = "avx512-gemm") {
-    usize::MAX
-} else {
-    1 << 20
-};
 
 /// `wt` [k, n] held as `W` [n, k] row by row, the layout [`product`] reads: a frozen f32
 /// weight on the CPU that is not already is copied into it once (same size; the gemm that
@@ -319,7 +308,7 @@ mod tests {
                 let wt = output_rows(&wt).unwrap();
                 for m in (1..=9).chain([15, 16, 17, 50, 400]) {
                     let x = Tensor::from_vec(random(m * k, m as u64), (m, k), &Device::Cpu).unwrap();
-                    assert_eq!(applies(&x, &wt), m > 1 || k * n <= ONE_ROW_MAX_WEIGHTS);
+                    assert!(applies(&x, &wt));
                     let want: Vec<f32> = x.matmul(&wt).unwrap().flatten_all().unwrap().to_vec1().unwrap();
                     let got: Vec<f32> = product(&x, &wt)
                         .unwrap()
