@@ -17,6 +17,7 @@
 mod gradient;
 pub mod rollout;
 mod trace;
+mod words;
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +30,7 @@ use crate::{CaptionModel, Error, ModelConfig, Result};
 pub use gradient::Attribution;
 use rollout::{latent_weights, resampler_rollout, through_latents, LayerMix};
 pub use trace::{trace, AttentionTrace};
+pub use words::{token_texts, TokenText};
 
 /// How a token's map is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -180,3 +180,17 @@ fn the_traced_pass_is_the_decoders_model() {
         }
     }
 }
+
+/// The shipped model's word-level tokenizer: one token per word, eos without text.
+#[test]
+fn tokens_get_their_words() {
+    let m = default_model();
+    let ids = m.tokenizer.encode("a red circle on the left").unwrap();
+    let mut tokens = ids.clone();
+    tokens.push(m.tokenizer.eos());
+    let t = token_texts(&m.tokenizer, &tokens).unwrap();
+    let words: Vec<&str> = t.iter().map(|t| t.word.as_str()).collect();
+    assert_eq!(words, ["a", "red", "circle", "on", "the", "left", ""]);
+    assert_eq!(t[2].word_index, 2);
+    assert_eq!(t[2].text, "circle");
+}
