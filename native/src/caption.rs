@@ -44,6 +44,9 @@ pub struct CaptionResult {
     /// For a video: the stream index (presentation order) of each captioned frame.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub frame_indices: Vec<usize>,
+    /// Where `--attention-maps` wrote this file's maps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maps: Option<crate::maps::MapFiles>,
     /// Why the file could not be captioned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -219,6 +222,7 @@ fn empty_result(file: &Path) -> CaptionResult {
         score: None,
         frame_times: Vec::new(),
         frame_indices: Vec::new(),
+        maps: None,
         error: None,
     }
 }

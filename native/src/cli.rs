@@ -124,6 +124,15 @@ pub struct CaptionArgs {
     /// Images decoded together.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Write each file's attention maps into this folder: `<name>.png` (each word's map over
+    /// the picture, a row per video frame) and `<name>.json` (tokens, words, a grid per frame).
+    /// Computed after captioning, on the candle engine.
+    #[arg(long, value_name = "DIR")]
+    pub attention_maps: Option<PathBuf>,
+    /// How the maps are computed: rollout (default; attention through the cross-attention and
+    /// the resampler), rollout-last, gradient, gradient-input.
+    #[arg(long, default_value = "rollout", requires = "attention_maps")]
+    pub map_method: caption_model::attention_maps::MapMethod,
     /// Engine: `cpu` (candle), or `webgpu` (the WGSL engine on Vulkan/Metal/DX12; model
     /// folders only).
     #[arg(long, value_enum, default_value_t = EngineName::Cpu)]
@@ -420,6 +429,36 @@ pub enum BenchCommand {
         /// Largest relative difference of a window's mean loss.
         #[arg(long, default_value_t = 0.05)]
         window_tol: f64,
+    },
+    /// Pointing accuracy of the attention maps on a `native synth` set: for every colour and
+    /// shape word of a correct greedy caption, whether the word's map peaks on an object it
+    /// names (by the scenes' recorded centres and radii), per method, with the chance rate.
+    Pointing {
+        /// The model (folder or checkpoint; a checkpoint needs --tokenizer).
+        #[arg(long)]
+        model: PathBuf,
+        /// The synth set (its `scenes/<split>.json` and `images/<split>/`).
+        #[arg(long)]
+        scenes: PathBuf,
+        /// The split to read.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// At most this many scenes.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Methods to measure, comma-separated (rollout, rollout-last, gradient, gradient-input).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "rollout,rollout-last,gradient,gradient-input"
+        )]
+        methods: Vec<caption_model::attention_maps::MapMethod>,
+        /// A tokenizer.json; by default the model folder's.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Most tokens per greedy caption.
+        #[arg(long, default_value_t = 30)]
+        max_length: usize,
     },
     /// How closely models follow a reference on images: identical greedy captions, top-1
     /// agreement and mean KL divergence of next-token predictions along the reference's greedy

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
+use caption_model::frame_sampling::{frame_count, model_max_frames};
 use caption_model::tokenizer::Tokenizer;
 use clap::Parser;
 use native::bench::batch::BatchBenchOptions;
@@ -184,6 +185,30 @@ fn run_bench(which: BenchCommand) -> Result<ExitCode> {
             );
             return Ok(exit_code(ok));
         }
+        BenchCommand::Pointing {
+            model,
+            scenes,
+            split,
+            limit,
+            methods,
+            tokenizer,
+            max_length,
+        } => {
+            let (model, folder_tokenizer) = load::load_any(&model, None, &Device::Cpu)?;
+            let tokenizer = match (tokenizer, folder_tokenizer) {
+                (Some(path), _) => Tokenizer::from_file(&path)?,
+                (None, Some(t)) => t,
+                (None, None) => anyhow::bail!("a checkpoint carries no tokenizer: pass --tokenizer"),
+            };
+            let opts = bench::pointing::PointingOptions {
+                scenes,
+                split,
+                limit,
+                methods,
+                max_length,
+            };
+            println!("{}", bench::pointing::pointing(&model, &tokenizer, &opts)?);
+        }
         BenchCommand::Agreement {
             reference,
             candidate,
@@ -266,7 +291,14 @@ fn run_caption(args: CaptionArgs) -> Result<ExitCode> {
     }
     let device = args.device.open()?;
     let (model, own_tokenizer) = load::load_any(path, args.config.as_deref(), &device)?;
-    caption_with(&model, own_tokenizer, &args)
+    let maps = args.attention_maps.clone();
+    caption_with(&model, own_tokenizer, &args, |tokenizer, results| match &maps {
+        Some(dir) => {
+            let frames = frame_count(args.frames, model_max_frames(model.config()));
+            native::maps::write_all(&model, tokenizer, results, args.map_method, frames, dir)
+        }
+        None => Ok(()),
+    })
 }
 
 /// `caption --backend webgpu`: a model folder on the first WebGPU adapter.
@@ -277,12 +309,16 @@ fn run_caption_webgpu(path: &std::path::Path, args: &CaptionArgs) -> Result<Exit
         load::is_model_folder(path),
         "--backend webgpu takes a model folder (--model); export a checkpoint with `native export` first"
     );
+    anyhow::ensure!(
+        args.attention_maps.is_none(),
+        "--attention-maps runs on the candle engine: drop --backend webgpu (the maps' rollout is generic, but this command computes them on the CPU)"
+    );
     let gpu = GpuDevice::new_blocking()?;
     eprintln!("WebGPU adapter: {}", gpu.adapter_name());
     let folder = load::read_folder_dir(path, |files| {
         caption_model::weights::load_folder_on::<GpuTensor>(files, &gpu)
     })?;
-    caption_with(&folder.model, Some(folder.tokenizer), args)
+    caption_with(&folder.model, Some(folder.tokenizer), args, |_, _| Ok(()))
 }
 
 /// Without the engine compiled in, `--backend webgpu` says how to get it.
@@ -296,6 +332,7 @@ fn caption_with<T: caption_model::backend::Backend>(
     model: &caption_model::CaptionModel<T>,
     own_tokenizer: Option<Tokenizer>,
     args: &CaptionArgs,
+    after: impl FnOnce(&Tokenizer, &mut [caption::CaptionResult]) -> Result<()>,
 ) -> Result<ExitCode> {
     let tokenizer = match (&args.tokenizer, own_tokenizer) {
         (Some(path), _) => Tokenizer::from_file(path)?,
@@ -310,7 +347,7 @@ fn caption_with<T: caption_model::backend::Backend>(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let json = args.json;
-    let results = caption::caption_media(
+    let mut results = caption::caption_media(
         model,
         &tokenizer,
         &files,
@@ -329,6 +366,7 @@ fn caption_with<T: caption_model::backend::Backend>(
         },
     )?;
     bar.finish_and_clear();
+    after(&tokenizer, &mut results)?;
     if json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &results)?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dropout::{Dropout, DropoutRng};
 use crate::nn::Weight;
-use crate::nn::{Activation, LayerNorm, Linear};
+use crate::nn::{Activation, LayerNorm, Linear, QueryKeys};
 use crate::weights::quant::quantized_matrix;
 use crate::xattn::{GatedCrossAttention, MediaKv};
 use crate::{Error, Result};
@@ -293,6 +293,20 @@ impl<T: Backend> Gpt2<T> {
         Ok(self.ln_f.forward(&x)?)
     }
 
+    /// [`Gpt2::forward_blocks`] without a cache, also returning the queries of every position
+    /// and the latents' keys at each cross-attention block, in block order (the opt-in pass of
+    /// attention maps).
+    pub fn forward_blocks_traced(
+        &self,
+        x: &T,
+        bias: &T,
+        media: &[Option<MediaKv<T>>],
+    ) -> Result<(T, Vec<QueryKeys<T>>)> {
+        let mut trace = Vec::new();
+        let x = self.blocks(x, 0, bias, media, None, Some(&mut trace))?;
+        Ok((x, trace))
+    }
+
     /// [`Gpt2::forward_embeds`] without the final norm (see [`Gpt2::norm_logits`]).
     pub fn forward_blocks(
         &self,
@@ -300,7 +314,21 @@ impl<T: Backend> Gpt2<T> {
         offset: usize,
         bias: &T,
         media: &[Option<MediaKv<T>>],
+        cache: Option<&mut [KvCache<T>]>,
+    ) -> Result<T> {
+        self.blocks(x, offset, bias, media, cache, None)
+    }
+
+    /// The blocks' pass; `trace`, when given, receives each cross-attention block's queries
+    /// and keys.
+    fn blocks(
+        &self,
+        x: &T,
+        offset: usize,
+        bias: &T,
+        media: &[Option<MediaKv<T>>],
         mut cache: Option<&mut [KvCache<T>]>,
+        mut trace: Option<&mut Vec<QueryKeys<T>>>,
     ) -> Result<T> {
         let s = x.dim(1)?;
         if offset + s > self.cfg.n_positions {
@@ -322,6 +350,9 @@ impl<T: Backend> Gpt2<T> {
             .dropout(&self.embd_drop)?;
         for (i, layer) in self.layers.iter().enumerate() {
             if let (Some(xattn), Some(Some(kv))) = (&layer.xattn, media.get(i)) {
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.push(xattn.query_keys(&x, kv)?);
+                }
                 x = xattn.forward(&x, kv)?;
             }
             let c = cache.as_deref_mut().map(|c| &mut c[i]);

@@ -1,6 +1,7 @@
 //! The captioning model: frozen CLIP ViT vision tower and GPT-2 joined by a perceiver
 //! resampler with gated cross-attention and a mapping network (candle).
 
+pub mod attention_maps;
 pub mod backend;
 pub mod captioner;
 pub mod clip;

@@ -117,13 +117,24 @@ impl<T: Backend> CaptionModel<T> {
             .broadcast_mul(&frame_mask.reshape(&[b, t, 1, 1])?)?)
     }
 
-    /// Prefix and latents from CLIP tokens `features` [B, T, n, D] (zero for padded frames).
-    pub fn visual_from_features(&self, features: &T, frame_mask: &T) -> Result<Visual<T>> {
+    /// The resampler, when the model has one.
+    pub fn resampler(&self) -> Option<&PerceiverResampler<T>> {
+        self.resampler.as_ref()
+    }
+
+    /// Prefix tokens [B, T, D] from CLIP tokens `features` [B, T, n, D]: the mapper over each
+    /// frame's mean token.
+    pub fn prefix_from_features(&self, features: &T, frame_mask: &T) -> Result<T> {
         let mean = features.mean_dim(2)?;
-        let prefix = match &self.mapper {
+        Ok(match &self.mapper {
             Some(m) => m.forward(&mean, frame_mask)?,
             None => mean,
-        };
+        })
+    }
+
+    /// Prefix and latents from CLIP tokens `features` [B, T, n, D] (zero for padded frames).
+    pub fn visual_from_features(&self, features: &T, frame_mask: &T) -> Result<Visual<T>> {
+        let prefix = self.prefix_from_features(features, frame_mask)?;
         let latents = self
             .resampler
             .as_ref()

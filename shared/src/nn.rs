@@ -162,6 +162,17 @@ impl Activation {
     }
 }
 
+/// One attention layer's scaled queries [B, H, Sq, Dh] and keys [B, H, Sk, Dh], kept by the
+/// opt-in traced passes that attention maps read ([`crate::attention_maps`]); the layer's
+/// weights are `softmax(q kᵀ)` per head (no mask: the traced layers attend without one).
+#[derive(Debug, Clone)]
+pub struct QueryKeys<T: Backend = Tensor> {
+    /// Queries, already scaled.
+    pub q: T,
+    /// Keys.
+    pub k: T,
+}
+
 /// Scaled dot-product attention over heads. `q` [B,H,Sq,Dh] (already scaled), `k`/`v`
 /// [B,H,Sk,Dh]; `bias` is an additive mask broadcastable to [B,H,Sq,Sk] (0 or a large negative).
 pub fn attention<T: Backend>(q: &T, k: &T, v: &T, bias: Option<&T>) -> candle_core::Result<T> {

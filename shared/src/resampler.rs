@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use crate::backend::{Backend, ModelVb};
 
 use crate::config::ResamplerConfig;
-use crate::nn::{attention, merge_heads, split_heads, FeedForward, LayerNorm, Linear};
+use crate::nn::{attention, merge_heads, split_heads, FeedForward, LayerNorm, Linear, QueryKeys};
 use crate::{Error, Result};
 
 /// `resampler.layers.N.0`: attention of the latents over [media; latents].
@@ -37,8 +37,14 @@ impl<T: Backend> PerceiverAttention<T> {
         })
     }
 
-    /// `media` [B, T·n, D], `latents` [B, m, D] → update for the latents [B, m, D].
-    fn forward(&self, media: &T, latents: &T) -> candle_core::Result<T> {
+    /// `media` [B, T·n, D], `latents` [B, m, D] → update for the latents [B, m, D]; `trace`
+    /// (attention maps only) receives this layer's queries and keys over [media; latents].
+    fn forward(
+        &self,
+        media: &T,
+        latents: &T,
+        trace: Option<&mut Vec<QueryKeys<T>>>,
+    ) -> candle_core::Result<T> {
         let a = self.norm_media.forward(media)?;
         let l = self.norm_latents.forward(latents)?;
         let q = split_heads(&self.to_q.forward(&l)?.affine(self.scale, 0.0)?, self.heads)?;
@@ -46,6 +52,12 @@ impl<T: Backend> PerceiverAttention<T> {
         let kv_in = T::cat(&[&a, &l], 1)?;
         let k = split_heads(&self.to_k.forward(&kv_in)?, self.heads)?;
         let v = split_heads(&self.to_v.forward(&kv_in)?, self.heads)?;
+        if let Some(trace) = trace {
+            trace.push(QueryKeys {
+                q: q.clone(),
+                k: k.clone(),
+            });
+        }
         self.to_out.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)
     }
 }
@@ -82,6 +94,19 @@ impl<T: Backend> PerceiverResampler<T> {
     /// `features` [B, T, n, D] (padded frames already zero), `frame_mask` [B, T] (1 = real)
     /// → latents [B, m, D].
     pub fn forward(&self, features: &T, frame_mask: &T) -> Result<T> {
+        self.run(features, frame_mask, None)
+    }
+
+    /// [`PerceiverResampler::forward`], also returning each layer's queries and keys over
+    /// [media (T·n tokens, frame-major); latents] (the opt-in pass of attention maps).
+    pub fn forward_traced(&self, features: &T, frame_mask: &T) -> Result<(T, Vec<QueryKeys<T>>)> {
+        let mut trace = Vec::with_capacity(self.layers.len());
+        let latents = self.run(features, frame_mask, Some(&mut trace))?;
+        Ok((latents, trace))
+    }
+
+    /// The forward pass, keeping the attention layers' queries and keys in `trace` if given.
+    fn run(&self, features: &T, frame_mask: &T, mut trace: Option<&mut Vec<QueryKeys<T>>>) -> Result<T> {
         let (b, t, n, d) = match features.dims()[..] {
             [b, t, n, d] => (b, t, n, d),
             ref other => {
@@ -102,7 +127,7 @@ impl<T: Backend> PerceiverResampler<T> {
         let m = self.latents.dim(0)?;
         let mut z = self.latents.reshape(&[1, m, d])?.broadcast_as(&[b, m, d])?;
         for (attn, ff) in &self.layers {
-            z = attn.forward(&media, &z)?.add(&z)?;
+            z = attn.forward(&media, &z, trace.as_deref_mut())?.add(&z)?;
             z = ff.forward(&z)?.add(&z)?;
         }
         Ok(self.norm.forward(&z)?)

@@ -5,9 +5,10 @@ use candle_core::Tensor;
 
 use crate::backend::{Backend, ModelVb};
 
+use crate::backend::compose::norm_linear;
 use crate::config::XattnConfig;
 use crate::dropout::Dropout;
-use crate::nn::{split_heads, FeedForward, LayerNorm, Linear};
+use crate::nn::{split_heads, FeedForward, LayerNorm, Linear, QueryKeys};
 
 /// Keys and values of the visual latents for one block, [B, H, m, Dh] each. Computed once per
 /// caption: the latents do not change while tokens are generated.
@@ -66,6 +67,16 @@ impl<T: Backend> GatedCrossAttention<T> {
         Ok(MediaKv {
             k: split_heads(&kv.narrow(2, 0, inner)?, self.heads)?,
             v: split_heads(&kv.narrow(2, inner, inner)?, self.heads)?,
+        })
+    }
+
+    /// The queries of every position of `x` [B, S, D] and the latents' keys: what this block's
+    /// attention weights are made of (read only by attention maps, outside the fused path).
+    pub fn query_keys(&self, x: &T, media: &MediaKv<T>) -> candle_core::Result<QueryKeys<T>> {
+        let q = norm_linear(x, &self.layer_norm, &self.to_q, None)?.affine(self.scale, 0.0)?;
+        Ok(QueryKeys {
+            q: split_heads(&q, self.heads)?,
+            k: media.k.clone(),
         })
     }
 

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod caption;
 pub mod curves;
 pub mod memory;
+pub mod pointing;
 pub mod train;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;

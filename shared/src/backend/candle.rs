@@ -172,6 +172,9 @@ impl Backend for Tensor {
             CandleMatrix::Candle(Weight::Dense(w)) => x.matmul(w)?,
             // The quantized kernels read the activations as one contiguous f32 block.
             CandleMatrix::Candle(Weight::Quantized(q)) => q.forward(&x.contiguous()?)?,
+            // A gradient through a quantized layer (attention maps' attribution): the kernels
+            // below have no backward, so W is decoded and multiplied by candle's matmul.
+            CandleMatrix::Blocks(b) if x.track_op() => x.matmul(&b.dense_t()?.to_dtype(x.dtype())?)?,
             CandleMatrix::Blocks(b) => b.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?,
         };
         let y = match bias {

@@ -508,6 +508,14 @@ impl BlockMatrix {
         Ok(self.fused_part(x, m, range))
     }
 
+    /// The whole of W decoded, transposed: `W^T` [cols, rows] (a differentiable product
+    /// multiplies it; see the candle engine's `linear`).
+    pub fn dense_t(&self) -> Result<Tensor> {
+        let mut w = vec![0f32; self.rows * self.cols];
+        self.decode_rows(0..self.rows, &mut w);
+        Tensor::from_vec(w, (self.rows, self.cols), &candle_core::Device::Cpu)?.t()
+    }
+
     /// `x W^T` for `x` [m, cols] (f32, on the CPU) → [m, rows].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.product(x, TILE_WEIGHTS)
@@ -597,6 +605,23 @@ mod tests {
         let dense = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap();
         let blocks = BlockMatrix::from_qtensor(&q).unwrap().unwrap();
         (blocks, dense.to_vec1().unwrap())
+    }
+
+    /// The differentiable path multiplies `dense_t`: exactly the dequantized W, transposed.
+    #[test]
+    fn dense_t_is_the_dequantized_matrix_transposed() {
+        let (rows, cols) = (40, 64);
+        for (dtype, seed) in [(GgmlDType::Q8_0, 3), (GgmlDType::Q4_0, 4)] {
+            let (blocks, dense) = quantized(rows, cols, dtype, seed);
+            let t = blocks.dense_t().unwrap();
+            assert_eq!(t.dims(), &[cols, rows]);
+            let t = t.to_vec2::<f32>().unwrap();
+            for o in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(t[j][o], dense[o * cols + j], "{dtype:?} [{o}, {j}]");
+                }
+            }
+        }
     }
 
     #[test]
