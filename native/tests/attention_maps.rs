@@ -139,7 +139,11 @@ fn pointing_accuracy_on_a_fixed_scene_set() {
         max_length: 30,
     };
     let p = pointing(&folder.model, &folder.tokenizer, &opts).unwrap();
-    assert_eq!((p.scenes, p.correct, p.words), (80, 37, 80));
+    assert_eq!(p.scenes, 80);
+    // 37 correct captions holding 80 colour/shape words here; a machine whose kernels round
+    // differently may flip a caption or two, which the 3-point margins below absorb.
+    assert!((35..=39).contains(&p.correct), "{} correct captions", p.correct);
+    assert!((74..=86).contains(&p.words), "{} words", p.words);
     let rollout = p.accuracy(MapMethod::Rollout).unwrap();
     let gradient = p.accuracy(MapMethod::Gradient).unwrap();
     assert!(rollout >= 0.862 - 0.03, "rollout {rollout}");
