@@ -10,6 +10,7 @@
 mod candle;
 pub mod compose;
 mod frozen;
+mod frozen_block;
 mod kv_cache;
 pub(crate) mod row_dots;
 mod vb;
@@ -20,9 +21,11 @@ use candle_core::{Result, Tensor};
 
 pub use self::candle::{softmax_last, CandleMatrix};
 pub use self::frozen::set_frozen_products;
+pub use self::frozen_block::set_frozen_blocks;
 pub use self::kv_cache::KvCache;
 use crate::decode::{Cut, Nucleus, TopTokens};
 use crate::dropout::Dropout;
+use crate::gpt2::Gpt2Block;
 pub use crate::nn::Weight;
 use crate::nn::{Activation, LayerNorm, Linear};
 pub use vb::ModelVb;
@@ -147,6 +150,18 @@ pub trait Backend: Clone + Debug + Sized {
         drop: &Dropout,
     ) -> Result<Self> {
         compose::self_attention(qkv, heads, scale, bias, cache, drop)
+    }
+
+    /// A whole GPT-2 block over `x` [B, S, D] (`cache` when generating). The default is the
+    /// plain composition of the fused ops above; candle runs a frozen block under a tracked
+    /// input as one graph node with a hand-written backward (`frozen_block`).
+    fn gpt2_block(
+        block: &Gpt2Block<Self>,
+        x: &Self,
+        bias: &Self,
+        cache: Option<&mut KvCache<Self>>,
+    ) -> Result<Self> {
+        block.forward_composed(x, bias, cache)
     }
 
     /// Keeps/duplicates the cache's batch rows: new row i is old row `rows[i]` (`ids` holds

@@ -70,13 +70,22 @@ impl Dropout {
     pub fn enable(&mut self, rng: &DropoutRng) {
         self.rng = Some(rng.clone());
     }
+
+    /// The next keep-mask for `x` (scaled by 1/(1-p)), drawn as [`Module::forward`] draws it;
+    /// `None` when inactive. A hand-written backward keeps it to scale the gradient.
+    pub(crate) fn mask(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match &self.rng {
+            Some(rng) if self.p > 0.0 => rng.mask(x, self.p).map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match &self.rng {
-            Some(rng) if self.p > 0.0 => x * rng.mask(x, self.p)?,
-            _ => Ok(x.clone()),
+        match self.mask(x)? {
+            Some(mask) => x * mask,
+            None => Ok(x.clone()),
         }
     }
 }

@@ -21,6 +21,7 @@ mod kernel;
 mod layer_norm;
 pub use cross_entropy::nll_rows;
 pub use layer_norm::layer_norm;
+pub(crate) use layer_norm::layer_norm_dx;
 
 /// A GELU-like activation with a fused backward pass.
 #[derive(Debug, Clone, Copy)]
@@ -84,10 +85,15 @@ impl Kernel<1> for Act {
     }
 
     fn bwd(&self, [arg]: [&Tensor; 1], _res: &Tensor, grad: &Tensor) -> Result<[Option<Tensor>; 1]> {
-        Ok([Some(
-            arg.contiguous()?
-                .apply_op2_no_bwd(&grad.contiguous()?, &Op(ActGrad(*self)))?,
-        )])
+        Ok([Some(self.grad(arg, grad)?)])
+    }
+}
+
+impl Act {
+    /// `grad * act'(x)`: the input's gradient from the output's (no graph recorded).
+    pub(crate) fn grad(self, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        x.contiguous()?
+            .apply_op2_no_bwd(&grad.contiguous()?, &Op(ActGrad(self)))
     }
 }
 
@@ -137,11 +143,15 @@ impl Kernel<1> for Softmax {
     }
 
     fn bwd(&self, _args: [&Tensor; 1], res: &Tensor, grad: &Tensor) -> Result<[Option<Tensor>; 1]> {
-        Ok([Some(
-            res.contiguous()?
-                .apply_op2_no_bwd(&grad.contiguous()?, &Op(SoftmaxGrad))?,
-        )])
+        Ok([Some(softmax_grad(res, grad)?)])
     }
+}
+
+/// The softmax input's gradient from its output `y` and the output's gradient (no graph
+/// recorded).
+pub(crate) fn softmax_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    y.contiguous()?
+        .apply_op2_no_bwd(&grad.contiguous()?, &Op(SoftmaxGrad))
 }
 
 /// `y * (g - sum(g * y))` per row.

@@ -109,13 +109,13 @@ pub use crate::backend::KvCache;
 
 /// Causal self-attention (`attn.c_attn`, `attn.c_proj`).
 #[derive(Debug, Clone)]
-struct Gpt2Attention<T: Backend> {
-    c_attn: Linear<T>,
-    c_proj: Linear<T>,
-    heads: usize,
-    scale: f64,
-    attn_drop: Dropout,
-    resid_drop: Dropout,
+pub(crate) struct Gpt2Attention<T: Backend> {
+    pub(crate) c_attn: Linear<T>,
+    pub(crate) c_proj: Linear<T>,
+    pub(crate) heads: usize,
+    pub(crate) scale: f64,
+    pub(crate) attn_drop: Dropout,
+    pub(crate) resid_drop: Dropout,
 }
 
 impl<T: Backend> Gpt2Attention<T> {
@@ -145,16 +145,16 @@ impl<T: Backend> Gpt2Attention<T> {
     }
 }
 
-/// One pre-LN GPT-2 block.
+/// One pre-LN GPT-2 block (an engine may run it whole: [`Backend::gpt2_block`]).
 #[derive(Debug, Clone)]
-struct Gpt2Block<T: Backend> {
-    ln_1: LayerNorm<T>,
-    attn: Gpt2Attention<T>,
-    ln_2: LayerNorm<T>,
-    c_fc: Linear<T>,
-    act: Activation,
-    c_proj: Linear<T>,
-    mlp_drop: Dropout,
+pub struct Gpt2Block<T: Backend> {
+    pub(crate) ln_1: LayerNorm<T>,
+    pub(crate) attn: Gpt2Attention<T>,
+    pub(crate) ln_2: LayerNorm<T>,
+    pub(crate) c_fc: Linear<T>,
+    pub(crate) act: Activation,
+    pub(crate) c_proj: Linear<T>,
+    pub(crate) mlp_drop: Dropout,
 }
 
 impl<T: Backend> Gpt2Block<T> {
@@ -172,6 +172,16 @@ impl<T: Backend> Gpt2Block<T> {
     }
 
     fn forward(&self, x: &T, bias: &T, cache: Option<&mut KvCache<T>>) -> candle_core::Result<T> {
+        T::gpt2_block(self, x, bias, cache)
+    }
+
+    /// The block as the seam's ops: attention branch, then MLP branch, each with its residual.
+    pub(crate) fn forward_composed(
+        &self,
+        x: &T,
+        bias: &T,
+        cache: Option<&mut KvCache<T>>,
+    ) -> candle_core::Result<T> {
         let x = self.attn.forward(x, &self.ln_1, bias, cache)?;
         let h = x.norm_linear(&self.ln_2, &self.c_fc, Some(self.act))?;
         h.linear_residual(&self.c_proj, &x, None, &self.mlp_drop)

@@ -7,10 +7,12 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Result, Tensor, D};
 
 use super::frozen::{frozen_matmul, is_frozen_product};
+use super::frozen_block;
 use super::row_dots;
-use super::{Backend, Weight};
+use super::{Backend, KvCache, Weight};
 use crate::dropout::Dropout;
 use crate::fused;
+use crate::gpt2::Gpt2Block;
 use crate::nn::Activation;
 use crate::weights::BlockMatrix;
 
@@ -22,12 +24,71 @@ fn tracked(ts: &[&Tensor]) -> bool {
 /// Softmax over the last dimension, fused when no gradient is needed.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     if tracked(&[x]) {
-        if fused::applies(x) {
-            return fused::softmax_last(x);
-        }
-        candle_nn::ops::softmax(x, D::Minus1)
+        softmax_differentiable(x)
     } else {
         candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
+/// Softmax over the last dimension as a tracked input gets it (the values a frozen block's
+/// forward must reproduce on a detached input).
+pub(super) fn softmax_differentiable(x: &Tensor) -> Result<Tensor> {
+    if fused::applies(x) {
+        return fused::softmax_last(x);
+    }
+    candle_nn::ops::softmax(x, D::Minus1)
+}
+
+/// Layer norm as a tracked input gets it: the fused kernel on the CPU in f32/f64, the composed
+/// ops elsewhere (half precision normalised in f32, as PyTorch's autocast does).
+pub(super) fn layer_norm_differentiable(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    if fused::applies(x) && x.dtype() == weight.dtype() {
+        return fused::layer_norm(x, weight, bias, eps);
+    }
+    let dtype = x.dtype();
+    let x = match dtype {
+        DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+        _ => x.clone(),
+    };
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+    normed.to_dtype(dtype)?.broadcast_mul(weight)?.broadcast_add(bias)
+}
+
+/// The fused kernel of an activation, where it has one.
+fn fused_activation(act: Activation) -> Option<fused::Act> {
+    match act {
+        Activation::Gelu => Some(fused::Act::GeluErf),
+        Activation::GeluNew => Some(fused::Act::GeluNew),
+        Activation::QuickGelu => Some(fused::Act::QuickGelu),
+        _ => None,
+    }
+}
+
+/// An activation as a tracked input gets it (the fused kernel on the CPU in f32/f64).
+pub(super) fn activation_differentiable(x: &Tensor, act: Activation) -> Result<Tensor> {
+    match fused_activation(act) {
+        Some(f) if fused::applies(x) => f.apply(x),
+        _ => activation_plain(x, act),
+    }
+}
+
+/// An activation through candle's own ops.
+fn activation_plain(x: &Tensor, act: Activation) -> Result<Tensor> {
+    match act {
+        Activation::Gelu => x.gelu_erf(),
+        Activation::GeluNew => x.gelu(),
+        Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+        Activation::Relu => x.relu(),
+        Activation::SqRelu => x.relu()?.sqr(),
+        Activation::Tanh => x.tanh(),
     }
 }
 
@@ -192,41 +253,30 @@ impl Backend for Tensor {
         if x.is_contiguous() && x.dtype() == DType::F32 && !tracked(&[x, weight, bias]) {
             return candle_nn::ops::layer_norm(x, weight, bias, eps as f32);
         }
-        if fused::applies(x) && x.dtype() == weight.dtype() {
-            return fused::layer_norm(x, weight, bias, eps);
-        }
-        // Half precision is normalised in f32 (as PyTorch's autocast does); f32/f64 stay as they are.
-        let dtype = x.dtype();
-        let x = match dtype {
-            DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
-            _ => x.clone(),
-        };
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
-        normed.to_dtype(dtype)?.broadcast_mul(weight)?.broadcast_add(bias)
+        layer_norm_differentiable(x, weight, bias, eps)
     }
 
     fn activation(&self, act: Activation) -> Result<Self> {
-        let x = self;
-        let fused = match act {
-            Activation::Gelu => Some(fused::Act::GeluErf),
-            Activation::GeluNew => Some(fused::Act::GeluNew),
-            Activation::QuickGelu => Some(fused::Act::QuickGelu),
-            _ => None,
-        };
-        if let Some(f) = fused.filter(|_| tracked(&[x]) && fused::applies(x)) {
-            return f.apply(x);
+        if tracked(&[self]) {
+            activation_differentiable(self, act)
+        } else {
+            activation_plain(self, act)
         }
-        match act {
-            Activation::Gelu => x.gelu_erf(),
-            Activation::GeluNew => x.gelu(),
-            Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
-            Activation::Relu => x.relu(),
-            Activation::SqRelu => x.relu()?.sqr(),
-            Activation::Tanh => x.tanh(),
+    }
+
+    fn gpt2_block(
+        block: &Gpt2Block<Self>,
+        x: &Self,
+        bias: &Self,
+        cache: Option<&mut KvCache<Self>>,
+    ) -> Result<Self> {
+        // Training with GPT-2 frozen: one graph node with a hand-written backward.
+        if cache.is_none() {
+            if let Some(y) = frozen_block::forward(block, x, bias)? {
+                return Ok(y);
+            }
         }
+        block.forward_composed(x, bias, cache)
     }
 
     fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self> {

@@ -18,13 +18,19 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Turns the frozen-weight products on or off for the whole process: off restores candle's
 /// plain product (both gradients), which `bench train --paths old,new` times side by side.
+/// Off also runs frozen GPT-2 blocks through candle's autograd (see [`super::set_frozen_blocks`]).
 pub fn set_frozen_products(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
+/// Whether the frozen-weight products are switched on.
+pub(super) fn frozen_products_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// Whether `x · w` should be a frozen product: a tracked input, an untracked weight.
 pub fn is_frozen_product(x: &Tensor, w: &Tensor) -> bool {
-    x.track_op() && !w.track_op() && ENABLED.load(Ordering::Relaxed)
+    x.track_op() && !w.track_op() && frozen_products_enabled()
 }
 
 /// `x · wt` for a 2-D `x` [m, k] and a frozen `wt` [k, n] (any strides `matmul` accepts).

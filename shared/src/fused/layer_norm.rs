@@ -48,11 +48,20 @@ impl Kernel<3> for LayerNorm {
     ) -> Result<[Option<Tensor>; 3]> {
         let grad = grad.contiguous()?;
         let x = x.contiguous()?;
-        let dx = x.apply_op3_no_bwd(&weight.contiguous()?, &grad, &Op(LayerNormDx { eps: self.eps }))?;
+        let dx = layer_norm_dx(&x, weight, &grad, self.eps)?;
         // Weight and bias gradients: the sums over rows of grad * x_hat and of grad.
         let parts = x.apply_op2_no_bwd(&grad, &Op(LayerNormDwDb { eps: self.eps }))?;
         Ok([Some(dx), Some(parts.get(0)?), Some(parts.get(1)?)])
     }
+}
+
+/// The layer norm input's gradient from the output's (no graph recorded).
+pub(crate) fn layer_norm_dx(x: &Tensor, weight: &Tensor, grad: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op3_no_bwd(
+        &weight.contiguous()?,
+        &grad.contiguous()?,
+        &Op(LayerNormDx { eps }),
+    )
 }
 
 /// dx = rstd * (g w - mean(g w) - x_hat * mean(g w x_hat)) per row.
