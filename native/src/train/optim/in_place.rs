@@ -166,15 +166,9 @@ impl InplaceOp3 for MomentsPass {
         m.par_chunks_mut(chunk)
             .zip(v.par_chunks_mut(chunk))
             .zip(grad.par_chunks(chunk).zip(p.par_chunks(chunk)))
-            .for_each(|((m, v), (grad, p))| {
-                for (((m, v), &g), &p) in m.iter_mut().zip(v.iter_mut()).zip(grad).zip(p) {
-                    let g = match s.kind {
-                        OptimizerKind::AdamW => g,
-                        OptimizerKind::Adam => g + affine(p, s.decay, 0.0),
-                    };
-                    *m = affine(*m, s.beta1, 0.0) + affine(g, s.one_minus_beta1, 0.0);
-                    *v = affine(*v, s.beta2, 0.0) + affine(g * g, s.one_minus_beta2, 0.0);
-                }
+            .for_each(|((m, v), (grad, p))| match s.kind {
+                OptimizerKind::AdamW => moments::<false>(&s, m, v, grad, p),
+                OptimizerKind::Adam => moments::<true>(&s, m, v, grad, p),
             });
         Ok(())
     }
@@ -202,16 +196,39 @@ impl InplaceOp2 for ParameterPass {
         let chunk = chunk_len(p.len());
         p.par_chunks_mut(chunk)
             .zip(m.par_chunks(chunk).zip(v.par_chunks(chunk)))
-            .for_each(|(p, (m, v))| {
-                for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
-                    let kept = match s.kind {
-                        OptimizerKind::AdamW => affine(*p, s.decay, 0.0),
-                        OptimizerKind::Adam => *p,
-                    };
-                    let denom = affine(affine(v.sqrt(), s.inv_sqrt_bc2, 0.0), 1.0, s.eps);
-                    *p = kept - affine(m / denom, s.step_size, 0.0);
-                }
+            .for_each(|(p, (m, v))| match s.kind {
+                OptimizerKind::AdamW => parameters::<true>(&s, p, m, v),
+                OptimizerKind::Adam => parameters::<false>(&s, p, m, v),
             });
         Ok(())
+    }
+}
+
+/// One chunk of the moments pass; `L2` adds Adam's `wd·p` to the gradient. Indexed over
+/// slices of one length, so the loop compiles to vector instructions.
+#[inline(always)]
+fn moments<const L2: bool>(s: &Scalars, m: &mut [f32], v: &mut [f32], grad: &[f32], p: &[f32]) {
+    let n = m.len();
+    let (v, grad, p) = (&mut v[..n], &grad[..n], &p[..n]);
+    for i in 0..n {
+        let g = if L2 {
+            grad[i] + affine(p[i], s.decay, 0.0)
+        } else {
+            grad[i]
+        };
+        m[i] = affine(m[i], s.beta1, 0.0) + affine(g, s.one_minus_beta1, 0.0);
+        v[i] = affine(v[i], s.beta2, 0.0) + affine(g * g, s.one_minus_beta2, 0.0);
+    }
+}
+
+/// One chunk of the parameter pass; `DECAY` applies AdamW's decoupled decay.
+#[inline(always)]
+fn parameters<const DECAY: bool>(s: &Scalars, p: &mut [f32], m: &[f32], v: &[f32]) {
+    let n = p.len();
+    let (m, v) = (&m[..n], &v[..n]);
+    for i in 0..n {
+        let kept = if DECAY { affine(p[i], s.decay, 0.0) } else { p[i] };
+        let denom = affine(affine(v[i].sqrt(), s.inv_sqrt_bc2, 0.0), 1.0, s.eps);
+        p[i] = kept - affine(m[i] / denom, s.step_size, 0.0);
     }
 }
