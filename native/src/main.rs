@@ -76,6 +76,7 @@ fn run_verify(dir: &Path, device: &Device) -> Result<ExitCode> {
 
 /// `train`: the original's run.py, in `mode=train` or `mode=test`.
 fn run_train(args: &TrainArgs) -> Result<ExitCode> {
+    native::train::heap::keep_freed_memory();
     let device = args.device.open()?;
     let cfg = ProjectConfig::load(&args.config_path, &args.config_name, &args.overrides)?;
     match cfg.mode {
@@ -156,6 +157,7 @@ fn run_bench(which: BenchCommand) -> Result<ExitCode> {
             precision,
             paths,
         } => {
+            native::train::heap::keep_freed_memory();
             bench::train::bench_train(&TrainBenchOptions {
                 batch_sizes: batch,
                 steps,

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod feed;
 pub mod forward;
+pub mod heap;
 pub mod init;
 pub mod optim;
 pub mod params;
