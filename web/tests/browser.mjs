@@ -389,6 +389,7 @@ try {
     // Counts the kinds of message the page posts to its worker (`{"wordMaps": ..}` → wordMaps).
     const openCounting = async (query) => {
       const page = await context.newPage();
+      page.on("console", (m) => results.console.push(`${m.type()}: ${m.text()}`));
       page.on("pageerror", (e) => results.console.push(`pageerror: ${e.message}`));
       await page.addInitScript(() => {
         window.__posted = [];
@@ -402,10 +403,17 @@ try {
       await page.waitForFunction(() => ["ready", "no-model"].includes(document.body.dataset.state), null, { timeout: 600_000 });
       return page;
     };
-    const wordsShown = (page) => page.waitForFunction(() => {
-      const c = document.getElementById("caption");
-      return c.dataset.maps || document.getElementById("maps-status").textContent.includes("could not");
-    }, null, { timeout: 600_000 });
+    // Waits for the word buttons, or for the status line to say why there are none.
+    const wordsShown = async (page) => {
+      await page.waitForFunction(() => {
+        const status = document.getElementById("maps-status").textContent;
+        return document.getElementById("caption").dataset.maps || (status && !status.startsWith("Computing"));
+      }, null, { timeout: 300_000 });
+      const status = await page.textContent("#maps-status");
+      if (!(await page.evaluate(() => document.getElementById("caption").dataset.maps))) {
+        throw new Error(`no word buttons; the page says: ${status}`);
+      }
+    };
     // Hovers every word, reading the overlay's grid and where it lies against the picture.
     const hoverEach = async (page) => {
       const words = [];

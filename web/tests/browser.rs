@@ -523,8 +523,9 @@ fn page_captions_like_native() {
 }
 
 /// `native caption --model <model> --frames 8 --attention-maps <dir>` on `files`: the
-/// `<name>.json` of each (the CLI's own code path, `native::maps::write_all`).
-fn native_maps(model: &Path, files: &[PathBuf], dir: &Path) -> Vec<Value> {
+/// `<name>.json` of each (the CLI's own code path, `native::maps::write_all`), and each
+/// caption's tokens as the page's `data-tokens` (eos included).
+fn native_maps(model: &Path, files: &[PathBuf], dir: &Path) -> Vec<(Value, String)> {
     let device = candle_core::Device::Cpu;
     let (m, tokenizer) = native::load::load_any(model, None, &device).unwrap();
     let tokenizer = tokenizer.unwrap();
@@ -542,7 +543,11 @@ fn native_maps(model: &Path, files: &[PathBuf], dir: &Path) -> Vec<Value> {
         .iter()
         .map(|r| {
             let json = &r.maps.as_ref().expect("native wrote maps").json;
-            serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+            let tokens: Vec<String> = r.tokens.iter().map(u32::to_string).collect();
+            (
+                serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap(),
+                tokens.join(","),
+            )
         })
         .collect()
 }
@@ -562,13 +567,14 @@ fn largest_difference(a: &[f64], b: &[f64]) -> f64 {
 
 /// The page's hovered words against native's tokens: the same texts and grid shapes, one
 /// cell per patch, each grid within `tolerance` of native's for the frame the page showed
-/// (`frame_of`: which frame that must be); returns the largest difference.
+/// (`frame_ok`: whether that frame is right for native's token); returns the largest
+/// difference.
 fn compare_words(
     what: &str,
     page: &Value,
     native: &Value,
     tolerance: f64,
-    frame_of: impl Fn(&Value) -> usize,
+    frame_ok: impl Fn(&Value, usize) -> bool,
 ) -> f64 {
     let words = page["words"].as_array().unwrap();
     let tokens = native["tokens"].as_array().unwrap();
@@ -583,12 +589,11 @@ fn compare_words(
             "{what}: word {k}"
         );
         assert_eq!(word["cells"].as_u64(), Some(rows * cols), "{what}: word {k}");
-        let frame = frame_of(token);
-        assert_eq!(
-            word["frame"].as_u64(),
-            Some(frame as u64),
-            "{what}: word {k} shown on frame {}",
-            word["frame"]
+        let frame = word["frame"].as_u64().unwrap() as usize;
+        assert!(
+            frame_ok(token, frame),
+            "{what}: word {k} shown on frame {frame}, native's frame weights {}",
+            token["frame_weights"]
         );
         let d = largest_difference(&floats(&word["grid"]), &floats(&token["grids"][frame]));
         assert!(
@@ -675,13 +680,8 @@ fn page_word_maps_like_native() {
         &[image.clone(), video.clone()],
         &out.join("native"),
     );
-    let (native_image, native_video) = (&native[0], &native[1]);
-    let native_tokens: Vec<String> = native_image["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].to_string())
-        .collect();
+    let ((native_image, image_tokens), (native_video, video_tokens)) = (&native[0], &native[1]);
+    let mapped = native_image["tokens"].as_array().unwrap().len();
     for engine in ["cpu", "webgpu"] {
         let r = &results["maps"][engine];
         assert!(
@@ -703,23 +703,14 @@ fn page_word_maps_like_native() {
         let on = &r["on"];
         assert_eq!(count(&on["posted"], "wordMaps"), 1, "{engine}: {on}");
         assert_eq!(on["caption"], native_image["caption"], "{engine}: {on}");
-        assert_eq!(
-            on["tokens"].as_str().unwrap(),
-            native_tokens.join(","),
-            "{engine}: {on}"
-        );
-        assert_eq!(
-            on["buttons"].as_u64(),
-            Some(native_tokens.len() as u64),
-            "{engine}: {on}"
-        );
+        assert_eq!(on["tokens"].as_str().unwrap(), image_tokens, "{engine}: {on}");
+        assert_eq!(on["buttons"].as_u64(), Some(mapped as u64), "{engine}: {on}");
         // Every word hovered: its grid is native's within rounding (the wasm and x86 kernels sum
         // in different orders), laid over the centre square; leaving hides it.
-        let worst = compare_words(engine, &r["hover"], native_image, 1e-4, |_| 0);
+        let worst = compare_words(engine, &r["hover"], native_image, 1e-4, |_, f| f == 0);
         println!(
             "{engine}: {} words, grids within {worst:.2e} of native's; maps took {} ms",
-            native_tokens.len(),
-            on["mapsMs"]
+            mapped, on["mapsMs"]
         );
         for word in r["hover"]["words"].as_array().unwrap() {
             assert_on_centre_square(engine, word);
@@ -730,17 +721,24 @@ fn page_word_maps_like_native() {
         assert_eq!(r["focused"]["afterBlur"], false, "{engine}: {}", r["focused"]);
         // Off again: the plain caption.
         assert_eq!(r["offAgain"]["buttons"], 0, "{engine}: {}", r["offAgain"]);
-        assert_eq!(r["offAgain"]["caption"], native_image["caption"]);
+        // (the CPU page captioned the video last)
+        let last = if r["video"].is_null() { on } else { &r["video"] };
+        assert_eq!(r["offAgain"]["caption"], last["caption"], "{engine}");
     }
     // A video: each word's map on the frame it weighs most (the video seeks to that frame's
-    // time); the page's frames differ from ffmpeg's by the decoders' colour rounding, so the
-    // grids are compared more loosely than a picture's.
+    // time); the page's frames differ from ffmpeg's by the decoders' colour rounding (a mean of
+    // at most 2 levels, see `page_captions_like_native`), so the grids are compared more
+    // loosely than a picture's (measured 0.006 and 0.015 in two runs).
     let v = &results["maps"]["cpu"]["video"];
     assert_eq!(v["state"], "done", "{v}");
     assert_eq!(v["caption"], native_video["caption"], "{v}");
+    assert_eq!(v["tokens"].as_str().unwrap(), video_tokens, "{v}");
     assert_eq!(native_video["frames"], 8);
-    let worst = compare_words("video", v, native_video, 0.02, |t| {
-        heaviest(&floats(&t["frame_weights"]))
+    // The frame shown is the one the word weighs most; where native's two heaviest frames are
+    // within a point of each other, the page's frames (another decoder) may pick either.
+    let worst = compare_words("video", v, native_video, 0.05, |t, f| {
+        let weights = floats(&t["frame_weights"]);
+        f == heaviest(&weights) || weights[heaviest(&weights)] - weights[f] < 0.01
     });
     println!("video: grids within {worst:.2e} of native's");
     let times = floats(&v["frameTimes"]);
