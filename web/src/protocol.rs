@@ -408,6 +408,36 @@ mod tests {
         };
         let json = serde_json::to_string(&caption).unwrap();
         assert_eq!(serde_json::from_str::<ToWorker>(&json).unwrap(), caption);
+
+        let ask = ToWorker::WordMaps { id: 3, caption: 2 };
+        let json = serde_json::to_value(&ask).unwrap();
+        assert_eq!(json, serde_json::json!({"wordMaps": {"id": 3, "caption": 2}}));
+        let maps = FromWorker::WordMaps {
+            id: 3,
+            maps: WordMaps {
+                caption: 2,
+                method: "rollout".into(),
+                rows: 1,
+                cols: 2,
+                tokens: vec![TokenMap {
+                    id: 64,
+                    text: "a".into(),
+                    starts_word: false,
+                    frame_weights: vec![1.0],
+                    grids: vec![vec![0.25, 0.75]],
+                }],
+                ms: 1.5,
+                backend: "cpu".into(),
+            },
+        };
+        let json = serde_json::to_value(&maps).unwrap();
+        assert_eq!(json["wordMaps"]["maps"]["tokens"][0]["startsWord"], false);
+        assert_eq!(
+            json["wordMaps"]["maps"]["tokens"][0]["frameWeights"],
+            serde_json::json!([1.0])
+        );
+        assert_eq!(serde_json::from_value::<FromWorker>(json).unwrap(), maps);
+        assert_eq!(maps.id(), Some(3));
     }
 
     #[test]
