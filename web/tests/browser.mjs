@@ -415,7 +415,7 @@ try {
       }
     };
     // Hovers every word, reading the overlay's grid and where it lies against the picture.
-    const hoverEach = async (page) => {
+    const hoverEach = async (page, shot) => {
       const words = [];
       const n = await page.locator("#caption button.word").count();
       for (let k = 0; k < n; k++) {
@@ -435,6 +435,7 @@ try {
           };
         }));
       }
+      await page.screenshot({ path: path.join(out, `screenshot-${shot}.png`), fullPage: true });
       // Leaving the word takes the overlay away.
       await page.mouse.move(0, 0);
       const afterLeave = await page.evaluate(() => !!document.getElementById("map-overlay"));
@@ -458,7 +459,7 @@ try {
       await page.check("#maps-toggle");
       await wordsShown(page);
       r.on = await state(page);
-      r.hover = await hoverEach(page);
+      r.hover = await hoverEach(page, `maps-${engine}`);
       // Keyboard: focusing the second word shows its map; moving focus away hides it.
       await page.focus(`#caption button.word[data-index="1"]`);
       await page.waitForSelector(`#map-overlay[data-token="1"]`, { timeout: 60_000 });
@@ -469,7 +470,7 @@ try {
         await page.fill("#frames", "8");
         const v = await captionWith(page, "#video-file", args["maps-video"]);
         await wordsShown(page);
-        r.video = { ...v, ...(await state(page)), ...(await hoverEach(page)) };
+        r.video = { ...v, ...(await state(page)), ...(await hoverEach(page, "maps-video")) };
         r.video.frameTimes = await page.evaluate(() => window.captioner.frameTimes());
       }
       // Switched off again: plain text, no overlay.
