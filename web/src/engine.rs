@@ -4,6 +4,7 @@
 //! `?backend=cpu` forces the CPU).
 
 use candle_core::{Device, Tensor};
+use caption_model::attention_maps::{rollout_maps_async, MapMethod, TokenMap};
 use caption_model::backend::Backend as ModelBackend;
 use caption_model::decode::{generate_async, DecodeOptions, Generated};
 use caption_model::preprocess::{preprocess_bytes, preprocess_rgb, PreprocessConfig};
@@ -137,6 +138,13 @@ impl<T: ModelBackend> ModelEngine<T> {
             .next()
             .ok_or_else(|| caption_model::Error::Decode("the decoder returned no caption".into()))
     }
+
+    /// Where each of `tokens` (a caption of `input`, eos left out) looked, by attention
+    /// rollout: plain ops and asynchronous reads, so this engine computes it itself.
+    pub async fn word_maps(&self, input: &Frames, tokens: &[u32]) -> Result<Vec<TokenMap>> {
+        let frames: Vec<&[f32]> = input.frames.iter().map(Vec::as_slice).collect();
+        rollout_maps_async(&self.folder.model, &frames, tokens, MapMethod::Rollout).await
+    }
 }
 
 /// The shared candle model on the CPU.
@@ -206,6 +214,11 @@ impl Engine {
         on_tokens: &mut dyn FnMut(&[u32]),
     ) -> Result<Generated> {
         with_engine!(self, e => e.caption(input, opts, on_tokens).await)
+    }
+
+    /// Where each of `tokens` (a caption of `input`, eos left out) looked ([`MapMethod::Rollout`]).
+    pub async fn word_maps(&self, input: &Frames, tokens: &[u32]) -> Result<Vec<TokenMap>> {
+        with_engine!(self, e => e.word_maps(input, tokens).await)
     }
 
     /// The preprocessing this model expects.

@@ -1,7 +1,8 @@
 //! The messages between the page (`page/`) and the Web Worker (`worker.rs`), defined once for
 //! both sides: [`ToWorker`] and [`FromWorker`]. Every request carries an id; the worker answers
-//! it once ([`FromWorker::Loaded`], [`FromWorker::Done`], [`FromWorker::Scene`] or
-//! [`FromWorker::Error`]), after any number of [`FromWorker::Partial`] captions.
+//! it once ([`FromWorker::Loaded`], [`FromWorker::Done`], [`FromWorker::Scene`],
+//! [`FromWorker::WordMaps`] or [`FromWorker::Error`]), after any number of
+//! [`FromWorker::Partial`] captions.
 //!
 //! On wasm32 they cross `postMessage` as plain JS objects ([`js`]: serde-wasm-bindgen), with
 //! every byte field (`serde_bytes`) a `Uint8Array` whose buffer is transferred, not copied. A
@@ -79,6 +80,15 @@ pub enum ToWorker {
         height: u32,
         /// Frames asked for in the settings (clamped to what the model takes).
         requested: u32,
+    },
+    /// Where each word of a caption looked (answered by [`FromWorker::WordMaps`]): attention
+    /// rollout over the picture or clip of the caption request `caption`, which must be the
+    /// worker's latest caption (it keeps only that one's frames).
+    WordMaps {
+        /// The request's id.
+        id: RequestId,
+        /// The id of the caption request whose words are mapped.
+        caption: RequestId,
     },
     /// Run the engine out of memory, for the browser test of the page's restart: no answer, the
     /// worker dies as it would on a model too large for wasm32.
@@ -171,6 +181,13 @@ pub enum FromWorker {
         /// Height of the drawn frames in pixels.
         height: u32,
     },
+    /// Each caption token's map over the frames (answer to [`ToWorker::WordMaps`]).
+    WordMaps {
+        /// The request answered.
+        id: RequestId,
+        /// The maps.
+        maps: WordMaps,
+    },
     /// A request failed; `message` says why in plain words.
     Error {
         /// The request answered (none when the request itself could not be read).
@@ -193,7 +210,8 @@ impl FromWorker {
             | Self::Partial { id, .. }
             | Self::Done { id, .. }
             | Self::Scene { id, .. }
-            | Self::FramePlan { id, .. } => Some(*id),
+            | Self::FramePlan { id, .. }
+            | Self::WordMaps { id, .. } => Some(*id),
             Self::Error { id, .. } => *id,
             Self::Ready | Self::Fatal { .. } => None,
         }
@@ -232,6 +250,42 @@ pub struct Caption {
     pub backend: String,
     /// Frames the caption was made from (1 for a picture).
     pub frames: u32,
+}
+
+/// Where each token of a caption looked, as `native caption --attention-maps` writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WordMaps {
+    /// The caption request these maps belong to.
+    pub caption: RequestId,
+    /// How they were computed (`rollout`).
+    pub method: String,
+    /// Patch rows of every grid.
+    pub rows: u32,
+    /// Patch columns of every grid.
+    pub cols: u32,
+    /// Per caption token (eos left out), in order.
+    pub tokens: Vec<TokenMap>,
+    /// Milliseconds the worker spent on them.
+    pub ms: f64,
+    /// The engine that computed them (the caption's: rollout runs on both engines).
+    pub backend: String,
+}
+
+/// One caption token's map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenMap {
+    /// The token id.
+    pub id: u32,
+    /// Its text, whitespace trimmed.
+    pub text: String,
+    /// Whether it starts a new word (a space goes before it, except first).
+    pub starts_word: bool,
+    /// Each frame's share of the token's map (sums to 1; `[1]` for a picture).
+    pub frame_weights: Vec<f32>,
+    /// One grid per frame, `rows × cols` values row-major, each summing to 1.
+    pub grids: Vec<Vec<f32>>,
 }
 
 /// What [`request_id`] reads of a message: `{"<kind>": {"id": n, ..}}`.
@@ -354,6 +408,36 @@ mod tests {
         };
         let json = serde_json::to_string(&caption).unwrap();
         assert_eq!(serde_json::from_str::<ToWorker>(&json).unwrap(), caption);
+
+        let ask = ToWorker::WordMaps { id: 3, caption: 2 };
+        let json = serde_json::to_value(&ask).unwrap();
+        assert_eq!(json, serde_json::json!({"wordMaps": {"id": 3, "caption": 2}}));
+        let maps = FromWorker::WordMaps {
+            id: 3,
+            maps: WordMaps {
+                caption: 2,
+                method: "rollout".into(),
+                rows: 1,
+                cols: 2,
+                tokens: vec![TokenMap {
+                    id: 64,
+                    text: "a".into(),
+                    starts_word: false,
+                    frame_weights: vec![1.0],
+                    grids: vec![vec![0.25, 0.75]],
+                }],
+                ms: 1.5,
+                backend: "cpu".into(),
+            },
+        };
+        let json = serde_json::to_value(&maps).unwrap();
+        assert_eq!(json["wordMaps"]["maps"]["tokens"][0]["startsWord"], false);
+        assert_eq!(
+            json["wordMaps"]["maps"]["tokens"][0]["frameWeights"],
+            serde_json::json!([1.0])
+        );
+        assert_eq!(serde_json::from_value::<FromWorker>(json).unwrap(), maps);
+        assert_eq!(maps.id(), Some(3));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - `Load` → `Loaded` (the engine, its notice, the model's size and most frames per clip);
 //! - `Caption` (an image file's bytes, or RGBA video frames) → `Partial`… then `Done`;
 //! - `Scene` → `Scene` (a PNG and its description);
+//! - `WordMaps` → `WordMaps` (each token's attention map over the latest caption's frames);
 //! - `ExhaustMemory` runs the engine out of memory, for the browser test of the page's restart
 //!   (no answer: the worker dies as it would on a model too large for wasm32).
 //!
@@ -13,6 +14,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use caption_model::attention_maps::{grid_shape, token_texts};
 use caption_model::frame_sampling;
 use caption_model::weights::FolderBytes;
 use wasm_bindgen::prelude::*;
@@ -20,12 +22,24 @@ use wasm_bindgen::JsCast;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::engine::{create_engine, even_indices, Backend, Engine, Frames};
-use crate::protocol::{js, Caption, FolderFiles, FromWorker, Input, LoadedModel, RequestId, ToWorker};
+use crate::protocol::{
+    js, Caption, FolderFiles, FromWorker, Input, LoadedModel, RequestId, ToWorker, TokenMap, WordMaps,
+};
 use crate::scene::{random_scene_image, SCENE_SIZE};
 use crate::settings::Settings;
 
 thread_local! {
     static ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
+    /// The latest caption's request, preprocessed frames and tokens, for a later `WordMaps`
+    /// (kept, not computed: a caption costs no more for it).
+    static LAST_CAPTION: RefCell<Option<Rc<LastCaption>>> = const { RefCell::new(None) };
+}
+
+/// A caption request's id, its preprocessed frames and its tokens.
+struct LastCaption {
+    id: RequestId,
+    frames: Frames,
+    tokens: Vec<u32>,
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -82,6 +96,9 @@ fn handle(data: JsValue) {
         }
         ToWorker::Caption { id, settings, input } => {
             wasm_bindgen_futures::spawn_local(async move { answer(id, caption(id, &settings, input).await) })
+        }
+        ToWorker::WordMaps { id, caption } => {
+            wasm_bindgen_futures::spawn_local(async move { answer(id, word_maps(id, caption).await) })
         }
         ToWorker::Scene { id, seed } => {
             let scene = random_scene_image(seed, SCENE_SIZE);
@@ -169,6 +186,7 @@ async fn load(id: RequestId, backend: Backend, files: FolderFiles) -> Result<Fro
         description: engine.description().map(str::to_string),
     };
     ENGINE.with(|e| *e.borrow_mut() = Some(Rc::new(engine)));
+    LAST_CAPTION.with(|last| *last.borrow_mut() = None);
     Ok(FromWorker::Loaded { id, model })
 }
 
@@ -210,14 +228,73 @@ async fn caption(id: RequestId, settings: &Settings, input: Input) -> Result<Fro
     let text = tokenizer
         .decode_caption(&generated.tokens)
         .map_err(|e| e.to_string())?;
-    Ok(FromWorker::Done {
+    let caption = Caption {
+        text,
+        ms: now_ms() - started,
+        backend: engine.backend_name().into(),
+        frames: input.frames.len() as u32,
+        tokens: generated.tokens,
+    };
+    LAST_CAPTION.with(|last| {
+        *last.borrow_mut() = Some(Rc::new(LastCaption {
+            id,
+            frames: input,
+            tokens: caption.tokens.clone(),
+        }))
+    });
+    Ok(FromWorker::Done { id, caption })
+}
+
+/// Each token's rollout map over the frames of caption request `caption` (the latest one),
+/// computed by the engine that captioned it.
+async fn word_maps(id: RequestId, caption: RequestId) -> Result<FromWorker, String> {
+    let engine = ENGINE
+        .with(|cell| cell.borrow().clone())
+        .ok_or("No model is loaded yet.")?;
+    let last = LAST_CAPTION
+        .with(|cell| cell.borrow().clone())
+        .filter(|last| last.id == caption)
+        .ok_or("That caption is no longer held by the captioning engine; caption the picture again.")?;
+    let LastCaption { frames, tokens, .. } = &*last;
+    // As `native caption --attention-maps`: eos left out.
+    let eos = engine
+        .config()
+        .text_config()
+        .map_err(|e| e.to_string())?
+        .eos_token_id;
+    let tokens: Vec<u32> = tokens.iter().copied().filter(|&t| t != eos).collect();
+    if tokens.is_empty() {
+        return Err("The caption has no words to map.".into());
+    }
+    let started = now_ms();
+    let maps = engine
+        .word_maps(frames, &tokens)
+        .await
+        .map_err(|e| format!("Where the words looked could not be computed: {e}"))?;
+    let texts = token_texts(engine.tokenizer(), &tokens).map_err(|e| e.to_string())?;
+    let (rows, cols) = grid_shape(engine.config()).map_err(|e| e.to_string())?;
+    let tokens = maps
+        .into_iter()
+        .zip(&texts)
+        .enumerate()
+        .map(|(i, (map, text))| TokenMap {
+            id: map.token,
+            text: text.text.clone(),
+            starts_word: i > 0 && !text.text.is_empty() && text.word_index != texts[i - 1].word_index,
+            frame_weights: map.frame_weights,
+            grids: map.frames.into_iter().map(|g| g.values).collect(),
+        })
+        .collect();
+    Ok(FromWorker::WordMaps {
         id,
-        caption: Caption {
-            text,
+        maps: WordMaps {
+            caption,
+            method: "rollout".into(),
+            rows: rows as u32,
+            cols: cols as u32,
+            tokens,
             ms: now_ms() - started,
             backend: engine.backend_name().into(),
-            frames: input.frames.len() as u32,
-            tokens: generated.tokens,
         },
     })
 }

@@ -3,6 +3,7 @@
 // `native caption` on the same files. Usage:
 //   node web/tests/browser.mjs --dist DIR --out DIR --images DIR --bad FILE [--bad-dir DIR] --video FILE [--videos DIR]
 //        [--bench-model DIR --bench-runs N --bench-tokens T] [--skip-checks]
+//        [--maps-image FILE --maps-video FILE]
 //        [--tti-dists LABEL=DIR,LABEL=DIR --tti-runs N]
 import http from "node:http";
 import zlib from "node:zlib";
@@ -381,6 +382,104 @@ try {
     results.subPath.requests = [...requests];
     log("sub-path:", results.subPath.status, "requests:", results.subPath.requests.join(" "));
     await page.close();
+  }
+
+  // ---- word maps: the switch, the word buttons, the overlay (CPU engine, then WebGPU) ----
+  if (args["maps-image"]) {
+    // Counts the kinds of message the page posts to its worker (`{"wordMaps": ..}` → wordMaps).
+    const openCounting = async (query) => {
+      const page = await context.newPage();
+      page.on("console", (m) => results.console.push(`${m.type()}: ${m.text()}`));
+      page.on("pageerror", (e) => results.console.push(`pageerror: ${e.message}`));
+      await page.addInitScript(() => {
+        window.__posted = [];
+        const post = Worker.prototype.postMessage;
+        Worker.prototype.postMessage = function (m, ...rest) {
+          if (m && typeof m === "object") window.__posted.push(Object.keys(m)[0]);
+          return post.call(this, m, ...rest);
+        };
+      });
+      await page.goto(`${origin}/${query}`);
+      await page.waitForFunction(() => ["ready", "no-model"].includes(document.body.dataset.state), null, { timeout: 600_000 });
+      return page;
+    };
+    // Waits for the word buttons, or for the status line to say why there are none.
+    const wordsShown = async (page) => {
+      await page.waitForFunction(() => {
+        const status = document.getElementById("maps-status").textContent;
+        return document.getElementById("caption").dataset.maps || (status && !status.startsWith("Computing"));
+      }, null, { timeout: 300_000 });
+      const status = await page.textContent("#maps-status");
+      if (!(await page.evaluate(() => document.getElementById("caption").dataset.maps))) {
+        throw new Error(`no word buttons; the page says: ${status}`);
+      }
+    };
+    // Hovers every word, reading the overlay's grid and where it lies against the picture.
+    const hoverEach = async (page, shot) => {
+      const words = [];
+      const n = await page.locator("#caption button.word").count();
+      for (let k = 0; k < n; k++) {
+        await page.hover(`#caption button.word[data-index="${k}"]`);
+        await page.waitForSelector(`#map-overlay[data-token="${k}"]`, { timeout: 60_000 });
+        words.push(await page.evaluate(() => {
+          const o = document.getElementById("map-overlay");
+          const media = document.querySelector("#preview img, #preview video");
+          const box = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; };
+          return {
+            text: document.querySelector(`#caption button.word[data-index="${o.dataset.token}"]`).textContent,
+            grid: o.dataset.grid.split(",").map(Number), rows: Number(o.dataset.rows), cols: Number(o.dataset.cols),
+            frame: Number(o.dataset.frame), cells: o.children.length, label: o.getAttribute("aria-label"),
+            overlayBox: box(o), mediaBox: box(media),
+            natural: media.tagName === "VIDEO" ? [media.videoWidth, media.videoHeight] : [media.naturalWidth, media.naturalHeight],
+            videoTime: media.tagName === "VIDEO" ? media.currentTime : null,
+          };
+        }));
+      }
+      await page.screenshot({ path: path.join(out, `screenshot-${shot}.png`), fullPage: true });
+      // Leaving the word takes the overlay away.
+      await page.mouse.move(0, 0);
+      const afterLeave = await page.evaluate(() => !!document.getElementById("map-overlay"));
+      return { words, afterLeave };
+    };
+    const state = (page) => page.evaluate(() => ({
+      caption: document.getElementById("caption").textContent,
+      tokens: document.getElementById("caption").dataset.tokens,
+      buttons: document.querySelectorAll("#caption button.word").length,
+      posted: window.__posted.slice(),
+      status: document.getElementById("maps-status").textContent,
+      mapsMs: Number(document.getElementById("maps-status").dataset.ms || 0),
+    }));
+    results.maps = {};
+    for (const [engine, query] of [["cpu", CPU], ["webgpu", ""]]) {
+      const page = await openCounting(query);
+      const r = { status: await page.textContent("#model-status") };
+      // Switch off (the default): a caption and nothing else.
+      r.off = { ...(await captionWith(page, "#file", args["maps-image"])), ...(await state(page)) };
+      // Switched on: the shown caption's maps are asked for, its words become buttons.
+      await page.check("#maps-toggle");
+      await wordsShown(page);
+      r.on = await state(page);
+      r.hover = await hoverEach(page, `maps-${engine}`);
+      // Keyboard: focusing the second word shows its map; moving focus away hides it.
+      await page.focus(`#caption button.word[data-index="1"]`);
+      await page.waitForSelector(`#map-overlay[data-token="1"]`, { timeout: 60_000 });
+      r.focused = await page.evaluate(() => ({ token: document.getElementById("map-overlay").dataset.token, status: document.getElementById("maps-status").textContent }));
+      await page.focus("#copy");
+      r.focused.afterBlur = await page.evaluate(() => !!document.getElementById("map-overlay"));
+      if (engine === "cpu" && args["maps-video"]) {
+        await page.fill("#frames", "8");
+        const v = await captionWith(page, "#video-file", args["maps-video"]);
+        await wordsShown(page);
+        r.video = { ...v, ...(await state(page)), ...(await hoverEach(page, "maps-video")) };
+        r.video.frameTimes = await page.evaluate(() => window.captioner.frameTimes());
+      }
+      // Switched off again: plain text, no overlay.
+      await page.uncheck("#maps-toggle");
+      r.offAgain = await state(page);
+      log("maps", engine, r.on.caption, "|", r.on.status, "|", r.hover.words.map((w) => `${w.text}:${w.grid.map((x) => x.toFixed(3)).join(" ")}`).join(" ; "));
+      results.maps[engine] = r;
+      await page.close();
+    }
   }
 
   // ---- benchmarks: ms per caption, greedy, eos never taken ----

@@ -22,6 +22,12 @@
 //! - served from a sub-path (`/demo/captioner/`, as a project page), the page loads its model,
 //!   registers its service worker there and captions, with no request outside that folder.
 //!
+//! `page_word_maps_like_native` checks the word maps' switch: off, a caption costs no extra
+//! message and shows no word buttons; on, hovering each word of a shipped picture's caption lays
+//! its map over the centre square the model saw, with `native caption --attention-maps`'s grid
+//! (on the CPU engine and on WebGPU); focus shows a map, blur hides it; a video's word shows its
+//! map on the frame it weighs most.
+//!
 //! A screenshot is left in `target/web-test/screenshot.png`.
 //!
 //! Needs trunk, wasm-bindgen-cli, Chromium and the npm packages of `web/tests` (`.ci/run`
@@ -38,6 +44,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use caption_model::attention_maps::MapMethod;
 use caption_model::decode::{generate, DecodeOptions, StepModel, Strategy};
 use caption_model::preprocess::{preprocess_bytes, PreprocessConfig};
 use caption_model::{CaptionModel, Captioner};
@@ -513,6 +520,246 @@ fn page_captions_like_native() {
     );
     assert!(out.join("screenshot.png").is_file());
     println!("screenshot: {}", out.join("screenshot.png").display());
+}
+
+/// `native caption --model <model> --frames 8 --attention-maps <dir>` on `files`: the
+/// `<name>.json` of each (the CLI's own code path, `native::maps::write_all`), and each
+/// caption's tokens as the page's `data-tokens` (eos included).
+fn native_maps(model: &Path, files: &[PathBuf], dir: &Path) -> Vec<(Value, String)> {
+    let device = candle_core::Device::Cpu;
+    let (m, tokenizer) = native::load::load_any(model, None, &device).unwrap();
+    let tokenizer = tokenizer.unwrap();
+    let t = m.config().text_config().unwrap();
+    let opts = DecodeOptions {
+        strategy: Strategy::Greedy,
+        max_length: MAX_LENGTH,
+        bos: t.bos_token_id,
+        eos: t.eos_token_id,
+    };
+    let mut results =
+        native::caption::caption_media(&m, &tokenizer, files, &opts, 1, Some(8), |_| {}).unwrap();
+    native::maps::write_all(&m, &tokenizer, &mut results, MapMethod::Rollout, 8, dir).unwrap();
+    results
+        .iter()
+        .map(|r| {
+            let json = &r.maps.as_ref().expect("native wrote maps").json;
+            let tokens: Vec<String> = r.tokens.iter().map(u32::to_string).collect();
+            (
+                serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap(),
+                tokens.join(","),
+            )
+        })
+        .collect()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn largest_difference(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// The page's hovered words against native's tokens: the same texts and grid shapes, one
+/// cell per patch, each grid within `tolerance` of native's for the frame the page showed
+/// (`frame_ok`: whether that frame is right for native's token); returns the largest
+/// difference.
+fn compare_words(
+    what: &str,
+    page: &Value,
+    native: &Value,
+    tolerance: f64,
+    frame_ok: impl Fn(&Value, usize) -> bool,
+) -> f64 {
+    let words = page["words"].as_array().unwrap();
+    let tokens = native["tokens"].as_array().unwrap();
+    assert_eq!(words.len(), tokens.len(), "{what}: one button per token: {page}");
+    let (rows, cols) = (native["rows"].as_u64().unwrap(), native["cols"].as_u64().unwrap());
+    let mut worst = 0f64;
+    for (k, (word, token)) in words.iter().zip(tokens).enumerate() {
+        assert_eq!(word["text"], token["text"], "{what}: word {k}");
+        assert_eq!(
+            (word["rows"].as_u64(), word["cols"].as_u64()),
+            (Some(rows), Some(cols)),
+            "{what}: word {k}"
+        );
+        assert_eq!(word["cells"].as_u64(), Some(rows * cols), "{what}: word {k}");
+        let frame = word["frame"].as_u64().unwrap() as usize;
+        assert!(
+            frame_ok(token, frame),
+            "{what}: word {k} shown on frame {frame}, native's frame weights {}",
+            token["frame_weights"]
+        );
+        let d = largest_difference(&floats(&word["grid"]), &floats(&token["grids"][frame]));
+        assert!(
+            d <= tolerance,
+            "{what}: word {k} ({}): grid differs from native's by {d:.2e}: page {}, native {}",
+            token["text"],
+            word["grid"],
+            token["grids"][frame]
+        );
+        worst = worst.max(d);
+        assert!(
+            word["label"].as_str().unwrap_or("").contains("looked most at"),
+            "{what}: {word}"
+        );
+    }
+    worst
+}
+
+/// The overlay lies on the centre square of the picture as displayed (what the model saw).
+fn assert_on_centre_square(what: &str, word: &Value) {
+    let b = floats(&word["overlayBox"]);
+    let m = floats(&word["mediaBox"]);
+    let n = floats(&word["natural"]);
+    // The picture inside its box (object-fit: contain), then its centre square.
+    let scale = (m[2] / n[0]).min(m[3] / n[1]);
+    let side = (n[0] * scale).min(n[1] * scale);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1.0;
+    assert!(
+        close(b[2], side) && close(b[3], side),
+        "{what}: overlay {b:?} on {m:?} ({n:?})"
+    );
+    assert!(
+        close(b[0] + b[2] / 2.0, m[0] + m[2] / 2.0),
+        "{what}: overlay {b:?} on {m:?}"
+    );
+    assert!(
+        close(b[1] + b[3] / 2.0, m[1] + m[3] / 2.0),
+        "{what}: overlay {b:?} on {m:?}"
+    );
+}
+
+fn count(list: &Value, kind: &str) -> usize {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k.as_str() == Some(kind))
+        .count()
+}
+
+/// Index of the largest value, the first on ties.
+fn heaviest(values: &[f64]) -> usize {
+    (0..values.len()).fold(0, |best, i| if values[i] > values[best] { i } else { best })
+}
+
+#[test]
+fn page_word_maps_like_native() {
+    if std::env::var("CAPTION_SKIP_BROWSER_TESTS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        caption_model::test_skip::skip("CAPTION_SKIP_BROWSER_TESTS is set");
+        return;
+    }
+    let root = common::repo_root();
+    let dist = common::build_dist(&root);
+    let out = root.join("target/web-test/maps");
+    let shared = root.join("../shared");
+    // Not square (451×300): the overlay must sit on the centre square the model saw.
+    let image = shared.join("images/chelsea.png");
+    let video = shared.join("videos/testsrc_2s.mp4");
+    let results = common::run_browser(
+        &root,
+        &[
+            "--dist".into(),
+            dist.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--skip-checks".into(),
+            "--maps-image".into(),
+            image.display().to_string(),
+            "--maps-video".into(),
+            video.display().to_string(),
+        ],
+    );
+    let native = native_maps(
+        &root.join("web/model"),
+        &[image.clone(), video.clone()],
+        &out.join("native"),
+    );
+    let ((native_image, image_tokens), (native_video, video_tokens)) = (&native[0], &native[1]);
+    let mapped = native_image["tokens"].as_array().unwrap().len();
+    for engine in ["cpu", "webgpu"] {
+        let r = &results["maps"][engine];
+        assert!(
+            r["status"]
+                .as_str()
+                .unwrap_or("")
+                .contains(if engine == "cpu" { "cpu" } else { "webgpu" }),
+            "{engine}: {}",
+            r["status"]
+        );
+        // Off: the caption alone, no map asked for, no word buttons.
+        let off = &r["off"];
+        assert_eq!(off["state"], "done", "{engine}: {off}");
+        assert_eq!(off["caption"], native_image["caption"], "{engine}: {off}");
+        assert_eq!(off["buttons"], 0, "{engine}: {off}");
+        assert_eq!(count(&off["posted"], "caption"), 1, "{engine}: {off}");
+        assert_eq!(count(&off["posted"], "wordMaps"), 0, "{engine}: {off}");
+        // On: one request for the maps; the same text, one button per token.
+        let on = &r["on"];
+        assert_eq!(count(&on["posted"], "wordMaps"), 1, "{engine}: {on}");
+        assert_eq!(on["caption"], native_image["caption"], "{engine}: {on}");
+        assert_eq!(on["tokens"].as_str().unwrap(), image_tokens, "{engine}: {on}");
+        assert_eq!(on["buttons"].as_u64(), Some(mapped as u64), "{engine}: {on}");
+        // Every word hovered: its grid is native's within rounding (the wasm and x86 kernels sum
+        // in different orders), laid over the centre square; leaving hides it.
+        let worst = compare_words(engine, &r["hover"], native_image, 1e-4, |_, f| f == 0);
+        println!(
+            "{engine}: {} words, grids within {worst:.2e} of native's; maps took {} ms",
+            mapped, on["mapsMs"]
+        );
+        for word in r["hover"]["words"].as_array().unwrap() {
+            assert_on_centre_square(engine, word);
+        }
+        assert_eq!(r["hover"]["afterLeave"], false, "{engine}: {}", r["hover"]);
+        // The keyboard: focus shows the word's map, blur hides it.
+        assert_eq!(r["focused"]["token"], "1", "{engine}: {}", r["focused"]);
+        assert_eq!(r["focused"]["afterBlur"], false, "{engine}: {}", r["focused"]);
+        // Off again: the plain caption.
+        assert_eq!(r["offAgain"]["buttons"], 0, "{engine}: {}", r["offAgain"]);
+        // (the CPU page captioned the video last)
+        let last = if r["video"].is_null() { on } else { &r["video"] };
+        assert_eq!(r["offAgain"]["caption"], last["caption"], "{engine}");
+    }
+    // A video: each word's map on the frame it weighs most (the video seeks to that frame's
+    // time); the page's frames differ from ffmpeg's by the decoders' colour rounding (a mean of
+    // at most 2 levels, see `page_captions_like_native`), so the grids are compared more
+    // loosely than a picture's (measured 0.006 and 0.015 in two runs).
+    let v = &results["maps"]["cpu"]["video"];
+    assert_eq!(v["state"], "done", "{v}");
+    assert_eq!(v["caption"], native_video["caption"], "{v}");
+    assert_eq!(v["tokens"].as_str().unwrap(), video_tokens, "{v}");
+    assert_eq!(native_video["frames"], 8);
+    // The frame shown is the one the word weighs most; where native's two heaviest frames are
+    // within a point of each other, the page's frames (another decoder) may pick either.
+    let worst = compare_words("video", v, native_video, 0.05, |t, f| {
+        let weights = floats(&t["frame_weights"]);
+        f == heaviest(&weights) || weights[heaviest(&weights)] - weights[f] < 0.01
+    });
+    println!("video: grids within {worst:.2e} of native's");
+    let times = floats(&v["frameTimes"]);
+    assert_eq!(times.len(), 8, "{v}");
+    for word in v["words"].as_array().unwrap() {
+        let frame = word["frame"].as_u64().unwrap() as usize;
+        let at = word["videoTime"].as_f64().unwrap();
+        assert!(
+            (at - times[frame]).abs() < 1e-3,
+            "the video shows {at} s, frame {frame} is at {} s",
+            times[frame]
+        );
+        assert_on_centre_square("video", word);
+        assert!(
+            word["label"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("frame {} of 8", frame + 1)),
+            "{word}"
+        );
+    }
 }
 
 /// ms per caption in headless Chromium on the CPU engine (wasm, one thread), greedy, 20 tokens,

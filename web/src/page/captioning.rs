@@ -13,8 +13,9 @@ use web_sys::{
 };
 
 use super::bridge::UNEXPECTED;
+use super::word_maps::{self, ShownCaption};
 use super::{dom, LastInput, Page};
-use crate::protocol::{Caption, FromWorker, Input, ToWorker};
+use crate::protocol::{Caption, FromWorker, Input, RequestId, ToWorker};
 use crate::settings::Settings;
 
 /// The decoding settings of the settings box; a field that is not a number is an error in words.
@@ -70,6 +71,7 @@ async fn run_caption(page: &'static Page, input: Input) {
     }
     page.set_busy(true);
     dom::hide_error();
+    word_maps::forget(page);
     let caption: HtmlElement = dom::el("caption");
     dom::set_data(&caption, "state", "running");
     caption.set_text_content(Some("…"));
@@ -77,7 +79,7 @@ async fn run_caption(page: &'static Page, input: Input) {
     let copy: HtmlButtonElement = dom::el("copy");
     copy.set_disabled(true);
     match ask_caption(page, input).await {
-        Ok(done) => {
+        Ok((request, done)) => {
             caption.set_text_content(Some(&done.text));
             let tokens: Vec<String> = done.tokens.iter().map(u32::to_string).collect();
             dom::set_data(&caption, "tokens", &tokens.join(","));
@@ -96,6 +98,12 @@ async fn run_caption(page: &'static Page, input: Input) {
             )));
             dom::set_data(&timing, "ms", &done.ms.to_string());
             copy.set_disabled(false);
+            let shown = ShownCaption {
+                request,
+                text: done.text,
+                frame_times: page.frame_times.borrow().clone(),
+            };
+            word_maps::caption_done(page, shown).await;
         }
         Err(why) => {
             dom::set_data(&caption, "state", "error");
@@ -106,7 +114,8 @@ async fn run_caption(page: &'static Page, input: Input) {
     page.set_busy(false);
 }
 
-async fn ask_caption(page: &'static Page, input: Input) -> Result<Caption, String> {
+/// The caption of `input`, and its request's id.
+async fn ask_caption(page: &'static Page, input: Input) -> Result<(RequestId, Caption), String> {
     let settings = read_settings()?;
     let caption: HtmlElement = dom::el("caption");
     let on_partial = Box::new(move |text: &str| {
@@ -117,7 +126,7 @@ async fn ask_caption(page: &'static Page, input: Input) -> Result<Caption, Strin
         .ask(|id| ToWorker::Caption { id, settings, input }, Some(on_partial))
         .await?
     {
-        FromWorker::Done { caption, .. } => Ok(caption),
+        FromWorker::Done { id, caption } => Ok((id, caption)),
         _ => Err(UNEXPECTED.into()),
     }
 }
@@ -141,6 +150,7 @@ fn show_picture(page: &'static Page, bytes: &[u8], mime: &str) {
     *page.preview_listener.borrow_mut() = Some(on_error);
     img.set_src(&url);
     dom::el::<HtmlElement>("preview").replace_children_with_node_1(&img);
+    page.frame_times.replace(None);
 }
 
 /// Captions a picture's file bytes (`mime` is its type, possibly empty).
@@ -207,6 +217,7 @@ async fn video_frames(
     let loaded = dom::next_event(&video, "loadeddata", "error");
     video.set_src(&url);
     dom::el::<HtmlElement>("preview").replace_children_with_node_1(&video);
+    page.frame_times.replace(None);
     if !loaded.await {
         return Err(failed());
     }
@@ -233,7 +244,7 @@ async fn video_frames(
     let ctx = context_2d(&canvas)?;
     let (w, h) = (f64::from(width), f64::from(height));
     let mut frames = Vec::with_capacity(times.len());
-    for t in times {
+    for &t in &times {
         let seeked = dom::next_event(&video, "seeked", "error");
         video.set_current_time(t);
         if !seeked.await {
@@ -245,6 +256,7 @@ async fn video_frames(
             .map_err(|e| format!("A video frame could not be read ({}).", dom::error_text(&e)))?;
         frames.push(ByteBuf::from(pixels.data().0));
     }
+    page.frame_times.replace(Some(times));
     Ok((frames, width, height))
 }
 

@@ -25,6 +25,11 @@ pub fn install(page: &'static Page) {
         serde_wasm_bindgen::to_value(&*page.last_input.borrow()).unwrap_or(JsValue::NULL)
     });
     set(&hooks, "lastInput", last_input.into_js_value());
+    // Seek times of the video in the preview's frames (null for a picture).
+    let frame_times = Closure::<dyn Fn() -> JsValue>::new(move || {
+        serde_wasm_bindgen::to_value(&*page.frame_times.borrow()).unwrap_or(JsValue::NULL)
+    });
+    set(&hooks, "frameTimes", frame_times.into_js_value());
     // Captions a picture's bytes as if chosen.
     let caption_bytes = Closure::<dyn Fn(JsValue) -> Promise>::new(move |bytes: JsValue| {
         let bytes = Uint8Array::new(&bytes).to_vec();

@@ -8,6 +8,7 @@
 //!   checks, the Cache API; or a folder on this computer;
 //! - [`model_box`]: loading a model and saying what was loaded (status, progress, notice);
 //! - [`captioning`]: decoding settings, pictures, video frames, scenes, the camera;
+//! - [`word_maps`]: "show where each word looked": word buttons and the map overlay;
 //! - [`wiring`]: the page's controls bound to the above;
 //! - [`hooks`]: `window.captioner`, for the browser tests and benchmarks only.
 //!
@@ -21,6 +22,7 @@ mod hooks;
 mod model_box;
 mod model_files;
 mod wiring;
+mod word_maps;
 
 use std::cell::{Cell, RefCell};
 
@@ -48,6 +50,12 @@ pub struct Page {
     camera: RefCell<Option<MediaStream>>,
     /// The preview picture's error handler (replaced with the picture).
     preview_listener: RefCell<Option<EventListener>>,
+    /// Seek times of the frames of the video in the preview (none for a picture).
+    frame_times: RefCell<Option<Vec<f64>>>,
+    /// The finished caption on show.
+    shown: RefCell<Option<word_maps::ShownCaption>>,
+    /// Its word maps, once asked for.
+    maps: RefCell<Option<crate::protocol::WordMaps>>,
 }
 
 /// The latest captioned input, as the browser tests read it (`captioner.lastInput()`).
@@ -86,6 +94,9 @@ pub fn start() {
         last_input: RefCell::new(None),
         camera: RefCell::new(None),
         preview_listener: RefCell::new(None),
+        frame_times: RefCell::new(None),
+        shown: RefCell::new(None),
+        maps: RefCell::new(None),
     }));
     page.bridge.start();
     wiring::wire(page);

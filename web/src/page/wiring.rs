@@ -1,5 +1,5 @@
 //! The page's controls, bound: file inputs, drop and paste, the camera, the scene button, the
-//! decoding settings, "Copy as alt text", and "Load another model" (by URL or local folder).
+//! decoding settings, "Copy as alt text", the word maps' switch, and "Load another model" (by URL or local folder).
 
 use std::future::Future;
 
@@ -10,7 +10,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{ClipboardEvent, DragEvent, EventTarget, File, FileList, HtmlElement, HtmlInputElement, Url};
 
 use super::captioning::{self, caption_file};
-use super::{dom, model_box, model_files, Page};
+use super::{dom, model_box, model_files, word_maps, Page};
 
 #[wasm_bindgen]
 extern "C" {
@@ -66,6 +66,8 @@ pub fn wire(page: &'static Page) {
     captioning::update_settings_visibility();
     wire_drop_and_paste(page);
     on_id("copy", "click", copy_caption);
+    on_id("maps-toggle", "change", move || word_maps::toggled(page));
+    word_maps::wire(page);
     wire_other_model(page);
 }
 
