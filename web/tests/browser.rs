@@ -205,8 +205,7 @@ fn page_tokens(page: &Value) -> Vec<u32> {
 
 #[test]
 fn page_captions_like_native() {
-    if std::env::var("CAPTION_SKIP_BROWSER_TESTS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        caption_model::test_skip::skip("CAPTION_SKIP_BROWSER_TESTS is set");
+    if common::browser_tests_skipped() {
         return;
     }
     let root = common::repo_root();
@@ -650,8 +649,7 @@ fn heaviest(values: &[f64]) -> usize {
 
 #[test]
 fn page_word_maps_like_native() {
-    if std::env::var("CAPTION_SKIP_BROWSER_TESTS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        caption_model::test_skip::skip("CAPTION_SKIP_BROWSER_TESTS is set");
+    if common::browser_tests_skipped() {
         return;
     }
     let root = common::repo_root();

@@ -125,3 +125,12 @@ pub fn random_full_size_folder(dir: &Path, quant: Quant) {
     std::fs::write(dir.join("tokenizer.json"), &folder.tokenizer).unwrap();
     std::fs::write(dir.join("manifest.json"), &folder.manifest).unwrap();
 }
+
+/// Whether `CAPTION_SKIP_BROWSER_TESTS` asks to skip the browser tests (the skip is reported).
+pub fn browser_tests_skipped() -> bool {
+    let skipped = std::env::var("CAPTION_SKIP_BROWSER_TESTS").is_ok_and(|v| !v.is_empty() && v != "0");
+    if skipped {
+        caption_model::test_skip::skip("CAPTION_SKIP_BROWSER_TESTS is set");
+    }
+    skipped
+}
