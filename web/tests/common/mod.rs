@@ -39,8 +39,15 @@ fn require(what: &str, ok: bool) {
 }
 
 /// Builds the page (`trunk build --release`) into `target/web-test/dist`, with its own cargo
-/// target folder (`target/web-wasm`), and returns the folder.
+/// target folder (`target/web-wasm`), once per test process, and returns the folder. Tests run
+/// in parallel, and two trunk builds into one folder break each other.
 pub fn build_dist(root: &Path) -> PathBuf {
+    static DIST: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIST.get_or_init(|| trunk_build(root)).clone()
+}
+
+/// [`build_dist`]'s build.
+fn trunk_build(root: &Path) -> PathBuf {
     let path = tool_path(root);
     let has = |tool: &str| {
         Command::new(tool)
