@@ -87,6 +87,10 @@ pub fn chromium() -> String {
 
 /// Runs `web/tests/browser.mjs` with `args` and returns its results.json.
 pub fn run_browser(root: &Path, args: &[String]) -> Value {
+    // One browser at a time: two on these 2 cores starved a video's seek, and the page drew a
+    // clip's frame from the wrong instant (CI, `page_captions_like_native`).
+    static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let out = args
         .iter()
         .position(|a| a == "--out")
