@@ -315,16 +315,7 @@ impl Adam {
             let lr = lr * self.lr_scale.get(name).copied().unwrap_or(1.0);
             match packed.get(name) {
                 Some(mv) => in_place::step(c, bias, lr, var.as_tensor(), &grad, mv)?,
-                None => {
-                    let st = self
-                        .state
-                        .get_mut(name)
-                        .with_context(|| format!("no optimizer state for `{name}`"))?;
-                    let p = &var.as_tensor().detach();
-                    let (p, m, v) = update(c, bias, lr, p, &grad.detach(), &st.m, &st.v)?;
-                    var.set(&p)?;
-                    *st = Moments { m, v };
-                }
+                None => update_var(c, bias, lr, var, &grad, moments_of(&mut self.state, name)?)?,
             }
         }
         Ok(())
@@ -333,25 +324,41 @@ impl Adam {
     /// The per-tensor update (see [`Adam::per_tensor`]).
     fn step_per_tensor(&mut self, grad_of: impl Fn(&str, &Var) -> Option<Tensor>, lr: f64) -> Result<()> {
         let c = self.cfg;
-        let (bc1, bc2) = bias_corrections(c, self.step);
+        let bias = bias_corrections(c, self.step);
         for (name, var) in &self.vars {
-            // Detached: gradients (and the parameter read) carry the step's autograd graph, and
-            // moments built on them would keep every past step's graph alive.
-            let Some(grad) = grad_of(name, var).map(|g| g.detach()) else {
+            let Some(grad) = grad_of(name, var) else {
                 continue;
             };
-            let st = self
-                .state
-                .get_mut(name)
-                .with_context(|| format!("no optimizer state for `{name}`"))?;
-            let p = &var.as_tensor().detach();
             let lr = lr * self.lr_scale.get(name).copied().unwrap_or(1.0);
-            let (p, m, v) = update(c, (bc1, bc2), lr, p, &grad, &st.m, &st.v)?;
-            var.set(&p)?;
-            *st = Moments { m, v };
+            update_var(c, bias, lr, var, &grad, moments_of(&mut self.state, name)?)?;
         }
         Ok(())
     }
+}
+
+/// The moments of parameter `name`.
+fn moments_of<'a>(state: &'a mut BTreeMap<String, Moments>, name: &str) -> Result<&'a mut Moments> {
+    state
+        .get_mut(name)
+        .with_context(|| format!("no optimizer state for `{name}`"))
+}
+
+/// One parameter's update by the op chain: `var` and its moments `st` replaced.
+fn update_var(
+    c: AdamConfig,
+    bias: (f64, f64),
+    lr: f64,
+    var: &Var,
+    grad: &Tensor,
+    st: &mut Moments,
+) -> Result<()> {
+    // Detached: gradients (and the parameter read) carry the step's autograd graph, and
+    // moments built on them would keep every past step's graph alive.
+    let p = &var.as_tensor().detach();
+    let (p, m, v) = update(c, bias, lr, p, &grad.detach(), &st.m, &st.v)?;
+    var.set(&p)?;
+    *st = Moments { m, v };
+    Ok(())
 }
 
 /// 1 − β₁ᵗ and 1 − β₂ᵗ.
