@@ -24,10 +24,7 @@ use native::{bench, caption, export, load, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        // candle reads this once, at its first parallel op, which has not happened yet.
-        std::env::set_var("CANDLE_NUM_THREADS", n.max(1).to_string());
-    }
+    set_thread_count(cli.threads);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -35,6 +32,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Fixes the CPU thread count for the whole run, before any tensor work: `--threads`, else
+/// CANDLE_NUM_THREADS, else RAYON_NUM_THREADS, else one per physical core. candle's pool reads
+/// CANDLE_NUM_THREADS once; its matmul and rayon read RAYON_NUM_THREADS, and without it candle
+/// counts the physical cores from /proc/cpuinfo on every matmul (about 15 % of a quantized
+/// decoding step).
+fn set_thread_count(threads: Option<usize>) {
+    let from_env = || std::env::var("CANDLE_NUM_THREADS").ok()?.parse::<usize>().ok();
+    let n = threads
+        .or_else(from_env)
+        .unwrap_or_else(candle_core::utils::get_num_threads)
+        .max(1)
+        .to_string();
+    std::env::set_var("CANDLE_NUM_THREADS", &n);
+    std::env::set_var("RAYON_NUM_THREADS", &n);
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

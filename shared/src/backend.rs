@@ -8,6 +8,7 @@
 //! Shapes are row-major; every op returns a new tensor (a backend may share storage).
 
 mod candle;
+pub(crate) mod column_split;
 pub mod compose;
 mod frozen;
 mod frozen_block;

@@ -1,11 +1,15 @@
 //! `bench memory`: the machine's memory read bandwidth, the ceiling for decoding (every
 //! generated token reads the text model's weights once): a streaming read over a buffer far
 //! larger than the caches, on 1 thread and on N threads. Also the f32 multiply-add peak, the
-//! ceiling for the image encode (dense products over 50 tokens).
+//! ceiling for the image encode (dense products over 50 tokens), and the rate of the q8/q4
+//! block products alone over a token's worth of weights (what a decoding step cannot beat).
 
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use caption_model::weights::BlockMatrix;
 
 /// Sums `words` with eight independent accumulators, so the loop is bound by loads.
 fn stream_sum(words: &[u64]) -> u64 {
@@ -114,7 +118,42 @@ pub fn fma_peak(threads: usize, iters: usize) -> f64 {
     (threads * ROUNDS * PEAK_CHAINS * lanes * 2) as f64 / best / 1e9
 }
 
-/// Prints the read bandwidth of a `mb`-megabyte buffer on 1 thread and on `threads` threads.
+/// Weights multiplied per generated token by the full-size default model (GPT-2's blocks, the
+/// cross-attention blocks, the tied LM head), rounded to whole [`DOT_ROWS`] × [`DOT_COLS`]
+/// matrices.
+const TOKEN_WEIGHTS: usize = 146_000_000;
+/// Shape of each matrix of the block-product pass: GPT-2's MLP up-projection.
+const DOT_ROWS: usize = 3072;
+const DOT_COLS: usize = 768;
+
+/// Best ms of one activation row through enough `dtype` matrices to hold a token's weights
+/// (distinct copies, so they stream from memory as a decoding step's do), over `iters` passes,
+/// with the bytes of their blocks and their weights.
+fn block_pass_ms(dtype: GgmlDType, iters: usize) -> Result<(f64, usize, usize)> {
+    let w = Tensor::randn(0f32, 0.02, (DOT_ROWS, DOT_COLS), &Device::Cpu)?;
+    let q = QTensor::quantize(&w, dtype)?;
+    let count = TOKEN_WEIGHTS.div_ceil(DOT_ROWS * DOT_COLS);
+    let matrices = (0..count)
+        .map(|_| BlockMatrix::from_qtensor(&q)?.ok_or_else(|| anyhow::anyhow!("{dtype:?} blocks")))
+        .collect::<Result<Vec<_>>>()?;
+    let x = Tensor::randn(0f32, 1.0, (1, DOT_COLS), &Device::Cpu)?;
+    let mut best = f64::MAX;
+    for _ in 0..iters.max(1) + 1 {
+        let t = Instant::now();
+        for m in &matrices {
+            std::hint::black_box(m.forward(&x)?);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok((
+        best * 1e3,
+        count * q.storage_size_in_bytes(),
+        count * DOT_ROWS * DOT_COLS,
+    ))
+}
+
+/// Prints the read bandwidth of a `mb`-megabyte buffer on 1 thread and on `threads` threads,
+/// the multiply-add peak, and the rate of the block products alone.
 pub fn bench_memory(mb: usize, threads: usize, iters: usize) -> Result<()> {
     ensure!(mb >= 64, "use a buffer of at least 64 MB, well beyond the caches");
     // Written once so that every page is mapped before timing.
@@ -139,6 +178,22 @@ pub fn bench_memory(mb: usize, threads: usize, iters: usize) -> Result<()> {
             "{n} thread{}: {:.1} GFLOP/s",
             if n == 1 { "" } else { "s" },
             fma_peak(n, iters)
+        );
+    }
+    println!(
+        "q8/q4 block products alone: one row through {:.0} M weights ({} × {DOT_ROWS}×{DOT_COLS}), \
+         {} CPU threads, best of {iters} passes",
+        TOKEN_WEIGHTS as f64 / 1e6,
+        TOKEN_WEIGHTS.div_ceil(DOT_ROWS * DOT_COLS),
+        candle_core::utils::get_num_threads()
+    );
+    for (label, dtype) in [("q8", GgmlDType::Q8_0), ("q4", GgmlDType::Q4_0)] {
+        let (ms, bytes, weights) = block_pass_ms(dtype, iters)?;
+        println!(
+            "{label}: {ms:.2} ms, {:.1} G weights/s, reads {:.1} MB at {:.1} GB/s",
+            weights as f64 / ms / 1e6,
+            bytes as f64 / 1e6,
+            bytes as f64 / ms / 1e6
         );
     }
     Ok(())

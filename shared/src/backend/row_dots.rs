@@ -14,7 +14,8 @@
 //! Products under a gradient (training) keep candle's gemm, which reads either layout.
 
 use candle_core::{DType, Device, Result, Storage, Tensor};
-use rayon::prelude::*;
+
+use super::column_split;
 
 /// Whether `x` [m, k] · `wt` [k, n] runs here: no gradient wanted, f32 on the CPU, `wt` the
 /// transpose of a row-major `W` [n, k], and a CPU with AVX-512F. One row included, against
@@ -71,41 +72,20 @@ pub fn product(x: &Tensor, wt: &Tensor) -> Result<Tensor> {
         candle_core::bail!("row-dots product of a weight that is not on the CPU");
     };
     let w = &cpu.as_slice::<f32>()?[l.start_offset()..l.start_offset() + k * n];
-    let y = columns_in_parallel(&xs, m, k, w, n);
+    let y = columns_in_parallel(&xs, m, k, w, n)?;
     Tensor::from_vec(y, (m, n), &Device::Cpu)
 }
 
-/// Splits the `n` output columns over the rayon threads (one part when the product is small)
-/// and gathers the parts into `y` [m, n].
-fn columns_in_parallel(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
-    let threads = if m * k * n < 1 << 20 {
-        1
-    } else {
-        rayon::current_num_threads().max(1)
-    };
-    let chunk = n.div_ceil(threads).max(1);
-    let ranges: Vec<(usize, usize)> = (0..n).step_by(chunk).map(|s| (s, (s + chunk).min(n))).collect();
-    let part = |&(start, end): &(usize, usize)| {
-        let mut y = vec![0f32; m * (end - start)];
-        columns(x, m, k, w, start..end, &mut y, end - start);
-        y
-    };
-    let mut parts: Vec<Vec<f32>> = if ranges.len() == 1 {
-        vec![part(&ranges[0])]
-    } else {
-        ranges.par_iter().map(part).collect()
-    };
-    if parts.len() == 1 {
-        return parts.swap_remove(0);
-    }
-    let mut y = vec![0f32; m * n];
-    for (&(start, end), p) in ranges.iter().zip(&parts) {
-        let width = end - start;
-        for r in 0..m {
-            y[r * n + start..r * n + end].copy_from_slice(&p[r * width..(r + 1) * width]);
-        }
-    }
-    y
+/// The `n` output columns split over the threads (one part when the product is small), as
+/// `y` [m, n].
+fn columns_in_parallel(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Result<Vec<f32>> {
+    let threads = column_split::thread_count(m * k * n);
+    column_split::product_columns(m, n, threads, |range| {
+        let mut y = vec![0f32; m * range.len()];
+        let width = range.len();
+        columns(x, m, k, w, range, &mut y, width);
+        Ok(y)
+    })
 }
 
 /// `x` [m, k] times the transpose of a row-major `W` [n, k] given as a slice, on the calling

@@ -12,6 +12,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 
+use crate::backend::column_split::{self, thread_count};
 use crate::backend::row_dots;
 
 /// Values per GGML block.
@@ -529,33 +530,15 @@ impl BlockMatrix {
         }
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
         // candle's gemm parallelises inside; the fused and AVX-512 dense paths split W's rows
-        // over rayon's persistent threads.
+        // over the threads.
         let threads = if m >= GEMM_MIN_ROWS && !row_dots::available() {
             1
         } else {
             thread_count(m * self.rows * self.cols)
         };
-        let chunk = self.rows.div_ceil(threads);
-        let ranges: Vec<Range<usize>> = (0..self.rows)
-            .step_by(chunk.max(1))
-            .map(|start| start..(start + chunk).min(self.rows))
-            .collect();
-        let parts: Vec<Vec<f32>> = if ranges.len() == 1 {
-            vec![self.product_part(&xs, m, 0..self.rows, tile_weights)?]
-        } else {
-            ranges
-                .par_iter()
-                .map(|range| self.product_part(&xs, m, range.clone(), tile_weights))
-                .collect::<Result<_>>()?
-        };
-        let mut y = vec![0f32; m * self.rows];
-        for (range, part) in ranges.iter().zip(parts) {
-            let width = range.len();
-            for r in 0..m {
-                y[r * self.rows + range.start..r * self.rows + range.end]
-                    .copy_from_slice(&part[r * width..(r + 1) * width]);
-            }
-        }
+        let y = column_split::product_columns(m, self.rows, threads, |range| {
+            self.product_part(&xs, m, range, tile_weights)
+        })?;
         Tensor::from_vec(y, (m, self.rows), x.device())
     }
 }
@@ -574,17 +557,6 @@ fn load16(v: &[u8]) -> std::arch::wasm32::v128 {
     assert!(v.len() >= 16);
     // SAFETY: sixteen bytes are in bounds (asserted); v128 loads need no alignment.
     unsafe { std::arch::wasm32::v128_load(v.as_ptr().cast()) }
-}
-
-/// Threads for a product of `work` multiply-adds: one unless it is large (and never on wasm32,
-/// which has no threads here).
-fn thread_count(work: usize) -> usize {
-    if cfg!(target_arch = "wasm32") || work < 1 << 20 {
-        return 1;
-    }
-    // candle counts physical cores by reading /proc/cpuinfo on every call: once is enough.
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().clamp(1, 64))
 }
 
 #[cfg(test)]
