@@ -68,22 +68,52 @@ impl TopTokens {
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then(a.0.cmp(&b.0))
         };
-        let mut best: Vec<(u32, f32)> = row
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| !x.is_nan())
-            .map(|(i, &x)| (i as u32, x))
-            .collect();
-        if k < best.len() {
-            best.select_nth_unstable_by(k, by_logit);
-            best.truncate(k);
-        }
-        best.sort_by(by_logit);
+        let best = if k <= SCAN_MAX_K {
+            top_by_scan(row, k)
+        } else {
+            let mut best: Vec<(u32, f32)> = row
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| !x.is_nan())
+                .map(|(i, &x)| (i as u32, x))
+                .collect();
+            if k < best.len() {
+                best.select_nth_unstable_by(k, by_logit);
+                best.truncate(k);
+            }
+            best.sort_by(by_logit);
+            best
+        };
         Self {
             norm: LogNorm::new(row),
             best,
         }
     }
+}
+
+/// Largest k whose best tokens are kept in a sorted list during one pass over the row (greedy
+/// and beam search ask for a handful), instead of collecting and selecting over the whole
+/// vocabulary every step.
+const SCAN_MAX_K: usize = 32;
+
+/// The `k` best (index, logit) of `row` in one pass, best first: higher logit, then lower
+/// index; NaN skipped. The same list as collecting, selecting and sorting.
+fn top_by_scan(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return best;
+    }
+    for (i, &x) in row.iter().enumerate() {
+        // Indices rise, so an equal logit never beats a kept one; NaN fails every comparison.
+        let beats_last = best.len() < k || best.last().is_some_and(|&(_, w)| x > w);
+        if !beats_last || x.is_nan() {
+            continue;
+        }
+        let at = best.partition_point(|&(_, w)| w >= x);
+        best.insert(at, (i as u32, x));
+        best.truncate(k);
+    }
+    best
 }
 
 /// How each next token is chosen.

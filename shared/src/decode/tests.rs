@@ -1,5 +1,5 @@
 use super::toy::{bigram, logits, ToyModel};
-use super::{generate, sequence_log_prob, DecodeOptions, StepModel, Strategy};
+use super::{generate, sequence_log_prob, DecodeOptions, StepModel, Strategy, TopTokens};
 use crate::{Error, Result};
 
 fn opts(strategy: Strategy, max_length: usize) -> DecodeOptions {
@@ -149,4 +149,37 @@ fn sequence_log_prob_sums_the_model_log_probs() {
         matches!(&rows, Err(Error::Decode(m)) if m.contains("1 sequences for a model holding 2 rows")),
         "{rows:?}"
     );
+}
+
+/// The one-pass top-k keeps exactly what a full sort keeps: higher logit first, the lower index
+/// on ties, NaN never; rows with many ties, NaN and infinities.
+#[test]
+fn top_tokens_by_scan_equal_a_full_sort() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for case in 0..200 {
+        let len = 1 + case % 97;
+        let row: Vec<f32> = (0..len)
+            .map(|_| match rng.random_range(0..10) {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                // Few distinct values, so ties are common.
+                _ => rng.random_range(-3..3) as f32 * 0.5,
+            })
+            .collect();
+        let mut sorted: Vec<(u32, f32)> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| !x.is_nan())
+            .map(|(i, &x)| (i as u32, x))
+            .collect();
+        sorted.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+        for k in [0, 1, 2, 5, 10, 32, 33, 100] {
+            let want: Vec<(u32, f32)> = sorted.iter().copied().take(k).collect();
+            let got = TopTokens::of_row(&row, k).best;
+            let bits = |v: &[(u32, f32)]| v.iter().map(|&(i, x)| (i, x.to_bits())).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "case {case}, k {k}, row {row:?}");
+        }
+    }
 }

@@ -276,21 +276,23 @@ impl BlockMatrix {
         let width = range.len();
         let mut y = vec![0f32; m * width];
         assert!(x.len() >= m * self.cols);
-        // Output columns side by side: 4 for one row, 2 for two or three.
-        let group = match m {
-            1 => 4,
-            2..=3 => 2,
-            _ => 1,
+        // Output columns side by side (independent add chains): 4 for one row (8 with AVX-512),
+        // 2 for two or three (4 with AVX-512), else 1 (2).
+        let xx = if wide {
+            doubled(&x[..m * self.cols])
+        } else {
+            Vec::new()
         };
         let mut c = 0;
         while c < width {
             let o = range.start + c;
             // SAFETY (AVX-512 arms): the caller checked the CPU has AVX-512F for `wide`.
-            c += match (wide, group, width - c) {
-                (true, 4, 4..) => unsafe { self.columns_avx512::<2>(x, m, o, &mut y[c..], width) },
-                (true, _, 2..) => unsafe { self.columns_avx512::<1>(x, m, o, &mut y[c..], width) },
-                (_, 4, 4..) => self.columns_avx2::<4>(x, m, o, &mut y[c..], width),
-                (_, 2.., 2..) => self.columns_avx2::<2>(x, m, o, &mut y[c..], width),
+            c += match (wide, m, width - c) {
+                (true, 1, 8..) => unsafe { self.columns_avx512::<4>(&xx, m, o, &mut y[c..], width) },
+                (true, ..=3, 4..) => unsafe { self.columns_avx512::<2>(&xx, m, o, &mut y[c..], width) },
+                (true, _, 2..) => unsafe { self.columns_avx512::<1>(&xx, m, o, &mut y[c..], width) },
+                (_, 1, 4..) => self.columns_avx2::<4>(x, m, o, &mut y[c..], width),
+                (_, ..=3, 2..) => self.columns_avx2::<2>(x, m, o, &mut y[c..], width),
                 _ => self.columns_avx2::<1>(x, m, o, &mut y[c..], width),
             };
         }
@@ -374,48 +376,44 @@ impl BlockMatrix {
 
     /// Output columns `o..o + 2P` like [`BlockMatrix::columns_avx2`], two columns to a 16-lane
     /// register: each half holds one column's 8 lanes, multiplied and added exactly as the
-    /// 8-lane code does, so the bits are the same with half the instructions.
+    /// 8-lane code does, so the bits are the same with half the instructions. `xx` is x with
+    /// every 8 values written twice ([`doubled`]), so that one load fills both halves.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2")]
     fn columns_avx512<const P: usize>(
         &self,
-        x: &[f32],
+        xx: &[f32],
         m: usize,
         o: usize,
         y: &mut [f32],
         width: usize,
     ) -> usize {
         use std::arch::x86_64::*;
-        /// `a` in the low half of a 16-lane register, `b` in the high half.
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        fn halves(a: __m256, b: __m256) -> __m512 {
-            let low = _mm512_castpd256_pd512(_mm256_castps_pd(a));
-            _mm512_castpd_ps(_mm512_insertf64x4(low, _mm256_castps_pd(b), 1))
-        }
         let per_row = self.cols / BLOCK;
         let block_bytes = if self.q4 { 16 } else { 32 };
-        assert!((o + 2 * P) * per_row * block_bytes <= self.quants.len() && m * self.cols <= x.len());
+        assert!((o + 2 * P) * per_row * block_bytes <= self.quants.len() && m * 2 * self.cols <= xx.len());
         let mut acc = [[_mm512_setzero_ps(); P]; AVX2_MAX_ROWS];
         for b in 0..per_row {
             let mut w = [[_mm512_setzero_ps(); 4]; P];
             for (p, wp) in w.iter_mut().enumerate() {
                 let (ba, bb) = ((o + 2 * p) * per_row + b, (o + 2 * p + 1) * per_row + b);
-                let d = halves(_mm256_set1_ps(self.scales[ba]), _mm256_set1_ps(self.scales[bb]));
+                let d = _mm512_mask_mov_ps(
+                    _mm512_set1_ps(self.scales[ba]),
+                    0xFF00,
+                    _mm512_set1_ps(self.scales[bb]),
+                );
                 // SAFETY: the assert above keeps both blocks inside `quants`.
-                let (qa, qb) = unsafe { (self.quants_i8(ba), self.quants_i8(bb)) };
-                for k in 0..4 {
-                    let both = _mm_unpacklo_epi64(qa[k], qb[k]);
-                    wp[k] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(both)));
+                let q = unsafe { self.quant_pairs(ba, bb) };
+                for (wk, qk) in wp.iter_mut().zip(q) {
+                    *wk = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(qk)));
                 }
             }
             for (r, lanes) in acc.iter_mut().enumerate().take(m) {
-                // SAFETY: row r's block b lies inside `x` (asserted above).
-                let xs = unsafe { x.as_ptr().add(r * self.cols + b * BLOCK) };
+                // SAFETY: row r's doubled block b lies inside `xx` (asserted above).
+                let xs = unsafe { xx.as_ptr().add(2 * (r * self.cols + b * BLOCK)) };
                 for k in 0..4 {
                     // SAFETY: as above.
-                    let x8 = unsafe { _mm256_loadu_ps(xs.add(8 * k)) };
-                    let xk = halves(x8, x8);
+                    let xk = unsafe { _mm512_loadu_ps(xs.add(16 * k)) };
                     for (lane, wp) in lanes.iter_mut().zip(&w) {
                         *lane = _mm512_add_ps(*lane, _mm512_mul_ps(wp[k], xk));
                     }
@@ -432,6 +430,51 @@ impl BlockMatrix {
             }
         }
         2 * P
+    }
+
+    /// Blocks `a` and `b`'s quants side by side, as four registers of 16 i8: the k-th holds
+    /// values 8k..8k+8 of block `a`, then the same of block `b` (q4 nibbles unpacked and offset
+    /// by -8), decoded for both blocks at once.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and both blocks are inside the matrix.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn quant_pairs(&self, a: usize, b: usize) -> [std::arch::x86_64::__m128i; 4] {
+        use std::arch::x86_64::*;
+        /// Qwords [0, 2, 1, 3]: the low 8 values of each 128-bit half, then the high 8.
+        const INTERLEAVE: i32 = 0b11_01_10_00;
+        // SAFETY: the caller keeps both blocks inside `quants`.
+        unsafe {
+            if self.q4 {
+                let base = self.quants.as_ptr();
+                let v = _mm256_loadu2_m128i(base.add(b * 16).cast(), base.add(a * 16).cast());
+                let (mask, eight) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(8));
+                // Values 0..16 of each block in the low nibbles, 16..32 in the high ones.
+                let lo = _mm256_sub_epi8(_mm256_and_si256(v, mask), eight);
+                let hi = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), eight);
+                let lo = _mm256_permute4x64_epi64(lo, INTERLEAVE);
+                let hi = _mm256_permute4x64_epi64(hi, INTERLEAVE);
+                [
+                    _mm256_castsi256_si128(lo),
+                    _mm256_extracti128_si256(lo, 1),
+                    _mm256_castsi256_si128(hi),
+                    _mm256_extracti128_si256(hi, 1),
+                ]
+            } else {
+                let va = _mm256_loadu_si256(self.quants.as_ptr().add(a * 32).cast());
+                let vb = _mm256_loadu_si256(self.quants.as_ptr().add(b * 32).cast());
+                // [a 0..8, b 0..8 | a 16..24, b 16..24] and [a 8..16, b 8..16 | a 24..32, b 24..32]
+                let low = _mm256_unpacklo_epi64(va, vb);
+                let high = _mm256_unpackhi_epi64(va, vb);
+                [
+                    _mm256_castsi256_si128(low),
+                    _mm256_castsi256_si128(high),
+                    _mm256_extracti128_si256(low, 1),
+                    _mm256_extracti128_si256(high, 1),
+                ]
+            }
+        }
     }
 
     /// [`BlockMatrix::fused_part`] for the build's baseline instruction set.
@@ -541,6 +584,18 @@ impl BlockMatrix {
         })?;
         Tensor::from_vec(y, (m, self.rows), x.device())
     }
+}
+
+/// `x` with each run of 8 values written twice in a row, for the AVX-512 fused dot's two
+/// columns per register.
+#[cfg(target_arch = "x86_64")]
+fn doubled(x: &[f32]) -> Vec<f32> {
+    let mut xx = Vec::with_capacity(2 * x.len());
+    for x8 in x.chunks(8) {
+        xx.extend_from_slice(x8);
+        xx.extend_from_slice(x8);
+    }
+    xx
 }
 
 /// Four f32 from the front of `v` (at least four long) as one SIMD128 register.
