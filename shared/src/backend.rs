@@ -14,6 +14,7 @@ mod frozen;
 mod frozen_block;
 mod kv_cache;
 pub(crate) mod row_dots;
+mod step_attention;
 mod vb;
 
 use std::fmt::Debug;

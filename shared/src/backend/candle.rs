@@ -9,6 +9,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use super::frozen::{frozen_matmul, is_frozen_product};
 use super::frozen_block;
 use super::row_dots;
+use super::step_attention;
 use super::{Backend, KvCache, Weight};
 use crate::dropout::Dropout;
 use crate::fused;
@@ -280,6 +281,9 @@ impl Backend for Tensor {
     }
 
     fn attention(q: &Self, k: &Self, v: &Self, bias: Option<&Self>, drop: &Dropout) -> Result<Self> {
+        if !drop.is_active() && step_attention::applies(q, k, v, bias) {
+            return step_attention::attention(q, k, v, bias);
+        }
         let scores = q.matmul(&k.t()?)?;
         let scores = match bias {
             Some(b) => Tensor::broadcast_add(&scores, b)?,
