@@ -17,6 +17,11 @@ use crate::backend::row_dots;
 
 /// Values per GGML block.
 const BLOCK: usize = 32;
+/// Partial sums per (row, output column) of the fused dot: value j of every block is added
+/// into lane j % 16, in block order, and the lanes are summed in order at the end. The order
+/// is the same on every instruction set (one AVX-512 register, two AVX2 ones, four SIMD128
+/// ones), so every build gives the same bits.
+const LANES: usize = 16;
 /// Rows of activations from which a product decodes tiles of W to f32 and multiplies them as a
 /// dense matrix (the AVX-512 row dots, else candle's gemm; each weight is then decoded once for
 /// many rows); fewer rows take the fused quant × activation dot.
@@ -145,7 +150,7 @@ impl BlockMatrix {
     }
 
     /// Output columns `range` of `x W^T` for few rows of `x`: each block decoded once, then
-    /// multiplied with every row in 8 lanes summed at the end. The lanes fix the order of the
+    /// multiplied with every row in 16 lanes summed at the end. The lanes fix the order of the
     /// sums, so every instruction set gives the same bits; AVX2 only makes it wider.
     fn fused_part(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
@@ -162,7 +167,7 @@ impl BlockMatrix {
     }
 
     /// [`BlockMatrix::fused_part`] in wasm SIMD128 registers (the browser's CPU engine): the
-    /// portable code's 8 lanes as two 4-lane registers, multiplied and added in the same order
+    /// portable code's 16 lanes as four 4-lane registers, multiplied and added in the same order
     /// (wasm SIMD has no fused multiply-add), so the bits are the portable ones. Several output
     /// columns run side by side when there are few rows, as on x86.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -195,32 +200,31 @@ impl BlockMatrix {
     ) -> usize {
         use std::arch::wasm32::*;
         let per_row = self.cols / BLOCK;
-        let mut acc = [[[f32x4_splat(0.0); 2]; G]; SIMD128_MAX_ROWS];
+        // The 16 lanes as four registers: weights 4j..4j + 4 go to register j % 4.
+        let mut acc = [[[f32x4_splat(0.0); 4]; G]; SIMD128_MAX_ROWS];
         for b in 0..per_row {
             let w: [[v128; 8]; G] = std::array::from_fn(|g| self.block_simd128((o + g) * per_row + b));
             for (r, lanes) in acc.iter_mut().enumerate().take(m) {
                 let xs = &x[r * self.cols + b * BLOCK..r * self.cols + (b + 1) * BLOCK];
-                for k in 0..4 {
-                    let (lo, hi) = (load4(&xs[8 * k..]), load4(&xs[8 * k + 4..]));
+                for j in 0..8 {
+                    let x4 = load4(&xs[4 * j..]);
                     for (lane, wg) in lanes.iter_mut().zip(&w) {
-                        lane[0] = f32x4_add(lane[0], f32x4_mul(wg[2 * k], lo));
-                        lane[1] = f32x4_add(lane[1], f32x4_mul(wg[2 * k + 1], hi));
+                        lane[j % 4] = f32x4_add(lane[j % 4], f32x4_mul(wg[j], x4));
                     }
                 }
             }
         }
         for (r, lanes) in acc.iter().enumerate().take(m) {
             for (g, lane) in lanes.iter().enumerate() {
-                let v: [f32; 8] = [
-                    f32x4_extract_lane::<0>(lane[0]),
-                    f32x4_extract_lane::<1>(lane[0]),
-                    f32x4_extract_lane::<2>(lane[0]),
-                    f32x4_extract_lane::<3>(lane[0]),
-                    f32x4_extract_lane::<0>(lane[1]),
-                    f32x4_extract_lane::<1>(lane[1]),
-                    f32x4_extract_lane::<2>(lane[1]),
-                    f32x4_extract_lane::<3>(lane[1]),
-                ];
+                let mut v = [0f32; LANES];
+                for (four, reg) in v.chunks_exact_mut(4).zip(lane) {
+                    four.copy_from_slice(&[
+                        f32x4_extract_lane::<0>(*reg),
+                        f32x4_extract_lane::<1>(*reg),
+                        f32x4_extract_lane::<2>(*reg),
+                        f32x4_extract_lane::<3>(*reg),
+                    ]);
+                }
                 y[r * width + g] = v.iter().sum();
             }
         }
@@ -261,7 +265,7 @@ impl BlockMatrix {
 
     /// [`BlockMatrix::fused_part`] in AVX2 registers: a block's 32 weights decoded with a few
     /// vector instructions (nibbles or bytes sign-extended to i32, converted, times the scale),
-    /// then per row the portable code's 8 lanes as one register, multiplied and added in the
+    /// then per row the portable code's 16 lanes as two registers, multiplied and added in the
     /// same order (separate multiply and add, never fused), so the bits are the portable ones.
     /// Each lane's sum is a chain of dependent adds, so several output columns run side by side
     /// (independent chains) when there are few rows.
@@ -277,20 +281,16 @@ impl BlockMatrix {
         let mut y = vec![0f32; m * width];
         assert!(x.len() >= m * self.cols);
         // Output columns side by side (independent add chains): 4 for one row (8 with AVX-512),
-        // 2 for two or three (4 with AVX-512), else 1 (2).
-        let xx = if wide {
-            doubled(&x[..m * self.cols])
-        } else {
-            Vec::new()
-        };
+        // 2 for two or three (4 with AVX-512), else 1 (2 with AVX-512).
         let mut c = 0;
         while c < width {
             let o = range.start + c;
             // SAFETY (AVX-512 arms): the caller checked the CPU has AVX-512F for `wide`.
             c += match (wide, m, width - c) {
-                (true, 1, 8..) => unsafe { self.columns_avx512::<4>(&xx, m, o, &mut y[c..], width) },
-                (true, ..=3, 4..) => unsafe { self.columns_avx512::<2>(&xx, m, o, &mut y[c..], width) },
-                (true, _, 2..) => unsafe { self.columns_avx512::<1>(&xx, m, o, &mut y[c..], width) },
+                (true, 1, 8..) => unsafe { self.columns_avx512::<8>(x, m, o, &mut y[c..], width) },
+                (true, ..=3, 4..) => unsafe { self.columns_avx512::<4>(x, m, o, &mut y[c..], width) },
+                (true, _, 2..) => unsafe { self.columns_avx512::<2>(x, m, o, &mut y[c..], width) },
+                (true, ..) => unsafe { self.columns_avx512::<1>(x, m, o, &mut y[c..], width) },
                 (_, 1, 4..) => self.columns_avx2::<4>(x, m, o, &mut y[c..], width),
                 (_, ..=3, 2..) => self.columns_avx2::<2>(x, m, o, &mut y[c..], width),
                 _ => self.columns_avx2::<1>(x, m, o, &mut y[c..], width),
@@ -315,7 +315,8 @@ impl BlockMatrix {
         let per_row = self.cols / BLOCK;
         let block_bytes = if self.q4 { 16 } else { 32 };
         assert!((o + G) * per_row * block_bytes <= self.quants.len() && m * self.cols <= x.len());
-        let mut acc = [[_mm256_setzero_ps(); G]; AVX2_MAX_ROWS];
+        // The 16 lanes as two registers: weights 8k..8k + 8 go to register k % 2.
+        let mut acc = [[[_mm256_setzero_ps(); 2]; G]; AVX2_MAX_ROWS];
         for b in 0..per_row {
             let mut w = [[_mm256_setzero_ps(); 4]; G];
             for (g, wg) in w.iter_mut().enumerate() {
@@ -333,16 +334,19 @@ impl BlockMatrix {
                     // SAFETY: as above.
                     let xk = unsafe { _mm256_loadu_ps(xs.add(8 * k)) };
                     for (lane, wg) in lanes.iter_mut().zip(&w) {
-                        *lane = _mm256_add_ps(*lane, _mm256_mul_ps(wg[k], xk));
+                        lane[k % 2] = _mm256_add_ps(lane[k % 2], _mm256_mul_ps(wg[k], xk));
                     }
                 }
             }
         }
         for (r, lanes) in acc.iter().enumerate().take(m) {
             for (g, lane) in lanes.iter().enumerate() {
-                let mut v = [0f32; 8];
-                // SAFETY: `v` holds 8 floats.
-                unsafe { _mm256_storeu_ps(v.as_mut_ptr(), *lane) };
+                let mut v = [0f32; LANES];
+                // SAFETY: `v` holds 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(v.as_mut_ptr(), lane[0]);
+                    _mm256_storeu_ps(v.as_mut_ptr().add(8), lane[1]);
+                }
                 y[r * width + g] = v.iter().sum();
             }
         }
@@ -374,15 +378,15 @@ impl BlockMatrix {
         }
     }
 
-    /// Output columns `o..o + 2P` like [`BlockMatrix::columns_avx2`], two columns to a 16-lane
-    /// register: each half holds one column's 8 lanes, multiplied and added exactly as the
-    /// 8-lane code does, so the bits are the same with half the instructions. `xx` is x with
-    /// every 8 values written twice ([`doubled`]), so that one load fills both halves.
+    /// Output columns `o..o + C` like [`BlockMatrix::columns_avx2`], each column's 16 lanes in
+    /// one register. A q4 block is decoded by table: the scale times -8..=7 is computed once
+    /// (the same exact products as the portable decode), then each nibble picks its weight with
+    /// one permute, so a block costs a handful of instructions.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2")]
-    fn columns_avx512<const P: usize>(
+    fn columns_avx512<const C: usize>(
         &self,
-        xx: &[f32],
+        x: &[f32],
         m: usize,
         o: usize,
         y: &mut [f32],
@@ -391,90 +395,59 @@ impl BlockMatrix {
         use std::arch::x86_64::*;
         let per_row = self.cols / BLOCK;
         let block_bytes = if self.q4 { 16 } else { 32 };
-        assert!((o + 2 * P) * per_row * block_bytes <= self.quants.len() && m * 2 * self.cols <= xx.len());
-        let mut acc = [[_mm512_setzero_ps(); P]; AVX2_MAX_ROWS];
+        assert!((o + C) * per_row * block_bytes <= self.quants.len() && m * self.cols <= x.len());
+        let nibble_values = _mm512_setr_ps(
+            -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0,
+        );
+        let mut acc = [[_mm512_setzero_ps(); C]; AVX2_MAX_ROWS];
         for b in 0..per_row {
-            let mut w = [[_mm512_setzero_ps(); 4]; P];
-            for (p, wp) in w.iter_mut().enumerate() {
-                let (ba, bb) = ((o + 2 * p) * per_row + b, (o + 2 * p + 1) * per_row + b);
-                let d = _mm512_mask_mov_ps(
-                    _mm512_set1_ps(self.scales[ba]),
-                    0xFF00,
-                    _mm512_set1_ps(self.scales[bb]),
-                );
-                // SAFETY: the assert above keeps both blocks inside `quants`.
-                let q = unsafe { self.quant_pairs(ba, bb) };
-                for (wk, qk) in wp.iter_mut().zip(q) {
-                    *wk = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(qk)));
-                }
+            let mut w = [[_mm512_setzero_ps(); 2]; C];
+            for (c, wc) in w.iter_mut().enumerate() {
+                let block = (o + c) * per_row + b;
+                let d = _mm512_set1_ps(self.scales[block]);
+                // SAFETY: the assert above keeps the block inside `quants`.
+                *wc = unsafe {
+                    if self.q4 {
+                        let table = _mm512_mul_ps(d, nibble_values);
+                        let bytes = _mm_loadu_si128(self.quants.as_ptr().add(block * 16).cast());
+                        // The permute reads the low 4 bits: values 0..16 are the low nibbles.
+                        let idx = _mm512_cvtepu8_epi32(bytes);
+                        [
+                            _mm512_permutexvar_ps(idx, table),
+                            _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), table),
+                        ]
+                    } else {
+                        let p = self.quants.as_ptr().add(block * 32);
+                        let lo = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast()));
+                        let hi = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(16).cast()));
+                        [
+                            _mm512_mul_ps(d, _mm512_cvtepi32_ps(lo)),
+                            _mm512_mul_ps(d, _mm512_cvtepi32_ps(hi)),
+                        ]
+                    }
+                };
             }
             for (r, lanes) in acc.iter_mut().enumerate().take(m) {
-                // SAFETY: row r's doubled block b lies inside `xx` (asserted above).
-                let xs = unsafe { xx.as_ptr().add(2 * (r * self.cols + b * BLOCK)) };
-                for k in 0..4 {
+                // SAFETY: row r's block b lies inside `x` (asserted above).
+                let xs = unsafe { x.as_ptr().add(r * self.cols + b * BLOCK) };
+                for h in 0..2 {
                     // SAFETY: as above.
-                    let xk = unsafe { _mm512_loadu_ps(xs.add(16 * k)) };
-                    for (lane, wp) in lanes.iter_mut().zip(&w) {
-                        *lane = _mm512_add_ps(*lane, _mm512_mul_ps(wp[k], xk));
+                    let xh = unsafe { _mm512_loadu_ps(xs.add(LANES * h)) };
+                    for (lane, wc) in lanes.iter_mut().zip(&w) {
+                        *lane = _mm512_add_ps(*lane, _mm512_mul_ps(wc[h], xh));
                     }
                 }
             }
         }
         for (r, lanes) in acc.iter().enumerate().take(m) {
-            for (p, lane) in lanes.iter().enumerate() {
-                let mut v = [0f32; 16];
+            for (c, lane) in lanes.iter().enumerate() {
+                let mut v = [0f32; LANES];
                 // SAFETY: `v` holds 16 floats.
                 unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *lane) };
-                y[r * width + 2 * p] = v[..8].iter().sum();
-                y[r * width + 2 * p + 1] = v[8..].iter().sum();
+                y[r * width + c] = v.iter().sum();
             }
         }
-        2 * P
-    }
-
-    /// Blocks `a` and `b`'s quants side by side, as four registers of 16 i8: the k-th holds
-    /// values 8k..8k+8 of block `a`, then the same of block `b` (q4 nibbles unpacked and offset
-    /// by -8), decoded for both blocks at once.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and both blocks are inside the matrix.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn quant_pairs(&self, a: usize, b: usize) -> [std::arch::x86_64::__m128i; 4] {
-        use std::arch::x86_64::*;
-        /// Qwords [0, 2, 1, 3]: the low 8 values of each 128-bit half, then the high 8.
-        const INTERLEAVE: i32 = 0b11_01_10_00;
-        // SAFETY: the caller keeps both blocks inside `quants`.
-        unsafe {
-            if self.q4 {
-                let base = self.quants.as_ptr();
-                let v = _mm256_loadu2_m128i(base.add(b * 16).cast(), base.add(a * 16).cast());
-                let (mask, eight) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(8));
-                // Values 0..16 of each block in the low nibbles, 16..32 in the high ones.
-                let lo = _mm256_sub_epi8(_mm256_and_si256(v, mask), eight);
-                let hi = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), eight);
-                let lo = _mm256_permute4x64_epi64(lo, INTERLEAVE);
-                let hi = _mm256_permute4x64_epi64(hi, INTERLEAVE);
-                [
-                    _mm256_castsi256_si128(lo),
-                    _mm256_extracti128_si256(lo, 1),
-                    _mm256_castsi256_si128(hi),
-                    _mm256_extracti128_si256(hi, 1),
-                ]
-            } else {
-                let va = _mm256_loadu_si256(self.quants.as_ptr().add(a * 32).cast());
-                let vb = _mm256_loadu_si256(self.quants.as_ptr().add(b * 32).cast());
-                // [a 0..8, b 0..8 | a 16..24, b 16..24] and [a 8..16, b 8..16 | a 24..32, b 24..32]
-                let low = _mm256_unpacklo_epi64(va, vb);
-                let high = _mm256_unpackhi_epi64(va, vb);
-                [
-                    _mm256_castsi256_si128(low),
-                    _mm256_castsi256_si128(high),
-                    _mm256_extracti128_si256(low, 1),
-                    _mm256_extracti128_si256(high, 1),
-                ]
-            }
-        }
+        C
     }
 
     /// [`BlockMatrix::fused_part`] for the build's baseline instruction set.
@@ -484,16 +457,16 @@ impl BlockMatrix {
         let width = range.len();
         let mut y = vec![0f32; m * width];
         let mut w = [0f32; BLOCK];
-        let mut acc = vec![[0f32; 8]; m];
+        let mut acc = vec![[0f32; LANES]; m];
         for (c, o) in range.enumerate() {
-            acc.fill([0.0; 8]);
+            acc.fill([0.0; LANES]);
             for b in 0..per_row {
                 self.decode_block(o * per_row + b, &mut w);
                 for (r, lanes) in acc.iter_mut().enumerate() {
                     let xs = &x[r * self.cols + b * BLOCK..r * self.cols + (b + 1) * BLOCK];
-                    for (w8, x8) in w.chunks_exact(8).zip(xs.chunks_exact(8)) {
-                        for l in 0..8 {
-                            lanes[l] += w8[l] * x8[l];
+                    for (w16, x16) in w.chunks_exact(LANES).zip(xs.chunks_exact(LANES)) {
+                        for l in 0..LANES {
+                            lanes[l] += w16[l] * x16[l];
                         }
                     }
                 }
@@ -584,18 +557,6 @@ impl BlockMatrix {
         })?;
         Tensor::from_vec(y, (m, self.rows), x.device())
     }
-}
-
-/// `x` with each run of 8 values written twice in a row, for the AVX-512 fused dot's two
-/// columns per register.
-#[cfg(target_arch = "x86_64")]
-fn doubled(x: &[f32]) -> Vec<f32> {
-    let mut xx = Vec::with_capacity(2 * x.len());
-    for x8 in x.chunks(8) {
-        xx.extend_from_slice(x8);
-        xx.extend_from_slice(x8);
-    }
-    xx
 }
 
 /// Four f32 from the front of `v` (at least four long) as one SIMD128 register.
@@ -710,21 +671,22 @@ mod tests {
         }
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
             let (blocks, _) = quantized(35, 256, dtype, 4);
-            // 1 row runs 4 columns side by side, 2-3 rows 2, more rows 1; 9 rows fall back to
-            // the portable code. 35 columns leave a remainder for every grouping.
+            // 1 row runs 8 columns side by side (AVX2: 4), 2-3 rows 4 (2), more rows 2 (1); 9
+            // rows fall back to the portable code. 35 columns leave a remainder for every
+            // grouping.
             for m in [1, 2, 3, 5, 7, 8, 9] {
                 let mut rng = StdRng::seed_from_u64(5 + m as u64);
                 let x: Vec<f32> = (0..m * 256).map(|_| rng.random_range(-2.0..2.0)).collect();
                 // The dispatching entry (AVX-512 or AVX2, as the CPU has them), and the AVX2
                 // code alone, against the baseline build.
-                let portable = blocks.fused_part_portable(&x, m, 1..35);
+                let portable = blocks.fused_part_portable(&x, m, 0..35);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                let wide = blocks.fused_part(&x, m, 1..35);
+                let wide = blocks.fused_part(&x, m, 0..35);
                 assert_eq!(bits(&wide), bits(&portable), "{dtype:?}, {m} rows");
                 #[cfg(target_arch = "x86_64")]
                 {
                     // SAFETY: `wide_path` checked AVX2; `false` keeps AVX-512 out.
-                    let avx2 = unsafe { blocks.fused_part_avx2(&x, m, 1..35, false) };
+                    let avx2 = unsafe { blocks.fused_part_avx2(&x, m, 0..35, false) };
                     assert_eq!(bits(&avx2), bits(&portable), "{dtype:?}, {m} rows, AVX2 only");
                 }
             }
