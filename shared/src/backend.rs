@@ -10,6 +10,7 @@
 mod candle;
 pub(crate) mod column_split;
 pub mod compose;
+mod fast_activation;
 mod frozen;
 mod frozen_block;
 mod kv_cache;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Result, Tensor, D};
 
+use super::fast_activation;
 use super::frozen::{frozen_matmul, is_frozen_product};
 use super::frozen_block;
 use super::row_dots;
@@ -260,6 +261,8 @@ impl Backend for Tensor {
     fn activation(&self, act: Activation) -> Result<Self> {
         if tracked(&[self]) {
             activation_differentiable(self, act)
+        } else if let Some(y) = fast_activation::apply(self, act)? {
+            Ok(y)
         } else {
             activation_plain(self, act)
         }
