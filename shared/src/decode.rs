@@ -341,6 +341,28 @@ fn one_per_token<X>(got: Vec<X>, tokens: &[u32], what: &str) -> Result<Vec<X>> {
     Ok(got)
 }
 
+/// Σ e^(x - max) over the non-NaN logits, each term a vectorisable f32 exponential (about 1e-7
+/// relative; libm's f64 exp over a 50 257-token row took a tenth of a q4 decoding step) summed
+/// in 8 f64 lanes.
+fn sum_exp_below(row: &[f32], max: f32) -> f64 {
+    let term = |x: f32| {
+        if x.is_nan() {
+            0.0
+        } else {
+            f64::from(crate::fast_exp::exp(x - max))
+        }
+    };
+    let mut lanes = [0f64; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&x| term(x)).sum();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] += term(c[l]);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 /// Log-softmax normaliser of one logits row, in f64; every strategy scores tokens through it so
 /// their scores agree to the bit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -364,10 +386,11 @@ impl LogNorm {
 
     /// Computes the normaliser; NaN logits count as impossible tokens.
     pub fn new(row: &[f32]) -> Self {
-        let max = row
+        // NaN is never greater, so it is skipped.
+        let max_f32 = row
             .iter()
-            .filter(|x| !x.is_nan())
-            .fold(f64::NEG_INFINITY, |m, &x| m.max(x.into()));
+            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        let max = f64::from(max_f32);
         if max.is_infinite() {
             // The limit of the softmax: uniform over the logits equal to the (infinite) max.
             let ties = row.iter().filter(|&&x| f64::from(x) == max).count().max(1);
@@ -376,14 +399,9 @@ impl LogNorm {
                 lse: (ties as f64).ln(),
             };
         }
-        let sum: f64 = row
-            .iter()
-            .filter(|x| !x.is_nan())
-            .map(|&x| (f64::from(x) - max).exp())
-            .sum();
         LogNorm {
             max,
-            lse: max + sum.ln(),
+            lse: max + sum_exp_below(row, max_f32).ln(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod decode;
 pub mod dropout;
 pub mod error;
+mod fast_exp;
 pub mod frame_sampling;
 pub mod fused;
 pub mod gpt2;
