@@ -17,8 +17,8 @@ use crate::nn::{Activation, LayerNorm, Linear};
 pub(crate) const SMALL_ROWS: usize = 8;
 /// Output columns per column group of the few-rows matmul (256 threads / 32 lanes).
 const SMALL_COLS: usize = 8;
-/// Most values of input rows the few-rows matmul holds normalised (shaders/matmul.wgsl, XN).
-const NORMED_IN_WORKGROUP: usize = 2032;
+/// Most values of input rows the few-rows matmul holds normalised (shaders/matmul.wgsl, `red`).
+const NORMED_IN_WORKGROUP: usize = 4080;
 /// Widest head the attention kernels hold (their query array).
 const MAX_HEAD: usize = 256;
 /// Widest row the projected attention normalises in workgroup memory.
