@@ -35,15 +35,17 @@ pub struct GpuCounters {
 }
 
 impl GpuCounters {
-    /// The counts from `earlier` to `self`.
+    /// The counts from `earlier` to `self`; 0 where `earlier` counted more (the difference of
+    /// two runs' timings can be negative: `bench webgpu` subtracts a short caption's from a
+    /// long one's).
     pub fn since(&self, earlier: &GpuCounters) -> GpuCounters {
         GpuCounters {
-            dispatches: self.dispatches - earlier.dispatches,
-            bind_groups: self.bind_groups - earlier.bind_groups,
-            bytes_uploaded: self.bytes_uploaded - earlier.bytes_uploaded,
-            bytes_read_back: self.bytes_read_back - earlier.bytes_read_back,
-            record_ns: self.record_ns - earlier.record_ns,
-            submit_ns: self.submit_ns - earlier.submit_ns,
+            dispatches: self.dispatches.saturating_sub(earlier.dispatches),
+            bind_groups: self.bind_groups.saturating_sub(earlier.bind_groups),
+            bytes_uploaded: self.bytes_uploaded.saturating_sub(earlier.bytes_uploaded),
+            bytes_read_back: self.bytes_read_back.saturating_sub(earlier.bytes_read_back),
+            record_ns: self.record_ns.saturating_sub(earlier.record_ns),
+            submit_ns: self.submit_ns.saturating_sub(earlier.submit_ns),
         }
     }
 }
@@ -114,5 +116,28 @@ impl Clock {
         return self.at.elapsed().as_nanos() as u64;
         #[cfg(target_arch = "wasm32")]
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GpuCounters;
+
+    #[test]
+    fn since_gives_the_differences_and_0_where_the_earlier_count_is_larger() {
+        let earlier = GpuCounters {
+            dispatches: 10,
+            record_ns: 5_000,
+            submit_ns: 7,
+            ..Default::default()
+        };
+        let later = GpuCounters {
+            dispatches: 124,
+            record_ns: 4_000,
+            submit_ns: 9,
+            ..Default::default()
+        };
+        let d = later.since(&earlier);
+        assert_eq!((d.dispatches, d.record_ns, d.submit_ns), (114, 0, 2));
     }
 }

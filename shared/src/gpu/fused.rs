@@ -17,8 +17,13 @@ use crate::nn::{Activation, LayerNorm, Linear};
 pub(crate) const SMALL_ROWS: usize = 8;
 /// Output columns per column group of the few-rows matmul (256 threads / 32 lanes).
 const SMALL_COLS: usize = 8;
-/// Most values of input rows the few-rows matmul holds normalised (shaders/matmul.wgsl, XN).
-const NORMED_IN_WORKGROUP: usize = 2032;
+/// Output columns over which `norm_linear` runs the norm as a kernel of its own: every
+/// workgroup of the few-rows matmul (8 columns) derives its rows' statistics itself, which
+/// the LM head's 6,283 workgroups pay more for than for one dispatch (the other matrices of a
+/// step have at most 384; the dispatch budget has room for one split, not for each).
+const NORM_FUSED_COLS: usize = 8192;
+/// Most values of input rows the few-rows matmul holds normalised (shaders/matmul.wgsl, `red`).
+const NORMED_IN_WORKGROUP: usize = 4080;
 /// Widest head the attention kernels hold (their query array).
 const MAX_HEAD: usize = 256;
 /// Widest row the projected attention normalises in workgroup memory.
@@ -236,7 +241,8 @@ impl GpuTensor {
         rows <= SMALL_ROWS && linear.bias().is_none_or(|b| b.dims == [out])
     }
 
-    /// [`crate::backend::Backend::norm_linear`]: one dispatch for few rows.
+    /// [`crate::backend::Backend::norm_linear`]: one dispatch for few rows, two for a wide
+    /// matrix (the norm, then the product with the activation).
     pub(crate) fn norm_linear_fused(
         &self,
         norm: &LayerNorm<Self>,
@@ -247,6 +253,13 @@ impl GpuTensor {
         let (g, b, _) = norm.parts();
         if !self.fits_matvec(linear) || g.dims != [width] || b.dims != [width] {
             return compose::norm_linear(self, norm, linear, act);
+        }
+        if linear.weight().data().rows > NORM_FUSED_COLS {
+            let epi = Epilogue {
+                act,
+                ..Default::default()
+            };
+            return norm.forward(self)?.matvec(linear.weight(), linear.bias(), &epi);
         }
         let epi = Epilogue {
             norm: Some(norm),

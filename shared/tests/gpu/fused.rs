@@ -82,8 +82,15 @@ const FORMATS: [&str; 4] = ["f32", "f16", "q8_0", "q4_0"];
 #[test]
 fn norm_linear_gives_the_plain_ops_bits() {
     let Some(d) = dev() else { return };
-    // 3 x 96 values fit the kernel's workgroup copy of the normalised rows; 8 x 384 do not.
-    for (rows, width, out) in [(1, 96, 72), (3, 96, 40), (8, 384, 24)] {
+    // 3 x 96 and 5 x 768 values fit the kernel's workgroup copy of the normalised rows; 8 x 768
+    // do not; over 8192 outputs the norm is a kernel of its own.
+    for (rows, width, out) in [
+        (1, 96, 72),
+        (3, 96, 40),
+        (5, 768, 24),
+        (8, 768, 16),
+        (2, 64, 8200),
+    ] {
         let (cx, gx) = pair(&[rows, 1, width], 1400 + rows as u64, &d);
         let (cn, gn) = norm(width, 1410, &d);
         for format in FORMATS {

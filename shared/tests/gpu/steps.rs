@@ -1,6 +1,7 @@
 //! What a decoding step asks of the GPU: the full-size model's structure (GPT-2's 12 blocks,
-//! a gated cross-attention block before each) on the fixture's small widths, so the count is
-//! the full-size model's (it depends on the blocks, not their widths). The budget is 120
+//! a gated cross-attention block before each, the 50257-word LM head) on the fixture's small
+//! widths, so the count is the full-size model's (it depends on the blocks and on whether the
+//! LM head is wide enough for its norm to run as a kernel of its own, not on the widths). The budget is 120
 //! dispatches per generated token (issue 19), greedy or beam search (whose reordering of the
 //! rows costs no dispatch); bind groups come from the cache once the first steps have run.
 
@@ -22,6 +23,7 @@ fn full_structure() -> ModelConfig {
     let full = ModelConfig::default();
     let mut text = cfg.text_config().unwrap();
     text.n_layer = full.text_config().unwrap().n_layer;
+    text.vocab_size = full.text_config().unwrap().vocab_size;
     cfg.text.config = Some(text);
     cfg.text.xattn.freq = full.text.xattn.freq;
     for i in 0..full.text_config().unwrap().n_layer {

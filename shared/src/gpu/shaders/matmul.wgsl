@@ -74,11 +74,13 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
 }
 
 // Few rows (decode steps, rows <= 8): 8 output columns per workgroup, LANES threads (a warp
-// on most GPUs) reducing over the inner dimension of each (matvec.wgsl). The override NORM layer-normalises the input rows first (gamma, beta, eps
-// word 7): 1 into workgroup memory, 2 where each value is read (rows too long to hold). Word
-// 5 fuses the ops after the product (flags): 2 the activation of code word 6 after the bias,
-// 4 add `residual` [rows, out] after that, 8 with the branch scaled by tanh(gate[0]) first.
-// Each is the separate kernel's code, so the fused result has the same bits.
+// on most GPUs) reducing over the inner dimension of each (matvec.wgsl). The override NORM
+// layer-normalises the input rows first (gamma, beta, eps word 7), all rows' statistics at
+// once (norm.wgsl): 1 the rows into workgroup memory, 2 each value where it is read (rows too
+// long to hold). Word 5 fuses the ops after the product (flags): 2 the activation of code
+// word 6 after the bias, 4 add `residual` [rows, out] after that, 8 with the branch scaled by
+// tanh(gate[0]) first. Each is the separate kernel's code, so the fused result has the same
+// bits.
 @group(0) @binding(5) var<storage, read> gamma: array<f32>;
 @group(0) @binding(6) var<storage, read> beta: array<f32>;
 @group(0) @binding(7) var<storage, read> residual: array<f32>;
@@ -86,14 +88,10 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
 
 override NORM: u32 = 0u;
 
-// Partial sums: 256 threads x up to 8 rows.
-var<workgroup> red: array<f32, 2048>;
-// The normalised input rows, when they fit (else each value is normalised where it is read;
-// 2032 keeps the kernel within the 16 KiB of workgroup memory every adapter has).
-const XN: u32 = 2032u;
-var<workgroup> xn: array<f32, 2032>;
-// Each row's norm statistics (mean, 1 / std).
-var<workgroup> stats: array<vec2<f32>, 8>;
+// With norm.wgsl's `row_stats`, the 16 KiB of workgroup memory every adapter has, used in turn
+// for the norm's partial sums (256 a row), the normalised input rows (NORM 1: rows x inner <=
+// 4080) and the product's partial sums (256 threads x up to 8 rows).
+var<workgroup> red: array<f32, 4080>;
 // The inner size (word 1), for the input readers.
 var<private> inner_len: u32;
 
@@ -101,9 +99,9 @@ var<private> inner_len: u32;
 fn xin(r: u32, c: u32) -> f32 {
     let i = r * inner_len + c;
     if NORM == 1u {
-        return xn[i];
+        return red[i];
     } else if NORM == 2u {
-        return normed(x[i], stats[r], gamma[c], beta[c]);
+        return normed(x[i], row_stats[r], gamma[c], beta[c]);
     }
     return x[i];
 }
@@ -117,20 +115,18 @@ fn xin4(r: u32, c: u32) -> vec4<f32> {
     return vec4<f32>(xin(r, c), xin(r, c + 1u), xin(r, c + 2u), xin(r, c + 3u));
 }
 
-// Normalises the input rows (norm.wgsl): their statistics, and in mode 1 the rows into `xn`.
+// Normalises the input rows (norm.wgsl): their statistics, and in mode 1 the rows into `red`.
 fn normalise_rows(li: u32, rows: u32, inner: u32) {
-    for (var r = 0u; r < rows; r++) {
-        let st = norm_stats(li, r * inner, inner, pf(7u));
-        if li == 0u {
-            stats[r] = st;
-        }
-        if NORM == 1u {
+    norm_stats_rows(li, 0u, rows, inner, pf(7u));
+    if NORM == 1u {
+        for (var r = 0u; r < rows; r++) {
+            let st = row_stats[r];
             for (var k = li; k < inner; k += 256u) {
-                xn[r * inner + k] = normed(x[r * inner + k], st, gamma[k], beta[k]);
+                red[r * inner + k] = normed(x[r * inner + k], st, gamma[k], beta[k]);
             }
         }
+        workgroupBarrier();
     }
-    workgroupBarrier();
 }
 
 // The fused ops after the product (word 5) on row r's total `v` of column `col`.
@@ -169,6 +165,10 @@ fn small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     var acc: array<f32, 8>;
     if col < out {
         acc = col_partials(col, lane, rows, inner, pu(4u));
+    }
+    if NORM == 1u {
+        // The normalised rows are read; their memory takes the partial sums next.
+        workgroupBarrier();
     }
     lane_sums(li, lane, rows, acc);
     if lane == 0u && col < out {
