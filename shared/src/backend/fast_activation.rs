@@ -42,47 +42,19 @@ fn quick_gelu(x: f32) -> f32 {
     x / (1.0 + exp(-1.702 * x))
 }
 
-/// The function for `act`, where this module has one.
-fn function(act: Activation) -> Option<fn(f32) -> f32> {
-    match act {
-        Activation::GeluNew => Some(gelu_tanh),
-        Activation::Gelu => Some(gelu_erf),
-        Activation::QuickGelu => Some(quick_gelu),
-        _ => None,
-    }
-}
-
-/// `f` over a slice, in a loop the compiler vectorises (`f` inlined into it): in AVX-512
-/// registers where the CPU has them, else in the build's baseline vectors.
-#[inline(always)]
+/// `f` over a slice, in a loop the compiler vectorises (`f` inlined into it).
 fn map(x: &[f32], f: impl Fn(f32) -> f32) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { map_avx512(x, f) };
-    }
-    map_baseline(x, f)
-}
-
-#[inline(always)]
-fn map_baseline(x: &[f32], f: impl Fn(f32) -> f32) -> Vec<f32> {
     x.iter().map(|&v| f(v)).collect()
-}
-
-/// [`map_baseline`] compiled for AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn map_avx512(x: &[f32], f: impl Fn(f32) -> f32) -> Vec<f32> {
-    map_baseline(x, f)
 }
 
 /// `act` over `x` when it is an f32 CPU tensor without a gradient and this module has the
 /// function; None otherwise (the caller uses candle's ops).
 pub(crate) fn apply(x: &Tensor, act: Activation) -> Result<Option<Tensor>> {
-    let Some(f) = function(act) else {
-        return Ok(None);
-    };
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
+    let ours = matches!(
+        act,
+        Activation::GeluNew | Activation::Gelu | Activation::QuickGelu
+    );
+    if !ours || !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
         return Ok(None);
     }
     let x = x.contiguous()?;
@@ -100,8 +72,7 @@ pub(crate) fn apply(x: &Tensor, act: Activation) -> Result<Option<Tensor>> {
         Ok(match act {
             Activation::GeluNew => map(part, gelu_tanh),
             Activation::Gelu => map(part, gelu_erf),
-            Activation::QuickGelu => map(part, quick_gelu),
-            _ => map(part, f),
+            _ => map(part, quick_gelu),
         })
     })?;
     Tensor::from_vec(out, x.shape(), &Device::Cpu).map(Some)
