@@ -125,6 +125,8 @@ const TOKEN_WEIGHTS: usize = 146_000_000;
 /// Shape of each matrix of the block-product pass: GPT-2's MLP up-projection.
 const DOT_ROWS: usize = 3072;
 const DOT_COLS: usize = 768;
+/// Matrices in the block-product pass.
+const DOT_MATRICES: usize = TOKEN_WEIGHTS.div_ceil(DOT_ROWS * DOT_COLS);
 
 /// Best ms of one activation row through enough `dtype` matrices to hold a token's weights
 /// (distinct copies, so they stream from memory as a decoding step's do), over `iters` passes,
@@ -132,8 +134,7 @@ const DOT_COLS: usize = 768;
 fn block_pass_ms(dtype: GgmlDType, iters: usize) -> Result<(f64, usize, usize)> {
     let w = Tensor::randn(0f32, 0.02, (DOT_ROWS, DOT_COLS), &Device::Cpu)?;
     let q = QTensor::quantize(&w, dtype)?;
-    let count = TOKEN_WEIGHTS.div_ceil(DOT_ROWS * DOT_COLS);
-    let matrices = (0..count)
+    let matrices = (0..DOT_MATRICES)
         .map(|_| BlockMatrix::from_qtensor(&q)?.ok_or_else(|| anyhow::anyhow!("{dtype:?} blocks")))
         .collect::<Result<Vec<_>>>()?;
     let x = Tensor::randn(0f32, 1.0, (1, DOT_COLS), &Device::Cpu)?;
@@ -147,8 +148,8 @@ fn block_pass_ms(dtype: GgmlDType, iters: usize) -> Result<(f64, usize, usize)> 
     }
     Ok((
         best * 1e3,
-        count * q.storage_size_in_bytes(),
-        count * DOT_ROWS * DOT_COLS,
+        DOT_MATRICES * q.storage_size_in_bytes(),
+        DOT_MATRICES * DOT_ROWS * DOT_COLS,
     ))
 }
 
@@ -181,10 +182,9 @@ pub fn bench_memory(mb: usize, threads: usize, iters: usize) -> Result<()> {
         );
     }
     println!(
-        "q8/q4 block products alone: one row through {:.0} M weights ({} × {DOT_ROWS}×{DOT_COLS}), \
-         {} CPU threads, best of {iters} passes",
+        "q8/q4 block products alone: one row through {:.0} M weights ({DOT_MATRICES} × \
+         {DOT_ROWS}×{DOT_COLS}), {} CPU threads, best of {iters} passes",
         TOKEN_WEIGHTS as f64 / 1e6,
-        TOKEN_WEIGHTS.div_ceil(DOT_ROWS * DOT_COLS),
         candle_core::utils::get_num_threads()
     );
     for (label, dtype) in [("q8", GgmlDType::Q8_0), ("q4", GgmlDType::Q4_0)] {

@@ -23,6 +23,18 @@ fn tracked(ts: &[&Tensor]) -> bool {
     ts.iter().any(|t| t.track_op())
 }
 
+/// Runs `f` on `t`'s values as one contiguous f32 slice of CPU memory (copied only when `t` is
+/// a view): for the inference kernels that work on slices instead of tensor ops.
+pub(super) fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("a slice kernel on a tensor that is not on the CPU");
+    };
+    let start = layout.start_offset();
+    f(&cpu.as_slice::<f32>()?[start..start + t.elem_count()])
+}
+
 /// Softmax over the last dimension, fused when no gradient is needed.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     if tracked(&[x]) {

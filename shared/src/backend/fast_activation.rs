@@ -3,8 +3,9 @@
 //! `tanhf`/`erff`/`expf` calls, which took about a tenth of a quantized decoding step. Within
 //! 1e-6 (relative, plus 1e-6 absolute) of the exact functions; training keeps candle's ops.
 
-use candle_core::{DType, Device, Result, Storage, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
+use super::candle::with_f32_slice;
 use super::column_split;
 use crate::fast_exp::exp;
 use crate::nn::Activation;
@@ -57,22 +58,17 @@ pub(crate) fn apply(x: &Tensor, act: Activation) -> Result<Option<Tensor>> {
     if !ours || !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
         return Ok(None);
     }
-    let x = x.contiguous()?;
-    let (storage, layout) = x.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        return Ok(None);
-    };
-    let start = layout.start_offset();
-    let values = &cpu.as_slice::<f32>()?[start..start + x.elem_count()];
-    // Large inputs (the image encode's) are split over the threads, as candle's ops are.
-    let threads = column_split::thread_count(values.len() * COST);
-    let out = column_split::product_columns(1, values.len(), threads, |range| {
-        let part = &values[range];
-        // One monomorphised loop per function, so each inlines.
-        Ok(match act {
-            Activation::GeluNew => map(part, gelu_tanh),
-            Activation::Gelu => map(part, gelu_erf),
-            _ => map(part, quick_gelu),
+    let out = with_f32_slice(x, |values| {
+        // Large inputs (the image encode's) are split over the threads, as candle's ops are.
+        let threads = column_split::thread_count(values.len() * COST);
+        column_split::product_columns(1, values.len(), threads, |range| {
+            let part = &values[range];
+            // One monomorphised loop per function, so each inlines.
+            Ok(match act {
+                Activation::GeluNew => map(part, gelu_tanh),
+                Activation::Gelu => map(part, gelu_erf),
+                _ => map(part, quick_gelu),
+            })
         })
     })?;
     Tensor::from_vec(out, x.shape(), &Device::Cpu).map(Some)

@@ -3,7 +3,9 @@
 //! matmuls and a softmax per layer, each handed to a rayon worker and back (a thread handoff
 //! apiece, ~30 a token), for a few thousand multiply-adds.
 
-use candle_core::{DType, Device, Result, Storage, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
+
+use super::candle::with_f32_slice as with_slice;
 
 /// Most query positions per head taken here (a decoding step has 1; prefill and the image
 /// encode keep candle's batched matmuls).
@@ -14,17 +16,6 @@ pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>)
     let all = [Some(q), Some(k), Some(v), bias];
     let ok = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op();
     q.rank() == 4 && q.dim(2).is_ok_and(|s| s <= MAX_QUERIES) && all.iter().flatten().all(|t| ok(t))
-}
-
-/// Runs `f` on `t`'s values as one contiguous f32 slice (copied only when `t` is a view).
-fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("step attention on a tensor that is not on the CPU");
-    };
-    let start = layout.start_offset();
-    f(&cpu.as_slice::<f32>()?[start..start + t.elem_count()])
 }
 
 /// `a · b` in 8 lanes summed at the end (independent add chains, so it vectorises).
