@@ -15,6 +15,7 @@ mod frozen;
 mod frozen_block;
 mod kv_cache;
 pub(crate) mod row_dots;
+mod serial_layer_norm;
 mod step_attention;
 mod vb;
 

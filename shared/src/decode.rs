@@ -341,10 +341,60 @@ fn one_per_token<X>(got: Vec<X>, tokens: &[u32], what: &str) -> Result<Vec<X>> {
     Ok(got)
 }
 
-/// Σ e^(x - max) over the non-NaN logits, each term a vectorisable f32 exponential (about 1e-7
-/// relative; libm's f64 exp over a 50 257-token row took a tenth of a q4 decoding step) summed
-/// in 8 f64 lanes.
-fn sum_exp_below(row: &[f32], max: f32) -> f64 {
+/// The largest non-NaN logit and Σ e^(x - max) over the non-NaN logits: each term a
+/// vectorisable f32 exponential (about 1e-7 relative; libm's f64 exp over a 50 257-token row
+/// took a tenth of a q4 decoding step) summed in 8 f64 lanes. Compiled for AVX-512 or AVX2
+/// where the CPU has them (the baseline build has SSE2 only, and the row is read every step):
+/// the same operations in the same order, so the same bits on every path.
+fn max_and_sum_exp(row: &[f32]) -> (f32, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { max_and_sum_exp_avx512(row) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { max_and_sum_exp_avx2(row) };
+        }
+    }
+    max_and_sum_exp_plain(row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn max_and_sum_exp_avx512(row: &[f32]) -> (f32, f64) {
+    max_and_sum_exp_plain(row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn max_and_sum_exp_avx2(row: &[f32]) -> (f32, f64) {
+    max_and_sum_exp_plain(row)
+}
+
+/// [`max_and_sum_exp`] in portable code, inlined into each instruction set's copy.
+#[inline(always)]
+fn max_and_sum_exp_plain(row: &[f32]) -> (f32, f64) {
+    // The max in 16 independent lanes so that it vectorises; NaN is never greater, so it is
+    // skipped (the max of a set does not depend on the order it is read in).
+    let mut top = [f32::NEG_INFINITY; 16];
+    let chunks = row.chunks_exact(16);
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    for c in chunks {
+        for l in 0..16 {
+            top[l] = if c[l] > top[l] { c[l] } else { top[l] };
+        }
+    }
+    for t in top {
+        max = if t > max { t } else { max };
+    }
+    if max.is_infinite() {
+        return (max, 0.0);
+    }
     let term = |x: f32| {
         if x.is_nan() {
             0.0
@@ -360,7 +410,7 @@ fn sum_exp_below(row: &[f32], max: f32) -> f64 {
             lanes[l] += term(c[l]);
         }
     }
-    lanes.iter().sum::<f64>() + tail
+    (max, lanes.iter().sum::<f64>() + tail)
 }
 
 /// Log-softmax normaliser of one logits row, in f64; every strategy scores tokens through it so
@@ -386,10 +436,7 @@ impl LogNorm {
 
     /// Computes the normaliser; NaN logits count as impossible tokens.
     pub fn new(row: &[f32]) -> Self {
-        // NaN is never greater, so it is skipped.
-        let max_f32 = row
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        let (max_f32, sum) = max_and_sum_exp(row);
         let max = f64::from(max_f32);
         if max.is_infinite() {
             // The limit of the softmax: uniform over the logits equal to the (infinite) max.
@@ -401,7 +448,7 @@ impl LogNorm {
         }
         LogNorm {
             max,
-            lse: max + sum_exp_below(row, max_f32).ln(),
+            lse: max + sum.ln(),
         }
     }
 

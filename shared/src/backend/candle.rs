@@ -10,6 +10,7 @@ use super::fast_activation;
 use super::frozen::{frozen_matmul, is_frozen_product};
 use super::frozen_block;
 use super::row_dots;
+use super::serial_layer_norm;
 use super::step_attention;
 use super::{Backend, KvCache, Weight};
 use crate::dropout::Dropout;
@@ -263,6 +264,9 @@ impl Backend for Tensor {
 
     fn layer_norm(&self, weight: &Self, bias: &Self, eps: f64) -> Result<Self> {
         let x = self;
+        if serial_layer_norm::applies(x, weight, bias) {
+            return serial_layer_norm::forward(x, weight, bias, eps as f32);
+        }
         // candle's fused kernel has no backward pass: use it only when no gradient is needed.
         if x.is_contiguous() && x.dtype() == DType::F32 && !tracked(&[x, weight, bias]) {
             return candle_nn::ops::layer_norm(x, weight, bias, eps as f32);

@@ -1,5 +1,8 @@
 use super::toy::{bigram, logits, ToyModel};
-use super::{generate, sequence_log_prob, DecodeOptions, LogNorm, StepModel, Strategy, TopTokens};
+use super::{
+    generate, max_and_sum_exp, max_and_sum_exp_plain, sequence_log_prob, DecodeOptions, LogNorm, StepModel,
+    Strategy, TopTokens,
+};
 use crate::{Error, Result};
 
 fn opts(strategy: Strategy, max_length: usize) -> DecodeOptions {
@@ -227,4 +230,32 @@ fn the_log_normaliser_matches_an_exact_log_sum_exp() {
     assert_eq!((max, lse), (f64::INFINITY, 2f64.ln()));
     let (max, _) = LogNorm::new(&[f32::NAN, f32::NAN]).parts();
     assert_eq!(max, f64::NEG_INFINITY);
+}
+
+/// The normaliser's sums compiled for this CPU's widest vectors give the portable code's bits,
+/// on rows with NaN, infinities, ties and lengths around the lane counts.
+#[test]
+fn the_log_normaliser_has_the_same_bits_on_every_instruction_set() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for len in [0, 1, 7, 8, 15, 16, 17, 33, 1000, 50_257] {
+        for special in [None, Some(f32::NAN), Some(f32::INFINITY), Some(f32::NEG_INFINITY)] {
+            let mut row: Vec<f32> = (0..len).map(|_| rng.random_range(-20.0..20.0)).collect();
+            if let (Some(v), true) = (special, len > 3) {
+                row[len / 2] = v;
+                row[len - 1] = v;
+            }
+            let (max, sum) = max_and_sum_exp(&row);
+            let (want_max, want_sum) = max_and_sum_exp_plain(&row);
+            assert_eq!(
+                (max.to_bits(), sum.to_bits()),
+                (want_max.to_bits(), want_sum.to_bits()),
+                "{len} logits, {special:?}"
+            );
+            let serial = row
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+            assert_eq!(max, serial, "{len} logits, {special:?}");
+        }
+    }
 }
