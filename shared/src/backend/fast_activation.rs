@@ -43,9 +43,11 @@ fn quick_gelu(x: f32) -> f32 {
     x / (1.0 + exp(-1.702 * x))
 }
 
-/// `f` over a slice, in a loop the compiler vectorises (`f` inlined into it).
-fn map(x: &[f32], f: impl Fn(f32) -> f32) -> Vec<f32> {
-    x.iter().map(|&v| f(v)).collect()
+/// `f` over a slice into `y`, in a loop the compiler vectorises (`f` inlined into it).
+fn map(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
+    for (y, &v) in y.iter_mut().zip(x) {
+        *y = f(v);
+    }
 }
 
 /// `act` over `x` when it is an f32 CPU tensor without a gradient and this module has the
@@ -61,14 +63,15 @@ pub(crate) fn apply(x: &Tensor, act: Activation) -> Result<Option<Tensor>> {
     let out = with_f32_slice(x, |values| {
         // Large inputs (the image encode's) are split over the threads, as candle's ops are.
         let threads = column_split::thread_count(values.len() * COST);
-        column_split::product_columns(1, values.len(), threads, |range| {
+        column_split::product_columns(1, values.len(), threads, |range, y| {
             let part = &values[range];
             // One monomorphised loop per function, so each inlines.
-            Ok(match act {
-                Activation::GeluNew => map(part, gelu_tanh),
-                Activation::Gelu => map(part, gelu_erf),
-                _ => map(part, quick_gelu),
-            })
+            match act {
+                Activation::GeluNew => map(part, y, gelu_tanh),
+                Activation::Gelu => map(part, y, gelu_erf),
+                _ => map(part, y, quick_gelu),
+            }
+            Ok(())
         })
     })?;
     Tensor::from_vec(out, x.shape(), &Device::Cpu).map(Some)

@@ -80,11 +80,10 @@ pub fn product(x: &Tensor, wt: &Tensor) -> Result<Tensor> {
 /// `y` [m, n].
 fn columns_in_parallel(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Result<Vec<f32>> {
     let threads = column_split::thread_count(m * k * n);
-    column_split::product_columns(m, n, threads, |range| {
-        let mut y = vec![0f32; m * range.len()];
+    column_split::product_columns(m, n, threads, |range, y| {
         let width = range.len();
-        columns(x, m, k, w, range, &mut y, width);
-        Ok(y)
+        columns(x, m, k, w, range, y, width);
+        Ok(())
     })
 }
 

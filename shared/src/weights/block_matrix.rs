@@ -152,18 +152,25 @@ impl BlockMatrix {
     /// Output columns `range` of `x W^T` for few rows of `x`: each block decoded once, then
     /// multiplied with every row in 16 lanes summed at the end. The lanes fix the order of the
     /// sums, so every instruction set gives the same bits; AVX2 only makes it wider.
-    fn fused_part(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
+    /// Written to `y` as [m, range.len()].
+    fn fused_part(&self, x: &[f32], m: usize, range: Range<usize>, y: &mut [f32]) {
+        assert!(
+            y.len() >= m * range.len(),
+            "{} outputs for [{m}, {}]",
+            y.len(),
+            range.len()
+        );
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             let wide = std::arch::is_x86_feature_detected!("avx512f");
             // SAFETY: the CPU has AVX2, and AVX-512F where `wide` says so.
-            return unsafe { self.fused_part_avx2(x, m, range, wide) };
+            return unsafe { self.fused_part_avx2(x, m, range, wide, y) };
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         if m <= SIMD128_MAX_ROWS {
-            return self.fused_part_simd128(x, m, range);
+            return self.fused_part_simd128(x, m, range, y);
         }
-        self.fused_part_portable(x, m, range)
+        self.fused_part_portable(x, m, range, y)
     }
 
     /// [`BlockMatrix::fused_part`] in wasm SIMD128 registers (the browser's CPU engine): the
@@ -171,9 +178,8 @@ impl BlockMatrix {
     /// (wasm SIMD has no fused multiply-add), so the bits are the portable ones. Several output
     /// columns run side by side when there are few rows, as on x86.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    fn fused_part_simd128(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
+    fn fused_part_simd128(&self, x: &[f32], m: usize, range: Range<usize>, y: &mut [f32]) {
         let width = range.len();
-        let mut y = vec![0f32; m * width];
         assert!(x.len() >= m * self.cols && range.end <= self.rows);
         let mut c = 0;
         while c < width {
@@ -184,7 +190,6 @@ impl BlockMatrix {
                 _ => self.columns_simd128::<1>(x, m, o, &mut y[c..], width),
             };
         }
-        y
     }
 
     /// Output columns `o..o + G` of `x W^T` for the `m` (at most [`SIMD128_MAX_ROWS`]) rows of
@@ -273,12 +278,11 @@ impl BlockMatrix {
     #[target_feature(enable = "avx2")]
     /// With `wide` (the CPU has AVX-512F, checked by the caller), two columns share a 16-lane
     /// register.
-    fn fused_part_avx2(&self, x: &[f32], m: usize, range: Range<usize>, wide: bool) -> Vec<f32> {
+    fn fused_part_avx2(&self, x: &[f32], m: usize, range: Range<usize>, wide: bool, y: &mut [f32]) {
         if m > AVX2_MAX_ROWS {
-            return self.fused_part_portable(x, m, range);
+            return self.fused_part_portable(x, m, range, y);
         }
         let width = range.len();
-        let mut y = vec![0f32; m * width];
         assert!(x.len() >= m * self.cols);
         // Output columns side by side (independent add chains): 4 for one row (8 with AVX-512),
         // 2 for two or three (4 with AVX-512), else 1 (2 with AVX-512).
@@ -296,7 +300,6 @@ impl BlockMatrix {
                 _ => self.columns_avx2::<1>(x, m, o, &mut y[c..], width),
             };
         }
-        y
     }
 
     /// Output columns `o..o + G` of `x W^T` for the `m` (at most [`AVX2_MAX_ROWS`]) rows of `x`,
@@ -483,10 +486,9 @@ impl BlockMatrix {
 
     /// [`BlockMatrix::fused_part`] for the build's baseline instruction set.
     #[inline(always)]
-    fn fused_part_portable(&self, x: &[f32], m: usize, range: Range<usize>) -> Vec<f32> {
+    fn fused_part_portable(&self, x: &[f32], m: usize, range: Range<usize>, y: &mut [f32]) {
         let per_row = self.cols / BLOCK;
         let width = range.len();
-        let mut y = vec![0f32; m * width];
         let mut w = [0f32; BLOCK];
         let mut acc = vec![[0f32; LANES]; m];
         for (c, o) in range.enumerate() {
@@ -506,25 +508,24 @@ impl BlockMatrix {
                 y[r * width + c] = lanes.iter().sum();
             }
         }
-        y
     }
 
-    /// Output columns `range` of `x W^T` for `x` [m, cols], as [m, range.len()], decoding at
-    /// most `tile_weights` weights at a time on the gemm path.
+    /// Output columns `range` of `x W^T` for `x` [m, cols], written to `y` as
+    /// [m, range.len()], decoding at most `tile_weights` weights at a time on the gemm path.
     fn product_part(
         &self,
         x: &[f32],
         m: usize,
         range: Range<usize>,
         tile_weights: usize,
-    ) -> Result<Vec<f32>> {
+        y: &mut [f32],
+    ) -> Result<()> {
         let width = range.len();
         if m >= GEMM_MIN_ROWS && row_dots::available() {
             // Many rows on AVX-512: decode a cache-sized tile of W at a time on this thread and
             // dot its rows with every row of x while it is in the cache.
             let tile_rows = (tile_weights.min(CACHE_TILE_WEIGHTS) / self.cols).max(1);
             let mut w = vec![0f32; tile_rows.min(width) * self.cols];
-            let mut y = vec![0f32; m * width];
             for start in range.clone().step_by(tile_rows) {
                 let rows = start..(start + tile_rows).min(range.end);
                 let tile = &mut w[..rows.len() * self.cols];
@@ -532,7 +533,7 @@ impl BlockMatrix {
                 let out = &mut y[start - range.start..];
                 row_dots::product_into(x, m, self.cols, tile, rows.len(), out, width);
             }
-            return Ok(y);
+            return Ok(());
         }
         if m >= GEMM_MIN_ROWS {
             // Many rows: decode each tile of W once and multiply it as a dense matrix.
@@ -551,9 +552,12 @@ impl BlockMatrix {
                     x.matmul(&tile)?
                 });
             }
-            return Tensor::cat(&parts, 1)?.flatten_all()?.to_vec1();
+            let product = Tensor::cat(&parts, 1)?.flatten_all()?.to_vec1::<f32>()?;
+            y[..product.len()].copy_from_slice(&product);
+            return Ok(());
         }
-        Ok(self.fused_part(x, m, range))
+        self.fused_part(x, m, range, y);
+        Ok(())
     }
 
     /// The whole of W decoded, transposed: `W^T` [cols, rows] (a differentiable product
@@ -583,8 +587,8 @@ impl BlockMatrix {
         } else {
             thread_count(m * self.rows * self.cols)
         };
-        let y = column_split::product_columns(m, self.rows, threads, |range| {
-            self.product_part(&xs, m, range, tile_weights)
+        let y = column_split::product_columns(m, self.rows, threads, |range, out| {
+            self.product_part(&xs, m, range, tile_weights, out)
         })?;
         Tensor::from_vec(y, (m, self.rows), x.device())
     }
@@ -710,14 +714,19 @@ mod tests {
                 let x: Vec<f32> = (0..m * 256).map(|_| rng.random_range(-2.0..2.0)).collect();
                 // The dispatching entry (AVX-512 or AVX2, as the CPU has them), and the AVX2
                 // code alone, against the baseline build.
-                let portable = blocks.fused_part_portable(&x, m, 0..35);
+                let run = |f: &dyn Fn(&mut [f32])| {
+                    let mut y = vec![f32::NAN; m * 35];
+                    f(&mut y);
+                    y
+                };
+                let portable = run(&|y| blocks.fused_part_portable(&x, m, 0..35, y));
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                let wide = blocks.fused_part(&x, m, 0..35);
+                let wide = run(&|y| blocks.fused_part(&x, m, 0..35, y));
                 assert_eq!(bits(&wide), bits(&portable), "{dtype:?}, {m} rows");
                 #[cfg(target_arch = "x86_64")]
                 {
                     // SAFETY: `wide_path` checked AVX2; `false` keeps AVX-512 out.
-                    let avx2 = unsafe { blocks.fused_part_avx2(&x, m, 0..35, false) };
+                    let avx2 = run(&|y| unsafe { blocks.fused_part_avx2(&x, m, 0..35, false, y) });
                     assert_eq!(bits(&avx2), bits(&portable), "{dtype:?}, {m} rows, AVX2 only");
                 }
             }
