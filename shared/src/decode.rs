@@ -341,7 +341,8 @@ fn one_per_token<X>(got: Vec<X>, tokens: &[u32], what: &str) -> Result<Vec<X>> {
     Ok(got)
 }
 
-/// The largest non-NaN logit and Σ e^(x - max) over the non-NaN logits: each term a
+/// The largest non-NaN logit and Σ e^(x - max) over the non-NaN logits (the sum is 0 when the
+/// max is infinite or there is none: the caller then takes the softmax's limit), each term a
 /// vectorisable f32 exponential (about 1e-7 relative; libm's f64 exp over a 50 257-token row
 /// took a tenth of a q4 decoding step) summed in 8 f64 lanes. Compiled for AVX-512 or AVX2
 /// where the CPU has them (the baseline build has SSE2 only, and the row is read every step):
